@@ -1,0 +1,499 @@
+//! `apply()`: the transition function. Pure, deterministic, total: it reads
+//! no clock, does no I/O, never panics, and a refused command changes
+//! nothing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Cancel, Claim, Complete, Fail, Handoff, Release, Renew, StepDone, Submit};
+use crate::state::{ClaimEnd, Holder, JournalEntry, Lease, QueueKey, Status, WorkItem, matches};
+use crate::{
+    ClaimError, Command, DEFAULT_MAX_ATTEMPTS, FencingToken, Limits, Millis, State, WorkId,
+};
+
+/// What an applied command answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// `created` is false when the idempotency key matched an existing item.
+    Submitted {
+        item: WorkItem,
+        created: bool,
+    },
+    /// The items a claim was granted, with their new tokens; may be empty.
+    Granted(Vec<WorkItem>),
+    Renewed {
+        renewed: Vec<WorkItem>,
+        rejected: Vec<(FencingToken, ClaimError)>,
+    },
+    /// The item after a step checkpoint, complete, fail, release, hand-off or
+    /// cancel.
+    Item(WorkItem),
+    /// Items whose lease a tick expired.
+    Expired(Vec<WorkId>),
+    /// How many leases a new leader extended.
+    Extended(usize),
+    Batch(Vec<Result<Response, ClaimError>>),
+}
+
+/// Limits `apply()` holds every entry to. They are fixed (not node config) so
+/// every replica answers a committed entry the same way; the edge checks the
+/// tighter, configurable limits before proposing.
+pub const APPLY_LIMITS: Limits = Limits {
+    max_payload_bytes: 16 * 1024 * 1024,
+    max_name_len: 256,
+    max_claim: 10_000,
+    max_capabilities: 256,
+};
+
+/// Applies one command. A refused command leaves `state` exactly as it was.
+pub fn apply(state: &mut State, cmd: Command) -> Result<Response, ClaimError> {
+    if let Command::Batch(cmds) = cmd {
+        let mut out = Vec::with_capacity(cmds.len());
+        for c in cmds {
+            out.push(match c {
+                Command::Batch(_) => Err(ClaimError::invalid("batch", "batches do not nest")),
+                c => apply_one(state, c),
+            });
+        }
+        return Ok(Response::Batch(out));
+    }
+    apply_one(state, cmd)
+}
+
+fn apply_one(state: &mut State, cmd: Command) -> Result<Response, ClaimError> {
+    APPLY_LIMITS.check(&cmd)?;
+    match cmd {
+        Command::Submit(c) => submit(state, c),
+        Command::Claim(c) => claim(state, c),
+        Command::Renew(c) => renew(state, c),
+        Command::StepDone(c) => step_done(state, c),
+        Command::Complete(c) => complete(state, c),
+        Command::Fail(c) => fail(state, c),
+        Command::Release(c) => release(state, c),
+        Command::Handoff(c) => handoff(state, c),
+        Command::Cancel(c) => cancel(state, c),
+        Command::Tick { now } => Ok(tick(state, now)),
+        Command::LeaderTookOffice { now } => Ok(extend_leases(state, now)),
+        Command::Batch(_) => Err(ClaimError::invalid("batch", "batches do not nest")),
+    }
+}
+
+/// Time in the state machine never runs backwards, whatever a new leader's
+/// clock says.
+fn advance(state: &mut State, now: Millis) -> Millis {
+    state.clock = state.clock.max(now);
+    state.clock
+}
+
+fn submit(state: &mut State, c: Submit) -> Result<Response, ClaimError> {
+    if !c.idempotency_key.is_empty() {
+        if let Some(item) = state
+            .by_key
+            .get(&c.idempotency_key)
+            .and_then(|id| state.items.get(id))
+        {
+            return Ok(Response::Submitted {
+                item: item.clone(),
+                created: false,
+            });
+        }
+    }
+    if state.items.contains_key(&c.id) {
+        return Err(ClaimError::DuplicateId { id: c.id });
+    }
+    let now = advance(state, c.now);
+    let seq = state.next_seq;
+    state.next_seq += 1;
+    let item = WorkItem {
+        id: c.id.clone(),
+        kind: c.kind,
+        priority: c.priority,
+        requires: c.requires,
+        payload: c.payload,
+        idempotency_key: c.idempotency_key.clone(),
+        status: Status::Pending,
+        attempt: 0,
+        max_attempts: if c.max_attempts == 0 {
+            DEFAULT_MAX_ATTEMPTS
+        } else {
+            c.max_attempts
+        },
+        lease: None,
+        token: 0,
+        result: None,
+        error: None,
+        submitted_at: now,
+        updated_at: now,
+        seq,
+        history: Vec::new(),
+        journal: Vec::new(),
+    };
+    if !c.idempotency_key.is_empty() {
+        state.by_key.insert(c.idempotency_key, c.id.clone());
+    }
+    state.queue.insert(queue_key(&item));
+    state.items.insert(c.id, item.clone());
+    Ok(Response::Submitted {
+        item,
+        created: true,
+    })
+}
+
+fn claim(state: &mut State, c: Claim) -> Result<Response, ClaimError> {
+    let now = advance(state, c.now);
+    let chosen: Vec<QueueKey> = state
+        .queue
+        .iter()
+        .filter(|k| {
+            state
+                .items
+                .get(&k.id)
+                .is_some_and(|item| matches(item, &c.kinds, &c.capabilities))
+        })
+        .take(c.max as usize)
+        .cloned()
+        .collect();
+    let mut granted = Vec::with_capacity(chosen.len());
+    for key in chosen {
+        state.queue.remove(&key);
+        if let Some(item) = grant(state, &key.id, &c.agent, c.lease_ms, now, true) {
+            granted.push(item);
+        }
+    }
+    Ok(Response::Granted(granted))
+}
+
+/// Gives a (no longer queued) item a new claim under the next token.
+fn grant(
+    state: &mut State,
+    id: &str,
+    agent: &str,
+    lease_ms: Millis,
+    now: Millis,
+    counts_as_attempt: bool,
+) -> Option<WorkItem> {
+    let item = state.items.get_mut(id)?;
+    state.last_token += 1;
+    let token = state.last_token;
+    let expires_at = now.saturating_add(lease_ms);
+    item.status = Status::Claimed;
+    if counts_as_attempt {
+        item.attempt = item.attempt.saturating_add(1);
+    }
+    item.token = token;
+    item.updated_at = now;
+    item.lease = Some(Lease {
+        agent: agent.to_string(),
+        token,
+        granted_at: now,
+        expires_at,
+        lease_ms,
+        progress: None,
+    });
+    item.history.push(Holder {
+        agent: agent.to_string(),
+        token,
+        granted_at: now,
+        ended: None,
+    });
+    state.live.insert(token, id.to_string());
+    state
+        .by_agent
+        .entry(agent.to_string())
+        .or_default()
+        .insert(token);
+    state.expiry.insert((expires_at, token));
+    Some(item.clone())
+}
+
+/// Ends the live claim of `item` (which must have one) and drops it from
+/// every claim index.
+fn end_claim(state: &mut State, id: &str, how: ClaimEnd, now: Millis) {
+    let Some(item) = state.items.get_mut(id) else {
+        return;
+    };
+    let Some(lease) = item.lease.take() else {
+        return;
+    };
+    item.updated_at = now;
+    if let Some(h) = item
+        .history
+        .iter_mut()
+        .rev()
+        .find(|h| h.token == lease.token)
+    {
+        h.ended = Some(how);
+    }
+    state.live.remove(&lease.token);
+    state.expiry.remove(&(lease.expires_at, lease.token));
+    if let Some(tokens) = state.by_agent.get_mut(&lease.agent) {
+        tokens.remove(&lease.token);
+        if tokens.is_empty() {
+            state.by_agent.remove(&lease.agent);
+        }
+    }
+}
+
+/// The item behind `id` if `token` is its live claim's token.
+fn held<'a>(state: &'a State, id: &str, token: FencingToken) -> Result<&'a WorkItem, ClaimError> {
+    let item = state
+        .items
+        .get(id)
+        .ok_or_else(|| ClaimError::NotFound { id: id.to_string() })?;
+    match item.current_token() {
+        Some(t) if t == token => Ok(item),
+        current => Err(ClaimError::StaleToken {
+            id: id.to_string(),
+            presented: token,
+            current,
+        }),
+    }
+}
+
+fn renew(state: &mut State, c: Renew) -> Result<Response, ClaimError> {
+    let now = advance(state, c.now);
+    let tokens: Vec<FencingToken> = if c.tokens.is_empty() {
+        state
+            .by_agent
+            .get(&c.agent)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    } else {
+        c.tokens
+    };
+    let mut renewed = Vec::new();
+    let mut rejected = Vec::new();
+    for token in tokens {
+        let lease = state
+            .live
+            .get(&token)
+            .and_then(|id| state.items.get(id))
+            .and_then(|item| item.lease.as_ref());
+        let lease = match lease {
+            Some(l) if l.agent == c.agent && l.expires_at > now => l.clone(),
+            _ => {
+                rejected.push((
+                    token,
+                    ClaimError::NotHolder {
+                        agent: c.agent.clone(),
+                        token,
+                    },
+                ));
+                continue;
+            }
+        };
+        let Some(id) = state.live.get(&token).cloned() else {
+            continue;
+        };
+        let expires_at = now.saturating_add(lease.lease_ms).max(lease.expires_at);
+        state.expiry.remove(&(lease.expires_at, token));
+        state.expiry.insert((expires_at, token));
+        if let Some(item) = state.items.get_mut(&id) {
+            if let Some(l) = item.lease.as_mut() {
+                l.expires_at = expires_at;
+                if c.progress.is_some() {
+                    l.progress.clone_from(&c.progress);
+                }
+            }
+            item.updated_at = now;
+            renewed.push(item.clone());
+        }
+    }
+    Ok(Response::Renewed { renewed, rejected })
+}
+
+fn step_done(state: &mut State, c: StepDone) -> Result<Response, ClaimError> {
+    held(state, &c.id, c.token)?;
+    let now = advance(state, c.now);
+    let item = state
+        .items
+        .get_mut(&c.id)
+        .ok_or_else(|| ClaimError::NotFound { id: c.id.clone() })?;
+    item.journal.push(JournalEntry {
+        step: c.step,
+        token: c.token,
+        outcome: c.outcome,
+    });
+    item.updated_at = now;
+    Ok(Response::Item(item.clone()))
+}
+
+fn complete(state: &mut State, c: Complete) -> Result<Response, ClaimError> {
+    // A retried complete of the same claim answers as the first one did.
+    if let Some(item) = state.items.get(&c.id) {
+        if item.status == Status::Completed && item.token == c.token {
+            return Ok(Response::Item(item.clone()));
+        }
+    }
+    held(state, &c.id, c.token)?;
+    let now = advance(state, c.now);
+    end_claim(state, &c.id, ClaimEnd::Completed, now);
+    let item = finish(state, &c.id, Status::Completed, now)?;
+    item.result = Some(c.result);
+    Ok(Response::Item(item.clone()))
+}
+
+fn fail(state: &mut State, c: Fail) -> Result<Response, ClaimError> {
+    held(state, &c.id, c.token)?;
+    let now = advance(state, c.now);
+    end_claim(state, &c.id, ClaimEnd::Failed, now);
+    let retry = c.retry
+        && state
+            .items
+            .get(&c.id)
+            .is_some_and(|i| i.attempt < i.max_attempts);
+    let item = if retry {
+        requeue(state, &c.id, now)?
+    } else {
+        finish(state, &c.id, Status::Failed, now)?
+    };
+    item.error = Some(c.error);
+    Ok(Response::Item(item.clone()))
+}
+
+fn release(state: &mut State, c: Release) -> Result<Response, ClaimError> {
+    held(state, &c.id, c.token)?;
+    let now = advance(state, c.now);
+    end_claim(state, &c.id, ClaimEnd::Released, now);
+    let item = requeue(state, &c.id, now)?;
+    // Given back untried: the grant does not count against the item.
+    item.attempt = item.attempt.saturating_sub(1);
+    Ok(Response::Item(item.clone()))
+}
+
+fn handoff(state: &mut State, c: Handoff) -> Result<Response, ClaimError> {
+    let lease_ms = held(state, &c.id, c.token)?
+        .lease
+        .as_ref()
+        .map(|l| l.lease_ms)
+        .unwrap_or_default();
+    let now = advance(state, c.now);
+    end_claim(state, &c.id, ClaimEnd::HandedOff, now);
+    grant(state, &c.id, &c.to_agent, lease_ms, now, false)
+        .map(Response::Item)
+        .ok_or(ClaimError::NotFound { id: c.id })
+}
+
+fn cancel(state: &mut State, c: Cancel) -> Result<Response, ClaimError> {
+    let item = state
+        .items
+        .get(&c.id)
+        .ok_or_else(|| ClaimError::NotFound { id: c.id.clone() })?;
+    match item.status {
+        Status::Cancelled => return Ok(Response::Item(item.clone())),
+        s if s.is_terminal() => {
+            return Err(ClaimError::WrongStatus {
+                id: c.id,
+                status: s,
+                action: "cancel".to_string(),
+            });
+        }
+        _ => {}
+    }
+    let key = queue_key(item);
+    let now = advance(state, c.now);
+    state.queue.remove(&key);
+    end_claim(state, &c.id, ClaimEnd::Cancelled, now);
+    let item = finish(state, &c.id, Status::Cancelled, now)?;
+    item.error = Some(c.reason);
+    Ok(Response::Item(item.clone()))
+}
+
+fn tick(state: &mut State, now: Millis) -> Response {
+    let now = advance(state, now);
+    let due: Vec<FencingToken> = state
+        .expiry
+        .iter()
+        .take_while(|(at, _)| *at <= now)
+        .map(|(_, t)| *t)
+        .collect();
+    let mut expired = Vec::with_capacity(due.len());
+    for token in due {
+        let Some(id) = state.live.get(&token).cloned() else {
+            continue;
+        };
+        end_claim(state, &id, ClaimEnd::Expired, now);
+        let Some(item) = state.items.get(&id) else {
+            continue;
+        };
+        let (attempt, max) = (item.attempt, item.max_attempts);
+        let outcome = if attempt >= max {
+            finish(state, &id, Status::Failed, now)
+        } else {
+            requeue(state, &id, now)
+        };
+        if let Ok(item) = outcome {
+            if item.status == Status::Failed {
+                item.error = Some(format!(
+                    "lease expired on attempt {attempt} of {max}: no attempts left"
+                ));
+            }
+        }
+        expired.push(id);
+    }
+    Response::Expired(expired)
+}
+
+fn extend_leases(state: &mut State, now: Millis) -> Response {
+    let now = advance(state, now);
+    let tokens: Vec<FencingToken> = state.live.keys().copied().collect();
+    let mut extended = 0;
+    for token in tokens {
+        let Some(item) = state
+            .live
+            .get(&token)
+            .and_then(|id| state.items.get_mut(id))
+        else {
+            continue;
+        };
+        let Some(lease) = item.lease.as_mut() else {
+            continue;
+        };
+        let floor = now.saturating_add(lease.lease_ms);
+        if lease.expires_at < floor {
+            state.expiry.remove(&(lease.expires_at, token));
+            lease.expires_at = floor;
+            state.expiry.insert((floor, token));
+            extended += 1;
+        }
+    }
+    Response::Extended(extended)
+}
+
+/// Puts an unclaimed item back in the claimable queue.
+fn requeue<'a>(
+    state: &'a mut State,
+    id: &str,
+    now: Millis,
+) -> Result<&'a mut WorkItem, ClaimError> {
+    let item = state
+        .items
+        .get_mut(id)
+        .ok_or_else(|| ClaimError::NotFound { id: id.to_string() })?;
+    item.status = Status::Pending;
+    item.updated_at = now;
+    state.queue.insert(queue_key(item));
+    Ok(item)
+}
+
+fn finish<'a>(
+    state: &'a mut State,
+    id: &str,
+    status: Status,
+    now: Millis,
+) -> Result<&'a mut WorkItem, ClaimError> {
+    let item = state
+        .items
+        .get_mut(id)
+        .ok_or_else(|| ClaimError::NotFound { id: id.to_string() })?;
+    item.status = status;
+    item.updated_at = now;
+    Ok(item)
+}
+
+fn queue_key(item: &WorkItem) -> QueueKey {
+    QueueKey {
+        neg_priority: -i64::from(item.priority),
+        seq: item.seq,
+        id: item.id.clone(),
+    }
+}

@@ -1,0 +1,188 @@
+//! Commands: the only way the state changes. Each one is (part of) one Raft
+//! entry; time enters only through the `now` the proposing leader stamped.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{FencingToken, Millis, WorkId};
+
+/// One command of the replicated state machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    Submit(Submit),
+    Claim(Claim),
+    Renew(Renew),
+    StepDone(StepDone),
+    Complete(Complete),
+    Fail(Fail),
+    Release(Release),
+    Handoff(Handoff),
+    Cancel(Cancel),
+    /// Expires every lease that ended at or before `now`.
+    Tick {
+        now: Millis,
+    },
+    /// Proposed by a new leader when it takes office: every live lease is
+    /// extended to at least `now + lease_ms`, so a change of leader never
+    /// shortens a lease an agent was promised.
+    LeaderTookOffice {
+        now: Millis,
+    },
+    /// Several commands applied in order as one entry (group commit). Each
+    /// gets its own response; one failing does not undo the others.
+    Batch(Vec<Command>),
+}
+
+/// Creates a work item, or returns the existing one with the same
+/// idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submit {
+    pub id: WorkId,
+    /// Empty = no idempotency.
+    pub idempotency_key: String,
+    pub kind: String,
+    pub priority: i32,
+    pub requires: Vec<String>,
+    /// JSON text.
+    pub payload: String,
+    /// 0 = [`crate::DEFAULT_MAX_ATTEMPTS`].
+    pub max_attempts: u32,
+    pub now: Millis,
+}
+
+/// Grants up to `max` of the highest-priority claimable items matching
+/// `kinds` (empty = any) whose `requires` are all in `capabilities`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub agent: String,
+    pub kinds: Vec<String>,
+    pub capabilities: Vec<String>,
+    pub max: u32,
+    pub lease_ms: Millis,
+    pub now: Millis,
+}
+
+/// Renews the agent's leases named by `tokens` (empty = all it holds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Renew {
+    pub agent: String,
+    pub tokens: Vec<FencingToken>,
+    pub progress: Option<String>,
+    pub now: Millis,
+}
+
+/// Records one workflow step's outcome in the item's journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepDone {
+    pub id: WorkId,
+    pub token: FencingToken,
+    pub step: String,
+    /// JSON text of the outcome.
+    pub outcome: String,
+    pub now: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Complete {
+    pub id: WorkId,
+    pub token: FencingToken,
+    /// JSON text.
+    pub result: String,
+    pub now: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fail {
+    pub id: WorkId,
+    pub token: FencingToken,
+    pub error: String,
+    /// True: back to pending while attempts remain.
+    pub retry: bool,
+    pub now: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub id: WorkId,
+    pub token: FencingToken,
+    pub now: Millis,
+}
+
+/// Moves a live claim to another agent under a new token, in one entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handoff {
+    pub id: WorkId,
+    pub token: FencingToken,
+    pub to_agent: String,
+    pub now: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancel {
+    pub id: WorkId,
+    pub reason: String,
+    pub now: Millis,
+}
+
+impl Command {
+    /// Sets the time of this command (and of every command in a batch).
+    /// The leader calls this right before proposing, so time in the state
+    /// machine is always a leader's clock.
+    pub fn stamp(&mut self, at: Millis) {
+        match self {
+            Command::Submit(c) => c.now = at,
+            Command::Claim(c) => c.now = at,
+            Command::Renew(c) => c.now = at,
+            Command::StepDone(c) => c.now = at,
+            Command::Complete(c) => c.now = at,
+            Command::Fail(c) => c.now = at,
+            Command::Release(c) => c.now = at,
+            Command::Handoff(c) => c.now = at,
+            Command::Cancel(c) => c.now = at,
+            Command::Tick { now } | Command::LeaderTookOffice { now } => *now = at,
+            Command::Batch(cmds) => cmds.iter_mut().for_each(|c| c.stamp(at)),
+        }
+    }
+
+    /// Roughly how many bytes the command adds to a log entry, so the
+    /// proposer can bound the size of a batch.
+    pub fn weight(&self) -> usize {
+        const BASE: usize = 128;
+        BASE + match self {
+            Command::Submit(c) => c.payload.len() + c.id.len() + c.kind.len(),
+            Command::StepDone(c) => c.outcome.len(),
+            Command::Complete(c) => c.result.len(),
+            Command::Fail(c) => c.error.len(),
+            Command::Cancel(c) => c.reason.len(),
+            Command::Renew(c) => c.tokens.len() * 8 + c.progress.as_ref().map_or(0, String::len),
+            Command::Batch(cmds) => cmds.iter().map(Command::weight).sum(),
+            _ => 0,
+        }
+    }
+
+    /// A short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Submit(_) => "submit",
+            Command::Claim(_) => "claim",
+            Command::Renew(_) => "renew",
+            Command::StepDone(_) => "step_done",
+            Command::Complete(_) => "complete",
+            Command::Fail(_) => "fail",
+            Command::Release(_) => "release",
+            Command::Handoff(_) => "handoff",
+            Command::Cancel(_) => "cancel",
+            Command::Tick { .. } => "tick",
+            Command::LeaderTookOffice { .. } => "leader_took_office",
+            Command::Batch(_) => "batch",
+        }
+    }
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Batch(cmds) => write!(f, "batch({})", cmds.len()),
+            other => f.write_str(other.name()),
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Swarm's replicated state machine: work items, claims under leases, and
+//! fencing tokens, so that no two agents ever hold the same work.
+//!
+//! The crate is pure: [`apply`] takes the [`State`] and one [`Command`] and
+//! returns a [`Response`] or a [`ClaimError`]. It reads no clock (time comes
+//! only from the `now` a leader stamped on the command), does no I/O, never
+//! panics, and gives the same state for the same sequence of commands on
+//! every replica. Raft (in `swarm-raft`) decides the sequence.
+//!
+//! ```
+//! use swarm_claims::{apply, Command, Response, State, command::{Claim, Submit}};
+//!
+//! let mut state = State::new();
+//! apply(&mut state, Command::Submit(Submit {
+//!     id: "w1".into(), idempotency_key: String::new(), kind: "build".into(),
+//!     priority: 0, requires: vec![], payload: "{}".into(), max_attempts: 0, now: 1_000,
+//! })).unwrap();
+//! let granted = apply(&mut state, Command::Claim(Claim {
+//!     agent: "a1".into(), kinds: vec!["build".into()], capabilities: vec![],
+//!     max: 1, lease_ms: 10_000, now: 1_000,
+//! })).unwrap();
+//! let Response::Granted(items) = granted else { panic!() };
+//! assert_eq!(items[0].lease.as_ref().unwrap().token, 1);
+//! ```
+//!
+//! # Layout
+//! - [`command`]: the commands, one per Raft entry (or many in a `Batch`).
+//! - `state`: [`State`], [`WorkItem`], [`Lease`] and the claim indexes.
+//! - `apply`: [`apply`], the transition function, and [`Response`].
+//! - `validate`: [`Limits`] on names and sizes, checked at the edge and again
+//!   by `apply`.
+//! - `error`: [`ClaimError`], why a command was refused.
+
+mod apply;
+pub mod command;
+mod error;
+mod state;
+mod validate;
+
+pub use apply::{APPLY_LIMITS, Response, apply};
+pub use command::Command;
+pub use error::ClaimError;
+pub use state::{
+    ClaimEnd, DEFAULT_MAX_ATTEMPTS, Holder, JournalEntry, Lease, State, Status, WorkItem,
+};
+pub use validate::Limits;
+
+/// A work item's id.
+pub type WorkId = String;
+
+/// A fencing token: the value of the cluster-wide grant counter when a claim
+/// was granted. Strictly increasing, globally and per item.
+pub type FencingToken = u64;
+
+/// Milliseconds since the Unix epoch, as stamped by the proposing leader.
+pub type Millis = u64;
+
+impl State {
+    /// Encodes the whole state for a snapshot.
+    pub fn to_snapshot(&self) -> Result<Vec<u8>, ClaimError> {
+        serde_json::to_vec(self).map_err(|e| ClaimError::Invalid {
+            field: "snapshot".into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Decodes a state written by [`State::to_snapshot`].
+    pub fn from_snapshot(bytes: &[u8]) -> Result<State, ClaimError> {
+        serde_json::from_slice(bytes).map_err(|e| ClaimError::Invalid {
+            field: "snapshot".into(),
+            reason: e.to_string(),
+        })
+    }
+}

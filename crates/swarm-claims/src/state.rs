@@ -1,0 +1,233 @@
+//! The state: every work item, its claim and journal, the fencing counter, and
+//! the indexes that keep claiming, renewing and expiry cheap.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{FencingToken, Millis, WorkId};
+
+/// Attempts an item gets when its submit does not say.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// Where a work item is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Status {
+    Pending,
+    Claimed,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Claimed => "claimed",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A live claim: who holds the item, under which token, until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub agent: String,
+    pub token: FencingToken,
+    pub granted_at: Millis,
+    pub expires_at: Millis,
+    /// The lease length the agent asked for; renewals and a new leader's
+    /// extension grant this much again.
+    pub lease_ms: Millis,
+    pub progress: Option<String>,
+}
+
+/// How a holder's claim ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClaimEnd {
+    Completed,
+    Failed,
+    Released,
+    Expired,
+    HandedOff,
+    Cancelled,
+}
+
+impl ClaimEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimEnd::Completed => "completed",
+            ClaimEnd::Failed => "failed",
+            ClaimEnd::Released => "released",
+            ClaimEnd::Expired => "expired",
+            ClaimEnd::HandedOff => "handed_off",
+            ClaimEnd::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One holder in an item's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub agent: String,
+    pub token: FencingToken,
+    pub granted_at: Millis,
+    pub ended: Option<ClaimEnd>,
+}
+
+/// One checkpointed workflow step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub step: String,
+    pub token: FencingToken,
+    /// JSON text.
+    pub outcome: String,
+}
+
+/// A unit of work and everything known about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkItem {
+    pub id: WorkId,
+    pub kind: String,
+    pub priority: i32,
+    pub requires: Vec<String>,
+    /// JSON text.
+    pub payload: String,
+    pub idempotency_key: String,
+    pub status: Status,
+    /// How many times the item has been granted (claims and hand-offs that
+    /// followed an expiry or failure count; a hand-off does not).
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub lease: Option<Lease>,
+    /// The most recent token granted for the item; 0 = never claimed.
+    pub token: FencingToken,
+    /// JSON text, once completed.
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub submitted_at: Millis,
+    pub updated_at: Millis,
+    /// Order of submission, the tie-breaker among equal priorities.
+    pub seq: u64,
+    pub history: Vec<Holder>,
+    pub journal: Vec<JournalEntry>,
+}
+
+impl WorkItem {
+    /// The token of the live claim, if any.
+    pub fn current_token(&self) -> Option<FencingToken> {
+        self.lease.as_ref().map(|l| l.token)
+    }
+}
+
+/// Order of the claimable queue: highest priority first, then oldest.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub(crate) struct QueueKey {
+    pub neg_priority: i64,
+    pub seq: u64,
+    pub id: WorkId,
+}
+
+/// The whole replicated state. Indexes are part of it (and of its
+/// snapshots), so two replicas that applied the same entries are equal
+/// field by field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub(crate) items: BTreeMap<WorkId, WorkItem>,
+    pub(crate) by_key: BTreeMap<String, WorkId>,
+    /// Pending items in claim order.
+    pub(crate) queue: BTreeSet<QueueKey>,
+    /// Live claims by token.
+    pub(crate) live: BTreeMap<FencingToken, WorkId>,
+    /// Live claims by agent.
+    pub(crate) by_agent: BTreeMap<String, BTreeSet<FencingToken>>,
+    /// Live claims by expiry.
+    pub(crate) expiry: BTreeSet<(Millis, FencingToken)>,
+    /// The cluster-wide fencing counter: the last token granted.
+    pub(crate) last_token: FencingToken,
+    pub(crate) next_seq: u64,
+    /// The latest `now` any applied command carried.
+    pub(crate) clock: Millis,
+}
+
+impl State {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn get(&self, id: &str) -> Option<&WorkItem> {
+        self.items.get(id)
+    }
+
+    /// Every item, in id order.
+    pub fn items(&self) -> impl Iterator<Item = &WorkItem> {
+        self.items.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// How many claims are live.
+    pub fn live_claims(&self) -> usize {
+        self.live.len()
+    }
+
+    /// The last fencing token granted anywhere.
+    pub fn last_token(&self) -> FencingToken {
+        self.last_token
+    }
+
+    /// The latest time any applied command carried.
+    pub fn clock(&self) -> Millis {
+        self.clock
+    }
+
+    /// The earliest lease expiry, for a leader deciding when to tick.
+    pub fn next_expiry(&self) -> Option<Millis> {
+        self.expiry.first().map(|(at, _)| *at)
+    }
+
+    /// Whether a claim with these filters would get anything now, so an
+    /// agent proposes a claim only when its replica shows claimable work.
+    pub fn has_claimable(&self, kinds: &[String], capabilities: &[String]) -> bool {
+        self.queue.iter().any(|k| {
+            self.items
+                .get(&k.id)
+                .is_some_and(|item| matches(item, kinds, capabilities))
+        })
+    }
+
+    /// The live claims of one agent.
+    pub fn claims_of(&self, agent: &str) -> Vec<&WorkItem> {
+        self.by_agent
+            .get(agent)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| self.live.get(t))
+            .filter_map(|id| self.items.get(id))
+            .collect()
+    }
+}
+
+pub(crate) fn matches(item: &WorkItem, kinds: &[String], capabilities: &[String]) -> bool {
+    (kinds.is_empty() || kinds.iter().any(|k| *k == item.kind))
+        && item.requires.iter().all(|r| capabilities.contains(r))
+}

@@ -1,0 +1,156 @@
+//! Input limits, checked at the edge before a command is proposed and again
+//! by `apply()`, so a malformed entry that was somehow committed is answered
+//! with an error instead of corrupting the state.
+
+use crate::{ClaimError, Command};
+
+/// Limits on what a command may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest payload, result, error or progress text, in bytes.
+    pub max_payload_bytes: usize,
+    /// Longest id, type, agent, capability, step or idempotency key.
+    pub max_name_len: usize,
+    /// Most items one claim may ask for.
+    pub max_claim: u32,
+    /// Most capabilities or required capabilities per command.
+    pub max_capabilities: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_payload_bytes: 1024 * 1024,
+            max_name_len: 128,
+            max_claim: 1000,
+            max_capabilities: 64,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks one command (and every command of a batch).
+    pub fn check(&self, cmd: &Command) -> Result<(), ClaimError> {
+        match cmd {
+            Command::Submit(s) => {
+                self.name("id", &s.id)?;
+                self.name("type", &s.kind)?;
+                if !s.idempotency_key.is_empty() {
+                    self.name("idempotency_key", &s.idempotency_key)?;
+                }
+                self.names("requires", &s.requires)?;
+                self.json("payload", &s.payload)
+            }
+            Command::Claim(c) => {
+                self.name("agent", &c.agent)?;
+                self.names("types", &c.kinds)?;
+                self.names("capabilities", &c.capabilities)?;
+                if c.max == 0 || c.max > self.max_claim {
+                    return Err(ClaimError::invalid(
+                        "max",
+                        format!("must be between 1 and {}, got {}", self.max_claim, c.max),
+                    ));
+                }
+                if c.lease_ms == 0 {
+                    return Err(ClaimError::invalid("lease", "must be longer than 0ms"));
+                }
+                Ok(())
+            }
+            Command::Renew(r) => {
+                self.name("agent", &r.agent)?;
+                if let Some(p) = &r.progress {
+                    self.text("progress", p)?;
+                }
+                Ok(())
+            }
+            Command::StepDone(s) => {
+                self.name("id", &s.id)?;
+                self.name("step", &s.step)?;
+                self.json("outcome", &s.outcome)
+            }
+            Command::Complete(c) => {
+                self.name("id", &c.id)?;
+                self.json("result", &c.result)
+            }
+            Command::Fail(f) => {
+                self.name("id", &f.id)?;
+                self.text("error", &f.error)
+            }
+            Command::Release(r) => self.name("id", &r.id),
+            Command::Handoff(h) => {
+                self.name("id", &h.id)?;
+                self.name("to_agent", &h.to_agent)
+            }
+            Command::Cancel(c) => {
+                self.name("id", &c.id)?;
+                self.text("reason", &c.reason)
+            }
+            Command::Tick { .. } | Command::LeaderTookOffice { .. } => Ok(()),
+            Command::Batch(cmds) => cmds.iter().try_for_each(|c| self.check(c)),
+        }
+    }
+
+    /// Names: ids, types, agents, capabilities, steps. Non-empty, bounded,
+    /// and made of letters, digits and `-_.:/@`, so they print and match
+    /// without surprises.
+    pub fn name(&self, field: &str, value: &str) -> Result<(), ClaimError> {
+        if value.is_empty() {
+            return Err(ClaimError::invalid(field, "must not be empty"));
+        }
+        if value.len() > self.max_name_len {
+            return Err(ClaimError::invalid(
+                field,
+                format!(
+                    "{} bytes is over the limit of {} bytes",
+                    value.len(),
+                    self.max_name_len
+                ),
+            ));
+        }
+        if let Some(bad) = value
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "-_.:/@".contains(*c)))
+        {
+            return Err(ClaimError::invalid(
+                field,
+                format!("{value:?} contains {bad:?}: use letters, digits and - _ . : / @"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn names(&self, field: &str, values: &[String]) -> Result<(), ClaimError> {
+        if values.len() > self.max_capabilities {
+            return Err(ClaimError::invalid(
+                field,
+                format!(
+                    "{} entries is over the limit of {}",
+                    values.len(),
+                    self.max_capabilities
+                ),
+            ));
+        }
+        values.iter().try_for_each(|v| self.name(field, v))
+    }
+
+    fn text(&self, field: &str, value: &str) -> Result<(), ClaimError> {
+        if value.len() > self.max_payload_bytes {
+            return Err(ClaimError::invalid(
+                field,
+                format!(
+                    "{} bytes is over the limit of {} bytes",
+                    value.len(),
+                    self.max_payload_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn json(&self, field: &str, value: &str) -> Result<(), ClaimError> {
+        self.text(field, value)?;
+        serde_json::from_str::<serde::de::IgnoredAny>(value)
+            .map_err(|e| ClaimError::invalid(field, format!("not valid JSON: {e}")))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,346 @@
+//! The Raft network over gRPC: the client side openraft calls to reach a peer
+//! ([`Network`]), and the server side that hands peers' messages to the local
+//! Raft ([`RaftGrpcService`]).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::{OptionalSend, RaftNetworkV2};
+use swarm_proto::v1::raft_service_client::RaftServiceClient;
+use swarm_proto::v1::raft_service_server::RaftService;
+use swarm_proto::v1::{RaftMessage, SnapshotChunk};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::codec::{decode, encode};
+use crate::proposer::Proposer;
+use crate::{Node, NodeId, Raft, Snapshot, SnapshotMeta, TypeConfig, Vote};
+
+/// Snapshot bytes per streamed chunk.
+const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// One lazily connected channel per peer address, shared by every Raft
+/// stream, election, and forwarded proposal to that peer. openraft asks for a
+/// new client per election and replication stream; reconnecting each time
+/// would cost a TCP and HTTP/2 handshake on the hot path.
+#[derive(Clone, Default)]
+pub struct PeerChannels {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl PeerChannels {
+    /// The cached channel to `addr` ("host:port"), created on first use.
+    pub fn get(&self, addr: &str) -> Result<Channel, Status> {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ch) = map.get(addr) {
+            return Ok(ch.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Status::invalid_argument(format!("peer address {addr:?}: {e}")))?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_while_idle(true);
+        let ch = endpoint.connect_lazy();
+        map.insert(addr.to_string(), ch.clone());
+        Ok(ch)
+    }
+
+    /// A Raft client for `addr` with Swarm's message size limits.
+    pub fn raft_client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, Status> {
+        Ok(RaftServiceClient::new(self.get(addr)?)
+            .max_decoding_message_size(swarm_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(swarm_proto::MAX_MESSAGE_BYTES))
+    }
+}
+
+/// openraft's network factory: hands out a [`PeerClient`] per target.
+#[derive(Clone, Default)]
+pub struct Network {
+    peers: PeerChannels,
+}
+
+impl Network {
+    pub fn new(peers: PeerChannels) -> Network {
+        Network { peers }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
+        PeerClient {
+            target,
+            addr: node.addr.clone(),
+            peers: self.peers.clone(),
+        }
+    }
+}
+
+/// The client side of one peer.
+pub struct PeerClient {
+    target: NodeId,
+    addr: String,
+    peers: PeerChannels,
+}
+
+/// Maps a failed call to openraft's error kinds. Only a refused connection
+/// is `Unreachable` (openraft backs off); everything else is a network
+/// error that openraft retries at once, so followers do not fall behind.
+fn rpc_error(target: NodeId, status: &Status) -> RPCError<TypeConfig> {
+    let msg = format!("node {target}: {status}");
+    let refused = status.code() == tonic::Code::Unavailable
+        && (status.message().contains("onnection refused")
+            || status.message().contains("tcp connect"));
+    if refused {
+        RPCError::Unreachable(Unreachable::from_string(msg))
+    } else {
+        RPCError::Network(NetworkError::from_string(msg))
+    }
+}
+
+impl PeerClient {
+    async fn call<Req, Resp, F, Fut>(
+        &self,
+        req: &Req,
+        option: &RPCOption,
+        f: F,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+        F: FnOnce(RaftServiceClient<Channel>, RaftMessage) -> Fut,
+        Fut: Future<Output = Result<Response<RaftMessage>, Status>>,
+    {
+        let client = self
+            .peers
+            .raft_client(&self.addr)
+            .map_err(|s| rpc_error(self.target, &s))?;
+        let data = encode(req).map_err(|s| rpc_error(self.target, &s))?;
+        let reply = tokio::time::timeout(option.hard_ttl(), f(client, RaftMessage { data }))
+            .await
+            .map_err(|_| {
+                RPCError::Network(NetworkError::from_string(format!(
+                    "node {}: no answer within {:?}",
+                    self.target,
+                    option.hard_ttl()
+                )))
+            })?
+            .map_err(|s| rpc_error(self.target, &s))?;
+        decode(&reply.into_inner().data).map_err(|s| rpc_error(self.target, &s))
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, m| async move {
+            c.append_entries(m).await
+        })
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, m| async move { c.vote(m).await })
+            .await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, m| async move { c.pre_vote(m).await })
+            .await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&req, &option, |mut c, m| async move {
+            c.transfer_leader(m).await
+        })
+        .await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let to_streaming = |e: RPCError<TypeConfig>| match e {
+            RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+            other => StreamingError::Network(NetworkError::from_string(other.to_string())),
+        };
+        let mut client = self
+            .peers
+            .raft_client(&self.addr)
+            .map_err(|s| to_streaming(rpc_error(self.target, &s)))?;
+        let meta = encode(&(vote, snapshot.meta.clone()))
+            .map_err(|s| to_streaming(rpc_error(self.target, &s)))?;
+        let data = snapshot.snapshot;
+        let mut chunks: Vec<SnapshotChunk> = data
+            .chunks(SNAPSHOT_CHUNK_BYTES)
+            .map(|c| SnapshotChunk {
+                meta: Vec::new(),
+                data: c.to_vec(),
+            })
+            .collect();
+        if chunks.is_empty() {
+            chunks.push(SnapshotChunk::default());
+        }
+        if let Some(first) = chunks.first_mut() {
+            first.meta = meta;
+        }
+        tracing::info!(
+            target = self.target,
+            bytes = data.len(),
+            chunks = chunks.len(),
+            "sending snapshot"
+        );
+        let send = client.install_snapshot(futures::stream::iter(chunks));
+        let target = self.target;
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            reply = tokio::time::timeout(option.hard_ttl().max(Duration::from_secs(30)), send) => {
+                let reply = reply
+                    .map_err(|_| StreamingError::Network(NetworkError::from_string(format!("node {target}: snapshot not acknowledged in time"))))?
+                    .map_err(|s| to_streaming(rpc_error(target, &s)))?;
+                decode(&reply.into_inner().data).map_err(|s| to_streaming(rpc_error(target, &s)))
+            }
+        }
+    }
+}
+
+/// The server side of `RaftService`: peers' Raft messages into the local
+/// Raft, and proposals forwarded by followers into the local proposer.
+#[derive(Clone)]
+pub struct RaftGrpcService {
+    raft: Raft,
+    proposer: Proposer,
+}
+
+impl RaftGrpcService {
+    pub fn new(raft: Raft, proposer: Proposer) -> RaftGrpcService {
+        RaftGrpcService { raft, proposer }
+    }
+}
+
+fn fatal(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("raft stopped: {e}"))
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftGrpcService {
+    async fn append_entries(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let req: AppendEntriesRequest<TypeConfig> = decode(&request.into_inner().data)?;
+        let resp = self.raft.append_entries(req).await.map_err(fatal)?;
+        Ok(Response::new(RaftMessage {
+            data: encode(&resp)?,
+        }))
+    }
+
+    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let req: VoteRequest<TypeConfig> = decode(&request.into_inner().data)?;
+        let resp = self.raft.vote(req).await.map_err(fatal)?;
+        Ok(Response::new(RaftMessage {
+            data: encode(&resp)?,
+        }))
+    }
+
+    async fn pre_vote(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let req: VoteRequest<TypeConfig> = decode(&request.into_inner().data)?;
+        let resp = self.raft.pre_vote(req).await.map_err(fatal)?;
+        Ok(Response::new(RaftMessage {
+            data: encode(&resp)?,
+        }))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let mut stream = request.into_inner();
+        let mut head: Option<(Vote, SnapshotMeta)> = None;
+        let mut data = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if head.is_none() {
+                if chunk.meta.is_empty() {
+                    return Err(Status::invalid_argument(
+                        "snapshot stream must start with its metadata",
+                    ));
+                }
+                head = Some(decode(&chunk.meta)?);
+            }
+            data.extend_from_slice(&chunk.data);
+        }
+        let (vote, meta) = head.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "received snapshot");
+        let resp = self
+            .raft
+            .install_full_snapshot(
+                vote,
+                Snapshot {
+                    meta,
+                    snapshot: data,
+                },
+            )
+            .await
+            .map_err(fatal)?;
+        Ok(Response::new(RaftMessage {
+            data: encode(&resp)?,
+        }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let req: TransferLeaderRequest<TypeConfig> = decode(&request.into_inner().data)?;
+        let resp = self.raft.handle_transfer_leader(req).await.map_err(fatal)?;
+        Ok(Response::new(RaftMessage {
+            data: encode(&resp)?,
+        }))
+    }
+
+    async fn propose(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let cmd: swarm_claims::Command = decode(&request.into_inner().data)?;
+        let result = self.proposer.propose_local(cmd).await;
+        Ok(Response::new(RaftMessage {
+            data: encode(&result)?,
+        }))
+    }
+}

@@ -1,0 +1,258 @@
+//! Group commit and forwarding. Every write of a node goes through its
+//! [`Proposer`]: commands that arrive while an entry is in flight are
+//! coalesced into one `Batch` entry, so one disk flush and one replication
+//! round serve many claims. On a follower, the proposer forwards the command
+//! to the leader's proposer over gRPC, so a client never sees "not leader".
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::errors::{ClientWriteError, RaftError};
+use serde::{Deserialize, Serialize};
+use swarm_claims::{Command, Response};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::codec::{decode, encode};
+use crate::network::PeerChannels;
+use crate::{ApplyResult, NodeId, Raft, TypeConfig};
+
+/// Why a proposal did not produce a state-machine answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ProposeError {
+    /// This node is not the leader; the leader is named when known.
+    #[error("not the leader{}", leader_hint(.leader_id, .leader_addr))]
+    NotLeader {
+        leader_id: Option<NodeId>,
+        leader_addr: Option<String>,
+    },
+    /// The entry may or may not have committed (the leader changed while it
+    /// was in flight, or the forwarded call broke after it was sent).
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+    /// No leader could be reached in time, or Raft has stopped.
+    #[error("cluster unavailable: {0}")]
+    Unavailable(String),
+}
+
+fn leader_hint(id: &Option<NodeId>, addr: &Option<String>) -> String {
+    match (id, addr) {
+        (Some(id), Some(addr)) => format!(" (leader is node {id} at {addr})"),
+        (Some(id), None) => format!(" (leader is node {id})"),
+        _ => " (no leader known)".to_string(),
+    }
+}
+
+/// Tuning of group commit.
+#[derive(Debug, Clone)]
+pub struct ProposerConfig {
+    /// Most commands in one `Batch` entry.
+    pub max_batch: usize,
+    /// Most bytes (by [`Command::weight`]) in one entry.
+    pub max_batch_bytes: usize,
+    /// Entries proposed concurrently; commands wait and coalesce meanwhile.
+    pub max_in_flight: usize,
+    /// How long a proposal waits for a leader to be known or reachable.
+    pub leader_wait: Duration,
+}
+
+impl Default for ProposerConfig {
+    fn default() -> Self {
+        ProposerConfig {
+            max_batch: 1024,
+            max_batch_bytes: 4 * 1024 * 1024,
+            max_in_flight: 2,
+            leader_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+struct Pending {
+    cmd: Command,
+    reply: oneshot::Sender<Result<ApplyResult, ProposeError>>,
+}
+
+/// The write path of one node.
+#[derive(Clone)]
+pub struct Proposer {
+    tx: mpsc::Sender<Pending>,
+    peers: PeerChannels,
+    raft: Raft,
+    config: Arc<ProposerConfig>,
+}
+
+/// Milliseconds since the Unix epoch on this node's clock.
+pub fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Proposer {
+    /// Starts the batching task of `raft`.
+    pub fn start(raft: Raft, peers: PeerChannels, config: ProposerConfig) -> Proposer {
+        let (tx, rx) = mpsc::channel(16 * 1024);
+        let config = Arc::new(config);
+        tokio::spawn(batch_loop(raft.clone(), rx, config.clone()));
+        Proposer {
+            tx,
+            peers,
+            raft,
+            config,
+        }
+    }
+
+    /// Proposes `cmd` through this node if it leads, or through the leader
+    /// otherwise, and waits for the state machine's answer.
+    pub async fn propose(&self, cmd: Command) -> Result<ApplyResult, ProposeError> {
+        let deadline = tokio::time::Instant::now() + self.config.leader_wait;
+        let mut last_error;
+        loop {
+            match self.propose_local(cmd.clone()).await {
+                Err(ProposeError::NotLeader {
+                    leader_id,
+                    leader_addr: Some(addr),
+                }) => match self.forward(&addr, &cmd).await {
+                    Ok(result) => return Ok(result),
+                    // The leader moved or was never reached: nothing was
+                    // appended, so trying again is safe.
+                    Err(e @ ProposeError::NotLeader { .. }) => last_error = e,
+                    Err(ProposeError::Unavailable(msg)) => {
+                        last_error = ProposeError::Unavailable(format!(
+                            "leader node {leader_id:?} at {addr}: {msg}"
+                        ))
+                    }
+                    Err(e) => return Err(e),
+                },
+                Err(e @ ProposeError::NotLeader { .. }) => last_error = e,
+                other => return other,
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(match last_error {
+                    ProposeError::NotLeader { .. } => ProposeError::Unavailable(format!(
+                        "no leader elected within {:?}",
+                        self.config.leader_wait
+                    )),
+                    e => e,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Proposes through this node only; answers `NotLeader` on a follower.
+    pub async fn propose_local(&self, cmd: Command) -> Result<ApplyResult, ProposeError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Pending { cmd, reply })
+            .await
+            .map_err(|_| ProposeError::Unavailable("proposer stopped".into()))?;
+        rx.await
+            .map_err(|_| ProposeError::Unavailable("proposer dropped the command".into()))?
+    }
+
+    async fn forward(&self, addr: &str, cmd: &Command) -> Result<ApplyResult, ProposeError> {
+        let data = encode(cmd).map_err(|s| ProposeError::Unavailable(s.message().to_string()))?;
+        let mut client = self
+            .peers
+            .raft_client(addr)
+            .map_err(|s| ProposeError::Unavailable(s.message().to_string()))?;
+        match client.propose(swarm_proto::v1::RaftMessage { data }).await {
+            Ok(reply) => decode::<Result<ApplyResult, ProposeError>>(&reply.into_inner().data)
+                .map_err(|s| ProposeError::Unknown(s.message().to_string()))?,
+            Err(s) if s.code() == tonic::Code::Unavailable => {
+                Err(ProposeError::Unavailable(s.message().to_string()))
+            }
+            Err(s) => Err(ProposeError::Unknown(format!(
+                "forward to leader at {addr}: {s}"
+            ))),
+        }
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+}
+
+async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>, config: Arc<ProposerConfig>) {
+    let slots = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = rx.recv().await else {
+            return;
+        };
+        let mut bytes = first.cmd.weight();
+        let mut batch = vec![first];
+        while batch.len() < config.max_batch && bytes < config.max_batch_bytes {
+            match rx.try_recv() {
+                Ok(p) => {
+                    bytes += p.cmd.weight();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            write_batch(&raft, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn write_batch(raft: &Raft, batch: Vec<Pending>) {
+    let now = now_millis();
+    let (mut cmds, replies): (Vec<Command>, Vec<_>) =
+        batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
+    cmds.iter_mut().for_each(|c| c.stamp(now));
+    let single = cmds.len() == 1;
+    let entry = match cmds.pop() {
+        Some(only) if single => only,
+        Some(last) => {
+            cmds.push(last);
+            Command::Batch(cmds)
+        }
+        None => return,
+    };
+    let outcome = raft.client_write(entry).await.map_err(propose_error);
+    match outcome {
+        Ok(resp) if single => {
+            for r in replies {
+                let _ = r.send(Ok(resp.data.clone()));
+            }
+        }
+        Ok(resp) => match resp.data {
+            Ok(Response::Batch(results)) if results.len() == replies.len() => {
+                for (r, result) in replies.into_iter().zip(results) {
+                    let _ = r.send(Ok(result));
+                }
+            }
+            other => {
+                for r in replies {
+                    let _ = r.send(Ok(other.clone()));
+                }
+            }
+        },
+        Err(e) => {
+            for r in replies {
+                let _ = r.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+fn propose_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> ProposeError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader {
+            leader_id: f.leader_id,
+            leader_addr: f.leader_node.map(|n| n.addr),
+        },
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)) => {
+            ProposeError::Unknown(format!("leader changed while the entry was in flight: {f}"))
+        }
+        RaftError::APIError(other) => ProposeError::Unavailable(other.to_string()),
+        RaftError::Fatal(f) => ProposeError::Unavailable(format!("raft stopped: {f}")),
+    }
+}

@@ -1,0 +1,27 @@
+//! openraft's type configuration for Swarm.
+
+use openraft::alias;
+
+openraft::declare_raft_types!(
+    /// Swarm's Raft types: log entries carry [`swarm_claims::Command`]s and
+    /// applying one answers an [`ApplyResult`].
+    pub TypeConfig:
+        D = swarm_claims::Command,
+        R = ApplyResult,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+);
+
+/// What applying one entry answers: the state machine's own result.
+pub type ApplyResult = Result<swarm_claims::Response, swarm_claims::ClaimError>;
+
+pub type NodeId = u64;
+pub type Node = openraft::BasicNode;
+pub type Raft = openraft::Raft<TypeConfig, crate::StateMachineStore>;
+pub type LogId = alias::LogIdOf<TypeConfig>;
+pub type Vote = alias::VoteOf<TypeConfig>;
+pub type Entry = alias::EntryOf<TypeConfig>;
+pub type SnapshotMeta = alias::SnapshotMetaOf<TypeConfig>;
+pub type Snapshot = alias::SnapshotOf<TypeConfig, Vec<u8>>;
+pub type StoredMembership = alias::StoredMembershipOf<TypeConfig>;
+pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
