@@ -85,17 +85,16 @@ fn advance(state: &mut State, now: Millis) -> Millis {
 }
 
 fn submit(state: &mut State, c: Submit) -> Result<Response, ClaimError> {
-    if !c.idempotency_key.is_empty() {
-        if let Some(item) = state
+    if !c.idempotency_key.is_empty()
+        && let Some(item) = state
             .by_key
             .get(&c.idempotency_key)
             .and_then(|id| state.items.get(id))
-        {
-            return Ok(Response::Submitted {
-                item: item.clone(),
-                created: false,
-            });
-        }
+    {
+        return Ok(Response::Submitted {
+            item: item.clone(),
+            created: false,
+        });
     }
     if state.items.contains_key(&c.id) {
         return Err(ClaimError::DuplicateId { id: c.id });
@@ -319,10 +318,11 @@ fn step_done(state: &mut State, c: StepDone) -> Result<Response, ClaimError> {
 
 fn complete(state: &mut State, c: Complete) -> Result<Response, ClaimError> {
     // A retried complete of the same claim answers as the first one did.
-    if let Some(item) = state.items.get(&c.id) {
-        if item.status == Status::Completed && item.token == c.token {
-            return Ok(Response::Item(item.clone()));
-        }
+    if let Some(item) = state.items.get(&c.id)
+        && item.status == Status::Completed
+        && item.token == c.token
+    {
+        return Ok(Response::Item(item.clone()));
     }
     held(state, &c.id, c.token)?;
     let now = advance(state, c.now);
@@ -421,12 +421,12 @@ fn tick(state: &mut State, now: Millis) -> Response {
         } else {
             requeue(state, &id, now)
         };
-        if let Ok(item) = outcome {
-            if item.status == Status::Failed {
-                item.error = Some(format!(
-                    "lease expired on attempt {attempt} of {max}: no attempts left"
-                ));
-            }
+        if let Ok(item) = outcome
+            && item.status == Status::Failed
+        {
+            item.error = Some(format!(
+                "lease expired on attempt {attempt} of {max}: no attempts left"
+            ));
         }
         expired.push(id);
     }

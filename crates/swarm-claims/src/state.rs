@@ -228,6 +228,6 @@ impl State {
 }
 
 pub(crate) fn matches(item: &WorkItem, kinds: &[String], capabilities: &[String]) -> bool {
-    (kinds.is_empty() || kinds.iter().any(|k| *k == item.kind))
+    (kinds.is_empty() || kinds.contains(&item.kind))
         && item.requires.iter().all(|r| capabilities.contains(r))
 }

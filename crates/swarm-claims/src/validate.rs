@@ -86,7 +86,12 @@ impl Limits {
                 self.text("reason", &c.reason)
             }
             Command::Tick { .. } | Command::LeaderTookOffice { .. } => Ok(()),
-            Command::Batch(cmds) => cmds.iter().try_for_each(|c| self.check(c)),
+            // Batches do not nest: `apply()` refuses an inner batch, so the
+            // edge must too.
+            Command::Batch(cmds) => cmds.iter().try_for_each(|c| match c {
+                Command::Batch(_) => Err(ClaimError::invalid("batch", "batches do not nest")),
+                c => self.check(c),
+            }),
         }
     }
 

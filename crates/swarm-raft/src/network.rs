@@ -343,4 +343,14 @@ impl RaftService for RaftGrpcService {
             data: encode(&result)?,
         }))
     }
+
+    async fn read_index(
+        &self,
+        _request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let result = self.proposer.read_index_local().await;
+        Ok(Response::new(RaftMessage {
+            data: encode(&result)?,
+        }))
+    }
 }

@@ -169,6 +169,72 @@ impl Proposer {
         }
     }
 
+    /// The log index up to which a read from this node's replica is
+    /// linearizable: the leader's commit index, confirmed by a quorum
+    /// (ReadIndex). A follower asks the leader for it.
+    pub async fn read_index(&self) -> Result<u64, ProposeError> {
+        let deadline = tokio::time::Instant::now() + self.config.leader_wait;
+        loop {
+            let err = match self.read_index_local().await {
+                Ok(index) => return Ok(index),
+                Err(ProposeError::NotLeader {
+                    leader_addr: Some(addr),
+                    ..
+                }) => match self.forward_read_index(&addr).await {
+                    Ok(index) => return Ok(index),
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(match err {
+                    ProposeError::NotLeader { .. } => ProposeError::Unavailable(format!(
+                        "no leader elected within {:?}",
+                        self.config.leader_wait
+                    )),
+                    e => e,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The read index, if this node leads.
+    pub async fn read_index_local(&self) -> Result<u64, ProposeError> {
+        match self
+            .raft
+            .get_read_linearizer(openraft::raft::ReadPolicy::ReadIndex)
+            .await
+        {
+            Ok(linearizer) => Ok(linearizer.read_log_id().index()),
+            Err(e) => Err(match e.forward_to_leader() {
+                Some(f) => ProposeError::NotLeader {
+                    leader_id: f.leader_id,
+                    leader_addr: f.leader_node.as_ref().map(|n| n.addr.clone()),
+                },
+                None => ProposeError::Unavailable(e.to_string()),
+            }),
+        }
+    }
+
+    async fn forward_read_index(&self, addr: &str) -> Result<u64, ProposeError> {
+        let mut client = self
+            .peers
+            .raft_client(addr)
+            .map_err(|s| ProposeError::Unavailable(s.message().to_string()))?;
+        let reply = client
+            .read_index(swarm_proto::v1::RaftMessage { data: Vec::new() })
+            .await
+            .map_err(|s| {
+                ProposeError::Unavailable(format!(
+                    "read index from leader at {addr}: {}",
+                    s.message()
+                ))
+            })?;
+        decode::<Result<u64, ProposeError>>(&reply.into_inner().data)
+            .map_err(|s| ProposeError::Unavailable(s.message().to_string()))?
+    }
+
     pub fn raft(&self) -> &Raft {
         &self.raft
     }

@@ -212,7 +212,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let last_purged: Option<LogId> = self.store.get_meta(KEY_LAST_PURGED)?;
         let last = match self.store.log.last().map_err(io::Error::other)? {
             Some((_, value)) => Some(decode_entry(&value)?.log_id()),
-            None => last_purged.clone(),
+            None => last_purged,
         };
         Ok(LogState {
             last_purged_log_id: last_purged,
@@ -314,11 +314,14 @@ struct SnapshotBody {
     state: State,
 }
 
+/// The latest snapshot: its Raft metadata and its encoded body.
+type StoredSnapshot = (SnapshotMeta, Vec<u8>);
+
 /// The replicated [`State`] in memory, its snapshots in sled.
 #[derive(Clone)]
 pub struct StateMachineStore {
     applied: Arc<RwLock<Applied>>,
-    current: Arc<Mutex<Option<(SnapshotMeta, Vec<u8>)>>>,
+    current: Arc<Mutex<Option<StoredSnapshot>>>,
     store: SledStore,
     /// Tells readers the index applied so far.
     applied_tx: Arc<tokio::sync::watch::Sender<u64>>,
@@ -344,7 +347,7 @@ impl StateMachineStore {
                 serde_json::from_slice(&data).map_err(|e| snap_err(e.to_string()))?;
             applied = Applied {
                 state: body.state,
-                last_applied: meta.last_log_id.clone(),
+                last_applied: meta.last_log_id,
                 membership: meta.last_membership.clone(),
             };
             current = Some((meta, data.to_vec()));
@@ -395,7 +398,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             let guard = self.applied.read().unwrap_or_else(|p| p.into_inner());
             (
                 guard.state.clone(),
-                guard.last_applied.clone(),
+                guard.last_applied,
                 guard.membership.clone(),
             )
         };
@@ -429,7 +432,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
         let guard = self.applied.read().unwrap_or_else(|p| p.into_inner());
-        Ok((guard.last_applied.clone(), guard.membership.clone()))
+        Ok((guard.last_applied, guard.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -441,11 +444,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let log_id = entry.log_id();
             let result = {
                 let mut guard = self.applied.write().unwrap_or_else(|p| p.into_inner());
-                guard.last_applied = Some(log_id.clone());
+                guard.last_applied = Some(log_id);
                 match entry.payload {
                     EntryPayload::Normal(cmd) => swarm_claims::apply(&mut guard.state, cmd),
                     EntryPayload::Membership(m) => {
-                        guard.membership = StoredMembership::new(Some(log_id.clone()), m);
+                        guard.membership = StoredMembership::new(Some(log_id), m);
                         Ok(swarm_claims::Response::Batch(Vec::new()))
                     }
                     EntryPayload::Blank => Ok(swarm_claims::Response::Batch(Vec::new())),
@@ -483,7 +486,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let mut guard = self.applied.write().unwrap_or_else(|p| p.into_inner());
             *guard = Applied {
                 state: body.state,
-                last_applied: meta.last_log_id.clone(),
+                last_applied: meta.last_log_id,
                 membership: meta.last_membership.clone(),
             };
         }

@@ -1,0 +1,108 @@
+//! Domain <-> protobuf conversions and the one place that maps domain errors
+//! to gRPC status codes. prost types do not travel past the service layer.
+
+use swarm_claims::{ClaimError, Status as WorkStatus, WorkItem};
+use swarm_proto::v1 as pb;
+use swarm_raft::ProposeError;
+use tonic::Status;
+
+pub fn status_to_pb(s: WorkStatus) -> pb::WorkStatus {
+    match s {
+        WorkStatus::Pending => pb::WorkStatus::Pending,
+        WorkStatus::Claimed => pb::WorkStatus::Claimed,
+        WorkStatus::Completed => pb::WorkStatus::Completed,
+        WorkStatus::Failed => pb::WorkStatus::Failed,
+        WorkStatus::Cancelled => pb::WorkStatus::Cancelled,
+    }
+}
+
+pub fn status_from_pb(s: pb::WorkStatus) -> Option<WorkStatus> {
+    match s {
+        pb::WorkStatus::Unspecified => None,
+        pb::WorkStatus::Pending => Some(WorkStatus::Pending),
+        pb::WorkStatus::Claimed => Some(WorkStatus::Claimed),
+        pb::WorkStatus::Completed => Some(WorkStatus::Completed),
+        pb::WorkStatus::Failed => Some(WorkStatus::Failed),
+        pb::WorkStatus::Cancelled => Some(WorkStatus::Cancelled),
+    }
+}
+
+pub fn item_to_pb(item: &WorkItem) -> pb::WorkItem {
+    pb::WorkItem {
+        id: item.id.clone(),
+        r#type: item.kind.clone(),
+        priority: item.priority,
+        requires: item.requires.clone(),
+        payload_json: item.payload.clone(),
+        status: status_to_pb(item.status) as i32,
+        attempt: item.attempt,
+        max_attempts: item.max_attempts,
+        claim: item.lease.as_ref().map(|l| pb::Claim {
+            agent: l.agent.clone(),
+            token: l.token,
+            lease_expires_at_ms: l.expires_at,
+            lease_ms: l.lease_ms,
+            granted_at_ms: l.granted_at,
+            progress: l.progress.clone(),
+        }),
+        token: item.token,
+        result_json: item.result.clone(),
+        error: item.error.clone(),
+        idempotency_key: item.idempotency_key.clone(),
+        submitted_at_ms: item.submitted_at,
+        updated_at_ms: item.updated_at,
+        history: item
+            .history
+            .iter()
+            .map(|h| pb::HolderRecord {
+                agent: h.agent.clone(),
+                token: h.token,
+                granted_at_ms: h.granted_at,
+                ended: h.ended.map(|e| e.as_str().to_string()).unwrap_or_default(),
+            })
+            .collect(),
+        journal: item
+            .journal
+            .iter()
+            .map(|j| pb::JournalEntry {
+                step: j.step.clone(),
+                token: j.token,
+                outcome_json: j.outcome.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The gRPC status for a refused command.
+pub fn claim_error_status(e: &ClaimError) -> Status {
+    match e {
+        ClaimError::NotFound { .. } => Status::not_found(e.to_string()),
+        ClaimError::StaleToken { .. }
+        | ClaimError::WrongStatus { .. }
+        | ClaimError::NotHolder { .. } => Status::failed_precondition(e.to_string()),
+        ClaimError::DuplicateId { .. } => Status::already_exists(e.to_string()),
+        ClaimError::Invalid { .. } => Status::invalid_argument(e.to_string()),
+    }
+}
+
+/// The gRPC status for a proposal that got no answer. A follower that could
+/// not forward names the leader in `swarm-leader-addr` so a client can go
+/// there itself.
+pub fn propose_error_status(e: &ProposeError) -> Status {
+    match e {
+        ProposeError::NotLeader {
+            leader_addr: Some(addr),
+            ..
+        } => {
+            let mut s = Status::unavailable(e.to_string());
+            if let Ok(v) = addr.parse() {
+                s.metadata_mut().insert("swarm-leader-addr", v);
+            }
+            s
+        }
+        ProposeError::NotLeader { .. } | ProposeError::Unavailable(_) => {
+            Status::unavailable(e.to_string())
+        }
+        ProposeError::Unknown(_) => Status::deadline_exceeded(e.to_string()),
+    }
+}

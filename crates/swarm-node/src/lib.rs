@@ -1,0 +1,26 @@
+//! `swarmd`, a Swarm agent node, as a library: the binary only parses its
+//! configuration, sets up logging and calls [`run`]; tests call the same
+//! [`run`].
+//!
+//! A node stores the Raft log and the snapshots of the claims state in sled,
+//! takes part in the Raft group, and serves the client API (`WorkService`,
+//! `AdminService`), the peer API (`RaftService`), gRPC health and reflection
+//! on one address.
+//!
+//! # Layout
+//! - [`config`]: [`Config`], layered from defaults, a TOML file, `SWARM_*`
+//!   environment variables and flags, then validated.
+//! - `node`: [`run`], start-up (bootstrap or join), the leader's lease
+//!   clock, and shutdown with a hand-over of leadership.
+//! - `work_service`: `WorkService`, validating and proposing client commands.
+//! - `admin_service`: `AdminService`, status and membership.
+//! - `convert`: protobuf conversions and the mapping of errors to gRPC codes.
+
+mod admin_service;
+pub mod config;
+mod convert;
+mod node;
+mod work_service;
+
+pub use config::{Config, Flags, LogFormat};
+pub use node::run;

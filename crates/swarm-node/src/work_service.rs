@@ -1,0 +1,291 @@
+//! `WorkService`: the client API. Every write is validated here, then
+//! proposed through the node's group-commit proposer (which forwards to the
+//! leader when this node follows). Reads are linearizable unless the caller
+//! asks for the local replica.
+
+use std::time::Duration;
+
+use swarm_claims::command::{Cancel, Claim, Complete, Fail, Handoff, Release, Renew, Submit};
+use swarm_claims::{Command, Response as Applied, Status as WorkStatus, WorkItem};
+use swarm_proto::v1 as pb;
+use swarm_proto::v1::work_service_server::WorkService;
+use tonic::{Request, Response, Status};
+
+use crate::convert::{claim_error_status, item_to_pb, propose_error_status, status_from_pb};
+use crate::node::NodeContext;
+
+/// How long a linearizable read waits for this replica to catch up with the
+/// leader's read index.
+const READ_CATCH_UP: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct WorkApi {
+    ctx: NodeContext,
+}
+
+impl WorkApi {
+    pub fn new(ctx: NodeContext) -> WorkApi {
+        WorkApi { ctx }
+    }
+
+    async fn write(&self, cmd: Command) -> Result<Applied, Status> {
+        self.ctx
+            .limits
+            .check(&cmd)
+            .map_err(|e| claim_error_status(&e))?;
+        match self.ctx.proposer.propose(cmd).await {
+            Ok(Ok(applied)) => Ok(applied),
+            Ok(Err(e)) => Err(claim_error_status(&e)),
+            Err(e) => Err(propose_error_status(&e)),
+        }
+    }
+
+    async fn write_item(&self, cmd: Command) -> Result<Response<pb::WorkResponse>, Status> {
+        match self.write(cmd).await? {
+            Applied::Item(item) => Ok(Response::new(pb::WorkResponse {
+                item: Some(item_to_pb(&item)),
+            })),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Waits until a read from this replica is linearizable, unless the
+    /// caller asked for the local view.
+    async fn read_barrier(&self, consistency: i32) -> Result<(), Status> {
+        if consistency == pb::ReadConsistency::Local as i32 {
+            return Ok(());
+        }
+        let index = self
+            .ctx
+            .proposer
+            .read_index()
+            .await
+            .map_err(|e| propose_error_status(&e))?;
+        let mut applied = self.ctx.state.applied_index();
+        tokio::time::timeout(READ_CATCH_UP, applied.wait_for(|a| *a >= index))
+            .await
+            .map_err(|_| {
+                Status::unavailable(format!(
+                    "replica did not apply index {index} within {READ_CATCH_UP:?}"
+                ))
+            })?
+            .map_err(|_| Status::unavailable("state machine stopped"))?;
+        Ok(())
+    }
+}
+
+fn unexpected(r: &Applied) -> Status {
+    Status::internal(format!("unexpected state machine answer: {r:?}"))
+}
+
+fn items(list: &[WorkItem]) -> Vec<pb::WorkItem> {
+    list.iter().map(item_to_pb).collect()
+}
+
+fn json_or_null(text: String) -> String {
+    if text.trim().is_empty() {
+        "null".to_string()
+    } else {
+        text
+    }
+}
+
+#[tonic::async_trait]
+impl WorkService for WorkApi {
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let r = request.into_inner();
+        let cmd = Command::Submit(Submit {
+            id: uuid::Uuid::new_v4().to_string(),
+            idempotency_key: r.idempotency_key,
+            kind: r.r#type,
+            priority: r.priority,
+            requires: r.requires,
+            payload: json_or_null(r.payload_json),
+            max_attempts: r.max_attempts,
+            now: 0,
+        });
+        match self.write(cmd).await? {
+            Applied::Submitted { item, created } => Ok(Response::new(pb::SubmitResponse {
+                item: Some(item_to_pb(&item)),
+                created,
+            })),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn claim(
+        &self,
+        request: Request<pb::ClaimRequest>,
+    ) -> Result<Response<pb::ClaimResponse>, Status> {
+        let r = request.into_inner();
+        let lease_ms = if r.lease_ms == 0 {
+            self.ctx.config.default_lease.as_millis() as u64
+        } else {
+            r.lease_ms
+        };
+        let cmd = Command::Claim(Claim {
+            agent: r.agent,
+            kinds: r.types,
+            capabilities: r.capabilities,
+            max: r.max.max(1),
+            lease_ms,
+            now: 0,
+        });
+        match self.write(cmd).await? {
+            Applied::Granted(granted) => Ok(Response::new(pb::ClaimResponse {
+                items: items(&granted),
+            })),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn renew(
+        &self,
+        request: Request<pb::RenewRequest>,
+    ) -> Result<Response<pb::RenewResponse>, Status> {
+        let r = request.into_inner();
+        let cmd = Command::Renew(Renew {
+            agent: r.agent,
+            tokens: r.tokens,
+            progress: r.progress,
+            now: 0,
+        });
+        match self.write(cmd).await? {
+            Applied::Renewed { renewed, rejected } => Ok(Response::new(pb::RenewResponse {
+                renewed: items(&renewed),
+                rejected: rejected
+                    .into_iter()
+                    .map(|(token, e)| pb::RenewFailure {
+                        token,
+                        error: e.to_string(),
+                    })
+                    .collect(),
+            })),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn complete(
+        &self,
+        request: Request<pb::CompleteRequest>,
+    ) -> Result<Response<pb::WorkResponse>, Status> {
+        let r = request.into_inner();
+        self.write_item(Command::Complete(Complete {
+            id: r.id,
+            token: r.token,
+            result: json_or_null(r.result_json),
+            now: 0,
+        }))
+        .await
+    }
+
+    async fn fail(
+        &self,
+        request: Request<pb::FailRequest>,
+    ) -> Result<Response<pb::WorkResponse>, Status> {
+        let r = request.into_inner();
+        self.write_item(Command::Fail(Fail {
+            id: r.id,
+            token: r.token,
+            error: r.error,
+            retry: r.retry,
+            now: 0,
+        }))
+        .await
+    }
+
+    async fn release(
+        &self,
+        request: Request<pb::ReleaseRequest>,
+    ) -> Result<Response<pb::WorkResponse>, Status> {
+        let r = request.into_inner();
+        self.write_item(Command::Release(Release {
+            id: r.id,
+            token: r.token,
+            now: 0,
+        }))
+        .await
+    }
+
+    async fn handoff(
+        &self,
+        request: Request<pb::HandoffRequest>,
+    ) -> Result<Response<pb::WorkResponse>, Status> {
+        let r = request.into_inner();
+        self.write_item(Command::Handoff(Handoff {
+            id: r.id,
+            token: r.token,
+            to_agent: r.to_agent,
+            now: 0,
+        }))
+        .await
+    }
+
+    async fn cancel(
+        &self,
+        request: Request<pb::CancelRequest>,
+    ) -> Result<Response<pb::WorkResponse>, Status> {
+        let r = request.into_inner();
+        let reason = if r.reason.is_empty() {
+            "cancelled by request".to_string()
+        } else {
+            r.reason
+        };
+        self.write_item(Command::Cancel(Cancel {
+            id: r.id,
+            reason,
+            now: 0,
+        }))
+        .await
+    }
+
+    async fn get_work(
+        &self,
+        request: Request<pb::GetWorkRequest>,
+    ) -> Result<Response<pb::WorkResponse>, Status> {
+        let r = request.into_inner();
+        self.ctx
+            .limits
+            .name("id", &r.id)
+            .map_err(|e| claim_error_status(&e))?;
+        self.read_barrier(r.consistency).await?;
+        let item = self
+            .ctx
+            .state
+            .read(|s| s.get(&r.id).map(item_to_pb))
+            .ok_or_else(|| Status::not_found(format!("work item {:?} not found", r.id)))?;
+        Ok(Response::new(pb::WorkResponse { item: Some(item) }))
+    }
+
+    async fn list_work(
+        &self,
+        request: Request<pb::ListWorkRequest>,
+    ) -> Result<Response<pb::ListWorkResponse>, Status> {
+        let r = request.into_inner();
+        let status = pb::WorkStatus::try_from(r.status).map_err(|_| {
+            Status::invalid_argument(format!("invalid status: unknown value {}", r.status))
+        })?;
+        let status: Option<WorkStatus> = status_from_pb(status);
+        self.read_barrier(r.consistency).await?;
+        let limit = if r.limit == 0 {
+            usize::MAX
+        } else {
+            r.limit as usize
+        };
+        let items = self.ctx.state.read(|s| {
+            s.items()
+                .filter(|i| status.is_none_or(|st| i.status == st))
+                .filter(|i| r.r#type.is_empty() || i.kind == r.r#type)
+                .filter(|i| {
+                    r.holder.is_empty() || i.lease.as_ref().is_some_and(|l| l.agent == r.holder)
+                })
+                .take(limit)
+                .map(item_to_pb)
+                .collect()
+        });
+        Ok(Response::new(pb::ListWorkResponse { items }))
+    }
+}
