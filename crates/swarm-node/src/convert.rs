@@ -85,24 +85,25 @@ pub fn claim_error_status(e: &ClaimError) -> Status {
     }
 }
 
-/// The gRPC status for a proposal that got no answer. A follower that could
-/// not forward names the leader in `swarm-leader-addr` so a client can go
-/// there itself.
+/// The gRPC status for a proposal that got no answer. When nothing was
+/// proposed (no leader, or the leader could not be reached), the status
+/// carries `swarm-leader-addr` (empty when no leader is known): the client
+/// may then retry any call safely. An outcome that is unknown carries no such
+/// key.
 pub fn propose_error_status(e: &ProposeError) -> Status {
     match e {
-        ProposeError::NotLeader {
-            leader_addr: Some(addr),
-            ..
-        } => {
-            let mut s = Status::unavailable(e.to_string());
-            if let Ok(v) = addr.parse() {
-                s.metadata_mut().insert("swarm-leader-addr", v);
-            }
-            s
+        ProposeError::NotLeader { leader_addr, .. } => {
+            not_applied(e.to_string(), leader_addr.as_deref().unwrap_or(""))
         }
-        ProposeError::NotLeader { .. } | ProposeError::Unavailable(_) => {
-            Status::unavailable(e.to_string())
-        }
+        ProposeError::Unavailable(_) => not_applied(e.to_string(), ""),
         ProposeError::Unknown(_) => Status::deadline_exceeded(e.to_string()),
     }
+}
+
+fn not_applied(message: String, leader_addr: &str) -> Status {
+    let mut s = Status::unavailable(message);
+    if let Ok(v) = leader_addr.parse() {
+        s.metadata_mut().insert("swarm-leader-addr", v);
+    }
+    s
 }

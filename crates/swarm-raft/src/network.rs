@@ -99,14 +99,24 @@ pub struct PeerClient {
 /// error that openraft retries at once, so followers do not fall behind.
 fn rpc_error(target: NodeId, status: &Status) -> RPCError<TypeConfig> {
     let msg = format!("node {target}: {status}");
-    let refused = status.code() == tonic::Code::Unavailable
-        && (status.message().contains("onnection refused")
-            || status.message().contains("tcp connect"));
-    if refused {
+    if never_connected(status) {
         RPCError::Unreachable(Unreachable::from_string(msg))
     } else {
         RPCError::Network(NetworkError::from_string(msg))
     }
+}
+
+/// Whether a call failed before its request left this process: the
+/// transport could not open a connection to the peer.
+pub(crate) fn never_connected(status: &Status) -> bool {
+    let mut next = std::error::Error::source(status);
+    while let Some(err) = next {
+        if err.is::<tonic::ConnectError>() {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 impl PeerClient {

@@ -29,7 +29,8 @@ pub enum ProposeError {
     /// was in flight, or the forwarded call broke after it was sent).
     #[error("outcome unknown: {0}")]
     Unknown(String),
-    /// No leader could be reached in time, or Raft has stopped.
+    /// Nothing was proposed: no leader could be reached in time, or the
+    /// proposer has stopped. Retrying is always safe.
     #[error("cluster unavailable: {0}")]
     Unavailable(String),
 }
@@ -147,8 +148,9 @@ impl Proposer {
             .send(Pending { cmd, reply })
             .await
             .map_err(|_| ProposeError::Unavailable("proposer stopped".into()))?;
-        rx.await
-            .map_err(|_| ProposeError::Unavailable("proposer dropped the command".into()))?
+        rx.await.map_err(|_| {
+            ProposeError::Unknown("proposer dropped the command while it was in flight".into())
+        })?
     }
 
     async fn forward(&self, addr: &str, cmd: &Command) -> Result<ApplyResult, ProposeError> {
@@ -160,7 +162,9 @@ impl Proposer {
         match client.propose(swarm_proto::v1::RaftMessage { data }).await {
             Ok(reply) => decode::<Result<ApplyResult, ProposeError>>(&reply.into_inner().data)
                 .map_err(|s| ProposeError::Unknown(s.message().to_string()))?,
-            Err(s) if s.code() == tonic::Code::Unavailable => {
+            // Only a connection that never opened proves the leader did
+            // not get the command.
+            Err(s) if crate::network::never_connected(&s) => {
                 Err(ProposeError::Unavailable(s.message().to_string()))
             }
             Err(s) => Err(ProposeError::Unknown(format!(
@@ -319,6 +323,6 @@ fn propose_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Prop
             ProposeError::Unknown(format!("leader changed while the entry was in flight: {f}"))
         }
         RaftError::APIError(other) => ProposeError::Unavailable(other.to_string()),
-        RaftError::Fatal(f) => ProposeError::Unavailable(format!("raft stopped: {f}")),
+        RaftError::Fatal(f) => ProposeError::Unknown(format!("raft stopped: {f}")),
     }
 }

@@ -1,0 +1,109 @@
+//! `swarmctl work ...`: the life of a work item, from submit through claim,
+//! renew and complete (or fail, release, cancel), and reading it back.
+
+pub mod cancel;
+pub mod claim;
+pub mod complete;
+pub mod fail;
+pub mod get;
+pub mod list;
+pub mod release;
+pub mod renew;
+pub mod submit;
+
+use anyhow::Result;
+use clap::{Subcommand, ValueEnum};
+use swarm_client::proto::{ReadConsistency, WorkItem, WorkStatus};
+
+use super::Context;
+use crate::output::{OutputFormat, now_ms, print_json, print_text};
+use crate::views::work_item::{item_detail, item_json, items_json, items_table};
+
+#[derive(Debug, Subcommand)]
+pub enum Work {
+    /// Submit a work item
+    Submit(submit::Submit),
+    /// Claim claimable items under a lease
+    Claim(claim::Claim),
+    /// Renew an agent's leases
+    Renew(renew::Renew),
+    /// Complete a claimed item
+    Complete(complete::Complete),
+    /// Fail a claimed item, for good or to be retried
+    Fail(fail::Fail),
+    /// Give a claimed item back
+    Release(release::Release),
+    /// Cancel an item, whoever holds it
+    Cancel(cancel::Cancel),
+    /// Show one item
+    Get(get::Get),
+    /// List items
+    List(list::List),
+}
+
+impl Work {
+    pub async fn run(self, ctx: &Context) -> Result<()> {
+        match self {
+            Work::Submit(args) => submit::run(ctx, args).await,
+            Work::Claim(args) => claim::run(ctx, args).await,
+            Work::Renew(args) => renew::run(ctx, args).await,
+            Work::Complete(args) => complete::run(ctx, args).await,
+            Work::Fail(args) => fail::run(ctx, args).await,
+            Work::Release(args) => release::run(ctx, args).await,
+            Work::Cancel(args) => cancel::run(ctx, args).await,
+            Work::Get(args) => get::run(ctx, args).await,
+            Work::List(args) => list::run(ctx, args).await,
+        }
+    }
+}
+
+/// A status as `--status` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFilter {
+    Pending,
+    Claimed,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl From<StatusFilter> for WorkStatus {
+    fn from(s: StatusFilter) -> WorkStatus {
+        match s {
+            StatusFilter::Pending => WorkStatus::Pending,
+            StatusFilter::Claimed => WorkStatus::Claimed,
+            StatusFilter::Completed => WorkStatus::Completed,
+            StatusFilter::Failed => WorkStatus::Failed,
+            StatusFilter::Cancelled => WorkStatus::Cancelled,
+        }
+    }
+}
+
+/// `--local`: the answering node's replica instead of a linearizable read.
+fn consistency(local: bool) -> i32 {
+    if local {
+        ReadConsistency::Local as i32
+    } else {
+        ReadConsistency::Linearizable as i32
+    }
+}
+
+fn print_item(ctx: &Context, item: &WorkItem) -> Result<()> {
+    match ctx.output {
+        OutputFormat::Json => print_json(&item_json(item)),
+        OutputFormat::Table => print_text(&item_detail(item, now_ms())),
+    }
+}
+
+/// Prints a list of items; in a table, an empty list prints nothing on
+/// stdout and says so on stderr.
+fn print_items(ctx: &Context, items: &[WorkItem], none: &str) -> Result<()> {
+    match ctx.output {
+        OutputFormat::Json => print_json(&items_json(items)),
+        OutputFormat::Table if items.is_empty() => {
+            eprintln!("{none}");
+            Ok(())
+        }
+        OutputFormat::Table => print_text(&items_table(items, now_ms()).render()),
+    }
+}

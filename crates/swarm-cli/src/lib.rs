@@ -1,0 +1,42 @@
+//! `swarmctl`, the command line of a Swarm cluster: inspect the cluster,
+//! change its membership, and submit, claim and finish work items.
+//!
+//! Data goes to stdout, as a table (`-o table`, the default) or as JSON
+//! (`-o json`, the shapes scripts rely on); messages and errors go to stderr.
+//! Exit codes: 0 success, 1 failure, 2 usage error. The output has no color,
+//! so `NO_COLOR` holds trivially.
+//!
+//! # Layout
+//! - `cli`: [`Cli`], the global options (`--endpoints`, `-o`) and the
+//!   argument parsers shared by commands (endpoints, JSON, names).
+//! - `commands`: one module per noun, one file per verb
+//!   (`commands/work/claim.rs`), each with its clap arguments and `run`.
+//! - `views`: prost messages to JSON values and table rows, one file per
+//!   message family (`work_item`, `cluster`).
+//! - `output`: printing JSON and tables to stdout, humanized lease times.
+
+mod cli;
+mod commands;
+mod output;
+mod views;
+
+use std::process::ExitCode;
+
+pub use cli::Cli;
+
+/// Runs one parsed command line and returns the process exit code: 0 when
+/// the command succeeded, 1 (with `error: ...` on stderr) when it failed.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(commands::run(cli)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Printing command results: JSON for scripts, aligned tables for people,
+//! and lease times as "how long is left".
+
+use std::fmt::Display;
+use std::io::{self, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+/// How a command prints its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns for people
+    Table,
+    /// JSON for scripts
+    Json,
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).context("encode output as json")?;
+    print_text(&text)
+}
+
+/// Prints `text` on stdout, ending it with a newline.
+pub fn print_text(text: &str) -> Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| {
+            if text.ends_with('\n') {
+                Ok(())
+            } else {
+                out.write_all(b"\n")
+            }
+        })
+        .and_then(|()| out.flush())
+        .context("write output")
+}
+
+/// Rows of cells under a header, columns padded to their widest cell.
+#[derive(Debug, Clone)]
+pub struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(header: &[&str]) -> Table {
+        Table {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, row: Vec<String>) {
+        self.rows.push(row);
+    }
+
+    pub fn render(&self) -> String {
+        let columns = self.header.len();
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (i, cell) in row.iter().enumerate().take(columns) {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+        let mut text = String::new();
+        for row in std::iter::once(&self.header).chain(&self.rows) {
+            let mut line = String::new();
+            for (i, width) in widths.iter().enumerate() {
+                let cell = row.get(i).map_or("", String::as_str);
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                line.push_str(cell);
+                let pad = width.saturating_sub(cell.chars().count());
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+            text.push_str(line.trim_end());
+            text.push('\n');
+        }
+        text
+    }
+}
+
+/// `name  value` lines, names padded to the longest: one record, vertically.
+pub fn fields(pairs: &[(&str, String)]) -> String {
+    let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k:<width$}  {v}").trim_end().to_string() + "\n")
+        .collect()
+}
+
+/// The value, or `-` when there is none.
+pub fn or_dash<T: Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// Milliseconds since the Unix epoch, the unit of every time on the wire.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// How long a lease that ends at `expires_at_ms` has left: `9s`, `1m 30s`,
+/// `800ms`, or `expired`. Seconds are rounded down, so the value never
+/// promises more time than there is.
+pub fn time_left(expires_at_ms: u64, now_ms: u64) -> String {
+    let left = expires_at_ms.saturating_sub(now_ms);
+    if left == 0 {
+        "expired".to_string()
+    } else if left < 1000 {
+        format!("{left}ms")
+    } else {
+        humantime::format_duration(Duration::from_secs(left / 1000)).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_pads_columns_and_trims_line_ends() {
+        let mut t = Table::new(&["ID", "STATUS"]);
+        t.push(vec!["w-long-id".into(), "pending".into()]);
+        t.push(vec!["w2".into(), "-".into()]);
+        assert_eq!(
+            t.render(),
+            "ID         STATUS\nw-long-id  pending\nw2         -\n"
+        );
+    }
+
+    #[test]
+    fn fields_align_names() {
+        let text = fields(&[
+            ("id", "w1".into()),
+            ("status", "claimed".into()),
+            ("error", String::new()),
+        ]);
+        assert_eq!(text, "id      w1\nstatus  claimed\nerror\n");
+    }
+
+    #[test]
+    fn time_left_is_humanized() {
+        assert_eq!(time_left(10_000, 1_000), "9s");
+        assert_eq!(time_left(100_500, 10_000), "1m 30s");
+        assert_eq!(time_left(1_800, 1_000), "800ms");
+        assert_eq!(time_left(1_000, 1_000), "expired");
+        assert_eq!(time_left(1_000, 5_000), "expired");
+    }
+}

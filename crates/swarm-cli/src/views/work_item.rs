@@ -1,0 +1,329 @@
+//! A [`WorkItem`] as JSON and as table rows.
+//!
+//! The JSON keys are what scripts rely on: `id`, `type`, `status` (a
+//! lowercase word), `holder` and `token` (the live claim's, or null),
+//! `attempt`, `payload` and `result` (parsed JSON, null when empty),
+//! `priority`, `requires`, `error`, `lease_expires_at` (Unix epoch ms, or
+//! null) and `history` (`agent`, `token`, `granted_at`, `ended`). Other keys
+//! may be added, never removed.
+
+use serde_json::{Value, json};
+use swarm_client::proto::{WorkItem, WorkStatus};
+
+use crate::output::{Table, fields, or_dash, time_left};
+
+/// The lowercase word for a status: `pending`, `claimed`, `completed`,
+/// `failed`, `cancelled` (`unknown` for a value this build does not know).
+pub fn status_name(status: i32) -> &'static str {
+    match WorkStatus::try_from(status) {
+        Ok(WorkStatus::Pending) => "pending",
+        Ok(WorkStatus::Claimed) => "claimed",
+        Ok(WorkStatus::Completed) => "completed",
+        Ok(WorkStatus::Failed) => "failed",
+        Ok(WorkStatus::Cancelled) => "cancelled",
+        Ok(WorkStatus::Unspecified) | Err(_) => "unknown",
+    }
+}
+
+/// JSON text from the wire as a value: empty is null. Text that is not JSON
+/// (which a node should never send) is kept as a string rather than lost.
+pub fn json_text(text: &str) -> Value {
+    if text.trim().is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}
+
+pub fn item_json(item: &WorkItem) -> Value {
+    let claim = item.claim.as_ref();
+    json!({
+        "id": item.id,
+        "type": item.r#type,
+        "status": status_name(item.status),
+        "holder": claim.map(|c| c.agent.as_str()),
+        "token": claim.map(|c| c.token),
+        "attempt": item.attempt,
+        "max_attempts": item.max_attempts,
+        "priority": item.priority,
+        "requires": item.requires,
+        "payload": json_text(&item.payload_json),
+        "result": item.result_json.as_deref().map_or(Value::Null, json_text),
+        "error": item.error.as_deref().filter(|e| !e.is_empty()),
+        "lease_expires_at": claim.map(|c| c.lease_expires_at_ms),
+        "lease_ms": claim.map(|c| c.lease_ms),
+        "granted_at": claim.map(|c| c.granted_at_ms),
+        "progress": claim.and_then(|c| c.progress.as_deref()),
+        "last_token": (item.token != 0).then_some(item.token),
+        "idempotency_key": Some(item.idempotency_key.as_str()).filter(|k| !k.is_empty()),
+        "submitted_at": item.submitted_at_ms,
+        "updated_at": item.updated_at_ms,
+        "history": item.history.iter().map(|h| json!({
+            "agent": h.agent,
+            "token": h.token,
+            "granted_at": h.granted_at_ms,
+            "ended": Some(h.ended.as_str()).filter(|e| !e.is_empty()),
+        })).collect::<Vec<_>>(),
+        "journal": item.journal.iter().map(|j| json!({
+            "step": j.step,
+            "token": j.token,
+            "outcome": json_text(&j.outcome_json),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn items_json(items: &[WorkItem]) -> Value {
+    Value::Array(items.iter().map(item_json).collect())
+}
+
+/// One row per item: what `work list` and `work claim` show.
+pub fn items_table(items: &[WorkItem], now_ms: u64) -> Table {
+    let mut table = Table::new(&[
+        "ID", "TYPE", "STATUS", "HOLDER", "TOKEN", "ATTEMPT", "PRIORITY", "LEASE",
+    ]);
+    for item in items {
+        let claim = item.claim.as_ref();
+        table.push(vec![
+            item.id.clone(),
+            item.r#type.clone(),
+            status_name(item.status).to_string(),
+            or_dash(claim.map(|c| c.agent.as_str())),
+            or_dash(claim.map(|c| c.token)),
+            item.attempt.to_string(),
+            item.priority.to_string(),
+            or_dash(claim.map(|c| time_left(c.lease_expires_at_ms, now_ms))),
+        ]);
+    }
+    table
+}
+
+/// One item, field by field, then its holders.
+pub fn item_detail(item: &WorkItem, now_ms: u64) -> String {
+    let claim = item.claim.as_ref();
+    let attempts = if item.max_attempts == 0 {
+        item.attempt.to_string()
+    } else {
+        format!("{}/{}", item.attempt, item.max_attempts)
+    };
+    let compact = |v: Value| match v {
+        Value::Null => "-".to_string(),
+        other => other.to_string(),
+    };
+    let mut text = fields(&[
+        ("id", item.id.clone()),
+        ("type", item.r#type.clone()),
+        ("status", status_name(item.status).to_string()),
+        ("holder", or_dash(claim.map(|c| c.agent.as_str()))),
+        ("token", or_dash(claim.map(|c| c.token))),
+        (
+            "lease",
+            or_dash(claim.map(|c| time_left(c.lease_expires_at_ms, now_ms))),
+        ),
+        (
+            "progress",
+            or_dash(claim.and_then(|c| c.progress.as_deref())),
+        ),
+        ("attempt", attempts),
+        ("priority", item.priority.to_string()),
+        (
+            "requires",
+            or_dash(Some(item.requires.join(",")).filter(|r| !r.is_empty())),
+        ),
+        ("payload", compact(json_text(&item.payload_json))),
+        (
+            "result",
+            compact(item.result_json.as_deref().map_or(Value::Null, json_text)),
+        ),
+        (
+            "error",
+            or_dash(item.error.as_deref().filter(|e| !e.is_empty())),
+        ),
+    ]);
+    if !item.history.is_empty() {
+        let mut history = Table::new(&["AGENT", "TOKEN", "GRANTED_AT", "ENDED"]);
+        for h in &item.history {
+            history.push(vec![
+                h.agent.clone(),
+                h.token.to_string(),
+                h.granted_at_ms.to_string(),
+                if h.ended.is_empty() {
+                    "live".to_string()
+                } else {
+                    h.ended.clone()
+                },
+            ]);
+        }
+        text.push('\n');
+        text.push_str(&history.render());
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use swarm_client::proto::{Claim, HolderRecord, JournalEntry};
+
+    use super::*;
+
+    fn claimed_item() -> WorkItem {
+        WorkItem {
+            id: "w1".into(),
+            r#type: "build".into(),
+            priority: 5,
+            requires: vec!["gpu".into()],
+            payload_json: r#"{"repo":"swarm"}"#.into(),
+            status: WorkStatus::Claimed as i32,
+            attempt: 2,
+            max_attempts: 3,
+            claim: Some(Claim {
+                agent: "a2".into(),
+                token: 9,
+                lease_expires_at_ms: 1_700_000_010_000,
+                lease_ms: 10_000,
+                granted_at_ms: 1_700_000_000_000,
+                progress: Some("half".into()),
+            }),
+            token: 9,
+            result_json: None,
+            error: None,
+            idempotency_key: "k1".into(),
+            submitted_at_ms: 1_699_999_990_000,
+            updated_at_ms: 1_700_000_000_000,
+            history: vec![
+                HolderRecord {
+                    agent: "a1".into(),
+                    token: 4,
+                    granted_at_ms: 1_699_999_995_000,
+                    ended: "expired".into(),
+                },
+                HolderRecord {
+                    agent: "a2".into(),
+                    token: 9,
+                    granted_at_ms: 1_700_000_000_000,
+                    ended: String::new(),
+                },
+            ],
+            journal: vec![JournalEntry {
+                step: "parse".into(),
+                token: 4,
+                outcome_json: r#"{"ok":1}"#.into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_claimed_item_as_json() {
+        assert_eq!(
+            item_json(&claimed_item()),
+            json!({
+                "id": "w1",
+                "type": "build",
+                "status": "claimed",
+                "holder": "a2",
+                "token": 9,
+                "attempt": 2,
+                "max_attempts": 3,
+                "priority": 5,
+                "requires": ["gpu"],
+                "payload": {"repo": "swarm"},
+                "result": null,
+                "error": null,
+                "lease_expires_at": 1_700_000_010_000u64,
+                "lease_ms": 10_000,
+                "granted_at": 1_700_000_000_000u64,
+                "progress": "half",
+                "last_token": 9,
+                "idempotency_key": "k1",
+                "submitted_at": 1_699_999_990_000u64,
+                "updated_at": 1_700_000_000_000u64,
+                "history": [
+                    {"agent": "a1", "token": 4, "granted_at": 1_699_999_995_000u64, "ended": "expired"},
+                    {"agent": "a2", "token": 9, "granted_at": 1_700_000_000_000u64, "ended": null},
+                ],
+                "journal": [{"step": "parse", "token": 4, "outcome": {"ok": 1}}],
+            })
+        );
+    }
+
+    #[test]
+    fn a_completed_item_has_no_holder_and_a_parsed_result() {
+        let item = WorkItem {
+            status: WorkStatus::Completed as i32,
+            claim: None,
+            result_json: Some("[1,2,3]".into()),
+            payload_json: String::new(),
+            ..claimed_item()
+        };
+        let v = item_json(&item);
+        assert_eq!(v["status"], "completed");
+        assert_eq!(v["holder"], Value::Null);
+        assert_eq!(v["token"], Value::Null);
+        assert_eq!(v["lease_expires_at"], Value::Null);
+        assert_eq!(v["result"], json!([1, 2, 3]));
+        assert_eq!(v["payload"], Value::Null);
+        assert_eq!(v["last_token"], 9);
+    }
+
+    #[test]
+    fn failed_item_error_and_empty_result() {
+        let item = WorkItem {
+            status: WorkStatus::Failed as i32,
+            claim: None,
+            result_json: Some(String::new()),
+            error: Some("boom".into()),
+            ..claimed_item()
+        };
+        let v = item_json(&item);
+        assert_eq!(v["status"], "failed");
+        assert_eq!(v["error"], "boom");
+        assert_eq!(v["result"], Value::Null);
+    }
+
+    #[test]
+    fn status_names() {
+        let names: Vec<_> = (0..=6).map(status_name).collect();
+        assert_eq!(
+            names,
+            [
+                "unknown",
+                "pending",
+                "claimed",
+                "completed",
+                "failed",
+                "cancelled",
+                "unknown"
+            ]
+        );
+    }
+
+    #[test]
+    fn text_that_is_not_json_is_kept_as_a_string() {
+        assert_eq!(json_text("not json"), json!("not json"));
+        assert_eq!(json_text("  "), Value::Null);
+        assert_eq!(json_text("42"), json!(42));
+    }
+
+    #[test]
+    fn table_shows_holder_token_and_lease_left() {
+        let item = claimed_item();
+        let text = items_table(&[item], 1_700_000_001_000).render();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "ID  TYPE   STATUS   HOLDER  TOKEN  ATTEMPT  PRIORITY  LEASE"
+        );
+        assert_eq!(
+            lines[1],
+            "w1  build  claimed  a2      9      2        5         9s"
+        );
+    }
+
+    #[test]
+    fn detail_lists_fields_and_history() {
+        let text = item_detail(&claimed_item(), 1_700_000_001_000);
+        assert!(text.contains("holder    a2\n"), "{text}");
+        assert!(text.contains("lease     9s\n"), "{text}");
+        assert!(text.contains("attempt   2/3\n"), "{text}");
+        assert!(text.contains(r#"payload   {"repo":"swarm"}"#), "{text}");
+        assert!(text.contains("a2     9      1700000000000  live"), "{text}");
+    }
+}

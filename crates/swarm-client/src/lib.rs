@@ -1,0 +1,81 @@
+//! Rust client for a Swarm cluster: submit, claim and finish work items,
+//! inspect and change the membership, without caring which node leads.
+//!
+//! A [`SwarmClient`] holds the nodes' addresses and one lazily connected
+//! gRPC channel per node. A call goes first to the node that answered last.
+//! Nodes forward writes to the leader themselves, so most calls succeed on
+//! the first node asked. When a node cannot serve a call it answers
+//! UNAVAILABLE, and when it knows the leader it names it in the
+//! `swarm-leader-addr` metadata ([`LEADER_ADDR_KEY`]): the client asks that
+//! node next, so users never see "not leader".
+//!
+//! # Retries
+//!
+//! Whether a failed attempt is retried depends on what it says about the
+//! request's fate, and on whether the call is safe to repeat:
+//!
+//! | failure                                             | retried for               |
+//! |-----------------------------------------------------|---------------------------|
+//! | connecting failed (refused, unreachable, timeout)   | every call                |
+//! | UNAVAILABLE carrying `swarm-leader-addr`            | every call                |
+//! | timeout, connection lost after sending, UNAVAILABLE without hint | repeatable calls only |
+//! | any other answer (not found, stale token, ...)      | no call                   |
+//!
+//! Repeatable calls: `get_work`, `list_work`, `cluster_status`, `renew`,
+//! `complete`, `cancel`, and `submit` with a non-empty idempotency key.
+//! `claim`, `fail`, `release`, `handoff`, `submit` without a key and the
+//! membership changes are not: after an ambiguous failure they end with
+//! [`ClientError::OutcomeUnknown`]. Attempts go round the endpoint list up to
+//! [`RetryPolicy::rounds`] times, with a pause between rounds, all within
+//! [`RetryPolicy::total_timeout`].
+//!
+//! ```no_run
+//! use swarm_client::SwarmClient;
+//! use swarm_client::proto::{ClaimRequest, CompleteRequest, SubmitRequest};
+//!
+//! # async fn demo() -> Result<(), swarm_client::ClientError> {
+//! let client = SwarmClient::connect(vec!["127.0.0.1:7101".into(), "127.0.0.1:7102".into()])?;
+//! client
+//!     .submit(SubmitRequest {
+//!         r#type: "build".into(),
+//!         payload_json: r#"{"repo":"swarm"}"#.into(),
+//!         idempotency_key: "build-swarm-1".into(),
+//!         ..Default::default()
+//!     })
+//!     .await?;
+//! let items = client
+//!     .claim(ClaimRequest { agent: "a1".into(), max: 1, ..Default::default() })
+//!     .await?;
+//! for item in items {
+//!     let token = item.claim.as_ref().map_or(0, |c| c.token);
+//!     client
+//!         .complete(CompleteRequest { id: item.id, token, result_json: "true".into() })
+//!         .await?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//! - `client`: [`SwarmClient`], its channels, and the call loop that picks
+//!   nodes, follows leader hints and retries.
+//! - `retry`: sorting a failed attempt (not sent, refused, ambiguous,
+//!   answered) and deciding per call whether to try again.
+//! - `config`: [`ClientConfig`] timeouts and the [`RetryPolicy`].
+//! - `endpoint`: [`NodeAddr`], parsing `host:port` / `http://host:port`.
+//! - `error`: [`ClientError`], mapping node answers to what callers act on.
+
+mod client;
+mod config;
+mod endpoint;
+mod error;
+mod retry;
+
+pub use client::SwarmClient;
+pub use config::{ClientConfig, RetryPolicy};
+pub use endpoint::NodeAddr;
+pub use error::ClientError;
+pub use retry::LEADER_ADDR_KEY;
+
+/// The generated protocol types the client takes and returns.
+pub use swarm_proto::v1 as proto;
