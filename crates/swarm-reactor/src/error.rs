@@ -1,0 +1,160 @@
+//! Errors: what a step reports, what validation finds, and why a run failed.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+/// Why one attempt of a step failed.
+///
+/// `retryable` separates failures worth another attempt (a non-zero exit, a 503, a timeout) from
+/// ones that will fail the same way again (a 404, a bad argument); only the first kind uses up
+/// `max_retries`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StepError {
+    /// Lowercase, names what went wrong.
+    pub message: String,
+    /// Whether another attempt might succeed.
+    pub retryable: bool,
+}
+
+impl StepError {
+    /// A failure another attempt might not repeat.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    /// A failure that retrying cannot fix.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    pub(crate) fn timed_out(after: Duration) -> Self {
+        Self::retryable(format!(
+            "timed out after {}",
+            humantime::format_duration(after)
+        ))
+    }
+}
+
+/// One thing wrong with a workflow spec, found before anything runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The step the problem is in, when it is in one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The field (`timeout`, `arguments.x`, `with.command`, ...), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The full message, naming the step and field itself.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem validation found, in the order found.
+#[derive(Debug, Clone, PartialEq, Eq, Default, thiserror::Error)]
+pub struct ValidationErrors {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "workflow is invalid ({n} problem{}):",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ValidationErrors {
+    pub fn is_empty(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// Messages only, one per problem.
+    pub fn messages(&self) -> Vec<String> {
+        self.problems.iter().map(|p| p.message.clone()).collect()
+    }
+
+    pub(crate) fn push(&mut self, step: Option<&str>, field: Option<&str>, message: String) {
+        self.problems.push(Problem {
+            step: step.map(str::to_owned),
+            field: field.map(str::to_owned),
+            message,
+        });
+    }
+}
+
+/// Why a workflow file could not be turned into a runnable [`crate::Workflow`].
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("read workflow {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Invalid(#[from] ValidationErrors),
+}
+
+impl LoadError {
+    /// Every problem, one message each (an I/O failure is a single problem).
+    pub fn messages(&self) -> Vec<String> {
+        match self {
+            LoadError::Io { .. } => vec![self.to_string()],
+            LoadError::Invalid(v) => v.messages(),
+        }
+    }
+}
+
+/// Why a journal could not record or replay an outcome. Fatal for the run: an outcome that is not
+/// durable must not be acted on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("journal: {0}")]
+pub struct JournalError(pub String);
+
+/// Why a run ended failed. The first error wins; later ones are in the step reports.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunError {
+    #[error("step {step:?} failed after {attempts} attempt{}: {error}", if *attempts == 1 { "" } else { "s" })]
+    StepFailed {
+        step: String,
+        attempts: u32,
+        error: StepError,
+    },
+    #[error("run timed out after {}", humantime::format_duration(*.0))]
+    TimedOut(Duration),
+    #[error("run inputs are invalid: {}", .0.join("; "))]
+    InvalidInputs(Vec<String>),
+    #[error("run was cancelled")]
+    Cancelled,
+    #[error("{0}")]
+    Return(String),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+impl Serialize for RunError {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}

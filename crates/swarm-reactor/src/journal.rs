@@ -1,0 +1,208 @@
+//! The journal: where every step outcome is recorded, and what a run resumes from.
+//!
+//! The executor appends an entry before acting on an outcome, so a run restarted with the same
+//! run id and journal skips the steps that already succeeded and feeds their recorded results to
+//! the steps after them. The cluster provides a Raft-backed journal; [`InMemoryJournal`] is for
+//! tests and local runs.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::JournalError;
+use crate::report::RunStatus;
+
+/// One recorded fact about a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum JournalEntry {
+    RunStarted {
+        workflow: String,
+        inputs: Value,
+    },
+    StepStarted {
+        step: String,
+        attempt: u32,
+    },
+    /// `arguments` are kept so the step can be undone after a restart.
+    StepSucceeded {
+        step: String,
+        attempt: u32,
+        arguments: Value,
+        result: Value,
+        /// The result came from `compensate` after the step failed.
+        #[serde(default)]
+        compensated: bool,
+    },
+    StepFailed {
+        step: String,
+        attempt: u32,
+        error: String,
+        /// Another attempt follows.
+        will_retry: bool,
+    },
+    StepRetried {
+        step: String,
+        /// The attempt about to start.
+        attempt: u32,
+        delay_ms: u64,
+    },
+    StepCancelled {
+        step: String,
+    },
+    StepUndone {
+        step: String,
+    },
+    StepUndoFailed {
+        step: String,
+        error: String,
+    },
+    RunFinished {
+        status: RunStatus,
+    },
+}
+
+/// Durable storage for run outcomes.
+#[async_trait]
+pub trait Journal: Send + Sync + 'static {
+    /// Records `entry` for `run_id`; once this returns `Ok` the entry must survive a restart.
+    async fn append(&self, run_id: &str, entry: JournalEntry) -> Result<(), JournalError>;
+
+    /// Every entry recorded for `run_id`, oldest first (empty for an unknown run).
+    async fn entries(&self, run_id: &str) -> Result<Vec<JournalEntry>, JournalError>;
+}
+
+/// A journal in memory, for tests and `run-local`.
+#[derive(Debug, Default)]
+pub struct InMemoryJournal {
+    runs: Mutex<HashMap<String, Vec<JournalEntry>>>,
+}
+
+impl InMemoryJournal {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A copy of what was recorded for `run_id`.
+    pub fn snapshot(&self, run_id: &str) -> Vec<JournalEntry> {
+        self.runs
+            .lock()
+            .map(|r| r.get(run_id).cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Replaces what is recorded for `run_id` (to set up a resume in tests).
+    pub fn replace(&self, run_id: &str, entries: Vec<JournalEntry>) {
+        if let Ok(mut r) = self.runs.lock() {
+            r.insert(run_id.to_owned(), entries);
+        }
+    }
+
+    /// Every run id with entries.
+    pub fn run_ids(&self) -> Vec<String> {
+        self.runs
+            .lock()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl Journal for InMemoryJournal {
+    async fn append(&self, run_id: &str, entry: JournalEntry) -> Result<(), JournalError> {
+        let mut runs = self
+            .runs
+            .lock()
+            .map_err(|_| JournalError("in-memory journal lock poisoned".into()))?;
+        runs.entry(run_id.to_owned()).or_default().push(entry);
+        Ok(())
+    }
+
+    async fn entries(&self, run_id: &str) -> Result<Vec<JournalEntry>, JournalError> {
+        let runs = self
+            .runs
+            .lock()
+            .map_err(|_| JournalError("in-memory journal lock poisoned".into()))?;
+        Ok(runs.get(run_id).cloned().unwrap_or_default())
+    }
+}
+
+/// A step that the journal says is done and not undone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompletedStep {
+    pub step: String,
+    pub attempts: u32,
+    pub arguments: Value,
+    pub result: Value,
+    pub compensated: bool,
+}
+
+/// The steps that succeeded and were not undone since, in completion order.
+pub fn completed_steps(entries: &[JournalEntry]) -> Vec<CompletedStep> {
+    let mut done: Vec<CompletedStep> = Vec::new();
+    for e in entries {
+        match e {
+            JournalEntry::StepSucceeded {
+                step,
+                attempt,
+                arguments,
+                result,
+                compensated,
+            } => {
+                done.retain(|c| c.step != *step);
+                done.push(CompletedStep {
+                    step: step.clone(),
+                    attempts: *attempt,
+                    arguments: arguments.clone(),
+                    result: result.clone(),
+                    compensated: *compensated,
+                });
+            }
+            JournalEntry::StepUndone { step } => done.retain(|c| c.step != *step),
+            _ => {}
+        }
+    }
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn ok(step: &str) -> JournalEntry {
+        JournalEntry::StepSucceeded {
+            step: step.into(),
+            attempt: 1,
+            arguments: json!({}),
+            result: json!(step),
+            compensated: false,
+        }
+    }
+
+    #[test]
+    fn completed_steps_drop_undone_ones_and_keep_order() {
+        let entries = vec![
+            ok("a"),
+            ok("b"),
+            JournalEntry::StepUndone { step: "a".into() },
+            ok("c"),
+        ];
+        let names: Vec<_> = completed_steps(&entries)
+            .into_iter()
+            .map(|c| c.step)
+            .collect();
+        assert_eq!(names, vec!["b", "c"]);
+    }
+
+    #[test]
+    fn entries_serialize_with_an_event_tag() {
+        let v =
+            serde_json::to_value(JournalEntry::StepUndone { step: "a".into() }).unwrap_or_default();
+        assert_eq!(v, json!({"event": "step_undone", "step": "a"}));
+    }
+}
