@@ -4,8 +4,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::command::RegisterNode;
 use crate::command::{Cancel, Claim, Complete, Fail, Handoff, Release, Renew, StepDone, Submit};
-use crate::state::{ClaimEnd, Holder, JournalEntry, Lease, QueueKey, Status, WorkItem, matches};
+use crate::state::{
+    ClaimEnd, EventKind, Holder, ItemEvent, JournalEntry, Lease, NodeInfo, QueueKey, Status,
+    WorkItem, matches,
+};
 use crate::{
     ClaimError, Command, DEFAULT_MAX_ATTEMPTS, FencingToken, Limits, Millis, State, WorkId,
 };
@@ -31,6 +35,8 @@ pub enum Response {
     Expired(Vec<WorkId>),
     /// How many leases a new leader extended.
     Extended(usize),
+    /// A node's registration was recorded.
+    Registered,
     Batch(Vec<Result<Response, ClaimError>>),
 }
 
@@ -71,6 +77,7 @@ fn apply_one(state: &mut State, cmd: Command) -> Result<Response, ClaimError> {
         Command::Release(c) => release(state, c),
         Command::Handoff(c) => handoff(state, c),
         Command::Cancel(c) => cancel(state, c),
+        Command::RegisterNode(c) => Ok(register_node(state, c)),
         Command::Tick { now } => Ok(tick(state, now)),
         Command::LeaderTookOffice { now } => Ok(extend_leases(state, now)),
         Command::Batch(_) => Err(ClaimError::invalid("batch", "batches do not nest")),
@@ -125,7 +132,11 @@ fn submit(state: &mut State, c: Submit) -> Result<Response, ClaimError> {
         seq,
         history: Vec::new(),
         journal: Vec::new(),
+        cancel_requested: None,
+        events: Vec::new(),
     };
+    let mut item = item;
+    record(&mut item, now, EventKind::Submitted, None, None, None);
     if !c.idempotency_key.is_empty() {
         state.by_key.insert(c.idempotency_key, c.id.clone());
     }
@@ -170,6 +181,11 @@ fn grant(
     now: Millis,
     counts_as_attempt: bool,
 ) -> Option<WorkItem> {
+    let kind = if counts_as_attempt {
+        EventKind::Claimed
+    } else {
+        EventKind::HandedOff
+    };
     let item = state.items.get_mut(id)?;
     state.last_token += 1;
     let token = state.last_token;
@@ -194,6 +210,7 @@ fn grant(
         granted_at: now,
         ended: None,
     });
+    record(item, now, kind, Some((agent, token)), None, None);
     state.live.insert(token, id.to_string());
     state
         .by_agent
@@ -221,6 +238,21 @@ fn end_claim(state: &mut State, id: &str, how: ClaimEnd, now: Millis) {
         .find(|h| h.token == lease.token)
     {
         h.ended = Some(how);
+    }
+    let kind = match how {
+        ClaimEnd::Expired => Some(EventKind::Expired),
+        ClaimEnd::Released => Some(EventKind::Released),
+        _ => None,
+    };
+    if let Some(kind) = kind {
+        record(
+            item,
+            now,
+            kind,
+            Some((&lease.agent, lease.token)),
+            None,
+            None,
+        );
     }
     state.live.remove(&lease.token);
     state.expiry.remove(&(lease.expires_at, lease.token));
@@ -307,6 +339,15 @@ fn step_done(state: &mut State, c: StepDone) -> Result<Response, ClaimError> {
         .items
         .get_mut(&c.id)
         .ok_or_else(|| ClaimError::NotFound { id: c.id.clone() })?;
+    let index = item.journal.len();
+    record(
+        item,
+        now,
+        EventKind::StepRecorded,
+        None,
+        Some(c.step.clone()),
+        Some(index.to_string()),
+    );
     item.journal.push(JournalEntry {
         step: c.step,
         token: c.token,
@@ -327,25 +368,54 @@ fn complete(state: &mut State, c: Complete) -> Result<Response, ClaimError> {
     held(state, &c.id, c.token)?;
     let now = advance(state, c.now);
     end_claim(state, &c.id, ClaimEnd::Completed, now);
+    let agent = holder_of(state, &c.id);
     let item = finish(state, &c.id, Status::Completed, now)?;
     item.result = Some(c.result);
+    record(
+        item,
+        now,
+        EventKind::Completed,
+        agent.as_ref().map(|a| (a.as_str(), c.token)),
+        None,
+        None,
+    );
     Ok(Response::Item(item.clone()))
 }
 
 fn fail(state: &mut State, c: Fail) -> Result<Response, ClaimError> {
     held(state, &c.id, c.token)?;
     let now = advance(state, c.now);
+    let agent = holder_of(state, &c.id);
     end_claim(state, &c.id, ClaimEnd::Failed, now);
-    let retry = c.retry
-        && state
-            .items
-            .get(&c.id)
-            .is_some_and(|i| i.attempt < i.max_attempts);
-    let item = if retry {
-        requeue(state, &c.id, now)?
+    let (cancelling, retry) = state.items.get(&c.id).map_or((false, false), |i| {
+        (
+            i.cancel_requested.is_some(),
+            c.retry && i.attempt < i.max_attempts,
+        )
+    });
+    // A holder that undid a cancelled workflow ends it with a fail: the
+    // item ends cancelled, as its owner asked.
+    let (item, kind) = if cancelling {
+        (
+            finish(state, &c.id, Status::Cancelled, now)?,
+            EventKind::Cancelled,
+        )
+    } else if retry {
+        (requeue(state, &c.id, now)?, EventKind::Retrying)
     } else {
-        finish(state, &c.id, Status::Failed, now)?
+        (
+            finish(state, &c.id, Status::Failed, now)?,
+            EventKind::Failed,
+        )
     };
+    record(
+        item,
+        now,
+        kind,
+        agent.as_ref().map(|a| (a.as_str(), c.token)),
+        None,
+        Some(c.error.clone()),
+    );
     item.error = Some(c.error);
     Ok(Response::Item(item.clone()))
 }
@@ -389,11 +459,42 @@ fn cancel(state: &mut State, c: Cancel) -> Result<Response, ClaimError> {
         }
         _ => {}
     }
+    // A workflow that is running, or has steps done, has effects to undo:
+    // the cancel becomes a request its (next) holder carries out.
+    let undo_first =
+        item.kind == WORKFLOW_KIND && (item.status == Status::Claimed || !item.journal.is_empty());
     let key = queue_key(item);
     let now = advance(state, c.now);
+    if undo_first {
+        let item = state
+            .items
+            .get_mut(&c.id)
+            .ok_or_else(|| ClaimError::NotFound { id: c.id.clone() })?;
+        if item.cancel_requested.is_none() {
+            record(
+                item,
+                now,
+                EventKind::CancelRequested,
+                None,
+                None,
+                Some(c.reason.clone()),
+            );
+            item.cancel_requested = Some(c.reason);
+            item.updated_at = now;
+        }
+        return Ok(Response::Item(item.clone()));
+    }
     state.queue.remove(&key);
     end_claim(state, &c.id, ClaimEnd::Cancelled, now);
     let item = finish(state, &c.id, Status::Cancelled, now)?;
+    record(
+        item,
+        now,
+        EventKind::Cancelled,
+        None,
+        None,
+        Some(c.reason.clone()),
+    );
     item.error = Some(c.reason);
     Ok(Response::Item(item.clone()))
 }
@@ -416,17 +517,23 @@ fn tick(state: &mut State, now: Millis) -> Response {
             continue;
         };
         let (attempt, max) = (item.attempt, item.max_attempts);
-        let outcome = if attempt >= max {
-            finish(state, &id, Status::Failed, now)
-        } else {
-            requeue(state, &id, now)
+        let cancelling = item.cancel_requested.clone();
+        let outcome = match (&cancelling, attempt >= max) {
+            (Some(_), true) => finish(state, &id, Status::Cancelled, now),
+            (None, true) => finish(state, &id, Status::Failed, now),
+            (_, false) => requeue(state, &id, now),
         };
         if let Ok(item) = outcome
-            && item.status == Status::Failed
+            && item.status.is_terminal()
         {
-            item.error = Some(format!(
-                "lease expired on attempt {attempt} of {max}: no attempts left"
-            ));
+            let reason = format!("lease expired on attempt {attempt} of {max}: no attempts left");
+            let kind = if item.status == Status::Cancelled {
+                EventKind::Cancelled
+            } else {
+                EventKind::Failed
+            };
+            record(item, now, kind, None, None, Some(reason.clone()));
+            item.error = Some(cancelling.map_or(reason.clone(), |r| format!("{r} ({reason})")));
         }
         expired.push(id);
     }
@@ -488,6 +595,52 @@ fn finish<'a>(
     item.status = status;
     item.updated_at = now;
     Ok(item)
+}
+
+/// The work type a node runs as a workflow; a cancel of one that is under
+/// way asks its holder to undo first.
+pub const WORKFLOW_KIND: &str = "workflow";
+
+fn register_node(state: &mut State, c: RegisterNode) -> Response {
+    let now = advance(state, c.now);
+    let registered_at = state.nodes.get(&c.agent).map_or(now, |n| n.registered_at);
+    let info = NodeInfo {
+        agent: c.agent.clone(),
+        node_id: c.node_id,
+        addr: c.addr,
+        capabilities: c.capabilities,
+        capacity: c.capacity,
+        registered_at,
+    };
+    state.nodes.insert(c.agent, info);
+    Response::Registered
+}
+
+/// The agent of the item's live claim.
+fn holder_of(state: &State, id: &str) -> Option<String> {
+    state
+        .items
+        .get(id)
+        .and_then(|i| i.lease.as_ref())
+        .map(|l| l.agent.clone())
+}
+
+fn record(
+    item: &mut WorkItem,
+    at: Millis,
+    kind: EventKind,
+    holder: Option<(&str, FencingToken)>,
+    step: Option<String>,
+    detail: Option<String>,
+) {
+    item.events.push(ItemEvent {
+        at,
+        kind,
+        agent: holder.map(|(a, _)| a.to_string()),
+        token: holder.map(|(_, t)| t),
+        step,
+        detail,
+    });
 }
 
 fn queue_key(item: &WorkItem) -> QueueKey {

@@ -17,6 +17,7 @@ pub enum Command {
     Release(Release),
     Handoff(Handoff),
     Cancel(Cancel),
+    RegisterNode(RegisterNode),
     /// Expires every lease that ended at or before `now`.
     Tick {
         now: Millis,
@@ -123,6 +124,17 @@ pub struct Cancel {
     pub now: Millis,
 }
 
+/// A node announces (or updates) itself as a runner of workflows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterNode {
+    pub agent: String,
+    pub node_id: u64,
+    pub addr: String,
+    pub capabilities: Vec<String>,
+    pub capacity: u32,
+    pub now: Millis,
+}
+
 impl Command {
     /// Sets the time of this command (and of every command in a batch).
     /// The leader calls this right before proposing, so time in the state
@@ -138,6 +150,7 @@ impl Command {
             Command::Release(c) => c.now = at,
             Command::Handoff(c) => c.now = at,
             Command::Cancel(c) => c.now = at,
+            Command::RegisterNode(c) => c.now = at,
             Command::Tick { now } | Command::LeaderTookOffice { now } => *now = at,
             Command::Batch(cmds) => cmds.iter_mut().for_each(|c| c.stamp(at)),
         }
@@ -171,6 +184,7 @@ impl Command {
             Command::Release(_) => "release",
             Command::Handoff(_) => "handoff",
             Command::Cancel(_) => "cancel",
+            Command::RegisterNode(_) => "register_node",
             Command::Tick { .. } => "tick",
             Command::LeaderTookOffice { .. } => "leader_took_office",
             Command::Batch(_) => "batch",

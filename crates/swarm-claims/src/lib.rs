@@ -37,11 +37,12 @@ mod error;
 mod state;
 mod validate;
 
-pub use apply::{APPLY_LIMITS, Response, apply};
+pub use apply::{APPLY_LIMITS, Response, WORKFLOW_KIND, apply};
 pub use command::Command;
 pub use error::ClaimError;
 pub use state::{
-    ClaimEnd, DEFAULT_MAX_ATTEMPTS, Holder, JournalEntry, Lease, State, Status, WorkItem,
+    ClaimEnd, DEFAULT_MAX_ATTEMPTS, EventKind, Holder, ItemEvent, JournalEntry, Lease, NodeInfo,
+    State, Status, WorkItem,
 };
 pub use validate::Limits;
 

@@ -97,6 +97,69 @@ pub struct JournalEntry {
     pub outcome: String,
 }
 
+/// What happened to an item, in order: the stream `WatchWork` serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    Submitted,
+    Claimed,
+    /// A workflow step's outcome was checkpointed; `detail` is the index of
+    /// the entry in the item's journal.
+    StepRecorded,
+    HandedOff,
+    Released,
+    Expired,
+    /// The holder failed the attempt and the item went back to pending.
+    Retrying,
+    CancelRequested,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Submitted => "submitted",
+            EventKind::Claimed => "claimed",
+            EventKind::StepRecorded => "step",
+            EventKind::HandedOff => "handed_off",
+            EventKind::Released => "released",
+            EventKind::Expired => "expired",
+            EventKind::Retrying => "retrying",
+            EventKind::CancelRequested => "cancel_requested",
+            EventKind::Completed => "completed",
+            EventKind::Failed => "failed",
+            EventKind::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One entry of an item's event history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemEvent {
+    pub at: Millis,
+    pub kind: EventKind,
+    /// The agent the event concerns (the new holder, the one whose lease
+    /// expired, ...).
+    pub agent: Option<String>,
+    pub token: Option<FencingToken>,
+    pub step: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// A node that runs workflows, as it registered itself: what handoff picks
+/// targets from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub agent: String,
+    pub node_id: u64,
+    pub addr: String,
+    pub capabilities: Vec<String>,
+    /// How many workflows it runs at once.
+    pub capacity: u32,
+    pub registered_at: Millis,
+}
+
 /// A unit of work and everything known about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkItem {
@@ -124,6 +187,10 @@ pub struct WorkItem {
     pub seq: u64,
     pub history: Vec<Holder>,
     pub journal: Vec<JournalEntry>,
+    /// Set when a cancel arrived while a workflow had steps done: the holder
+    /// undoes them, then ends the item as cancelled.
+    pub cancel_requested: Option<String>,
+    pub events: Vec<ItemEvent>,
 }
 
 impl WorkItem {
@@ -161,6 +228,8 @@ pub struct State {
     pub(crate) next_seq: u64,
     /// The latest `now` any applied command carried.
     pub(crate) clock: Millis,
+    /// Workflow-running nodes by agent id.
+    pub(crate) nodes: BTreeMap<String, NodeInfo>,
 }
 
 impl State {
@@ -213,6 +282,11 @@ impl State {
                 .get(&k.id)
                 .is_some_and(|item| matches(item, kinds, capabilities))
         })
+    }
+
+    /// The registered workflow-running nodes.
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
+        self.nodes.values()
     }
 
     /// The live claims of one agent.

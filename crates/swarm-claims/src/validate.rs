@@ -85,6 +85,14 @@ impl Limits {
                 self.name("id", &c.id)?;
                 self.text("reason", &c.reason)
             }
+            Command::RegisterNode(r) => {
+                self.name("agent", &r.agent)?;
+                self.names("capabilities", &r.capabilities)?;
+                if r.addr.is_empty() || r.addr.len() > self.max_name_len {
+                    return Err(ClaimError::invalid("addr", "must be host:port"));
+                }
+                Ok(())
+            }
             Command::Tick { .. } | Command::LeaderTookOffice { .. } => Ok(()),
             // Batches do not nest: `apply()` refuses an inner batch, so the
             // edge must too.

@@ -1371,3 +1371,115 @@ fn command_names() {
     );
     assert_eq!(cancel_cmd("w1", 0).to_string(), "cancel");
 }
+
+// --- workflows: cancel as a request, events, node registry -----------------
+
+#[test]
+fn cancel_of_a_running_workflow_is_a_request_the_holder_ends_as_cancelled() {
+    let mut st = State::new();
+    submit(&mut st, "wf", "workflow", 0, &[]);
+    let token = claim(&mut st, "node-1", 1, 10_000, 1_000)[0].token;
+    apply(&mut st, step_cmd("wf", token, "a", 1_100)).unwrap();
+    let after = item(apply(&mut st, cancel_cmd("wf", 1_200)).unwrap());
+    assert_eq!(
+        after.status,
+        Status::Claimed,
+        "the holder still owns it to undo"
+    );
+    assert!(after.cancel_requested.is_some());
+    // The holder may still checkpoint its undo, then ends the item.
+    apply(&mut st, step_cmd("wf", token, "a", 1_300)).unwrap();
+    let done = item(apply(&mut st, fail_cmd("wf", token, true, 1_400)).unwrap());
+    assert_eq!(done.status, Status::Cancelled);
+    assert!(done.lease.is_none());
+}
+
+#[test]
+fn cancel_of_a_pending_plain_task_or_untouched_workflow_is_immediate() {
+    let mut st = State::new();
+    submit(&mut st, "t", "task", 0, &[]);
+    submit(&mut st, "wf", "workflow", 0, &[]);
+    assert_eq!(
+        item(apply(&mut st, cancel_cmd("t", 1)).unwrap()).status,
+        Status::Cancelled
+    );
+    assert_eq!(
+        item(apply(&mut st, cancel_cmd("wf", 1)).unwrap()).status,
+        Status::Cancelled
+    );
+}
+
+#[test]
+fn cancel_requested_workflow_whose_attempts_run_out_ends_cancelled() {
+    let mut st = State::new();
+    let mut cmd = submit_cmd("wf", "workflow", 0, &[]);
+    cmd.max_attempts = 1;
+    apply(&mut st, Command::Submit(cmd)).unwrap();
+    let granted = granted(apply(&mut st, claim_cmd("n1", &["workflow"], &[], 1, 100, 0)).unwrap());
+    let token = granted[0].token;
+    apply(&mut st, step_cmd("wf", token, "a", 10)).unwrap();
+    apply(&mut st, cancel_cmd("wf", 20)).unwrap();
+    apply(&mut st, Command::Tick { now: 5_000 }).unwrap();
+    assert_eq!(st.get("wf").unwrap().status, Status::Cancelled);
+}
+
+#[test]
+fn events_tell_the_story_in_order() {
+    let mut st = State::new();
+    submit(&mut st, "w", "task", 0, &[]);
+    let t1 = claim(&mut st, "a1", 1, 100, 10)[0].token;
+    apply(&mut st, step_cmd("w", t1, "s1", 20)).unwrap();
+    let t2 = item(apply(&mut st, handoff_cmd("w", t1, "a2", 30)).unwrap()).token;
+    apply(&mut st, Command::Tick { now: 5_000 }).unwrap();
+    let t3 = claim(&mut st, "a3", 1, 100, 5_001)[0].token;
+    apply(&mut st, complete_cmd("w", t3, 5_002)).unwrap();
+    let kinds: Vec<&str> = st
+        .get("w")
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "submitted",
+            "claimed",
+            "step",
+            "handed_off",
+            "expired",
+            "claimed",
+            "completed"
+        ]
+    );
+    let ev = &st.get("w").unwrap().events;
+    assert_eq!(ev[3].agent.as_deref(), Some("a2"));
+    assert_eq!(ev[3].token, Some(t2));
+    assert_eq!(ev[4].token, Some(t2));
+    assert_eq!(
+        ev[2].detail.as_deref(),
+        Some("0"),
+        "step events point into the journal"
+    );
+}
+
+#[test]
+fn register_node_records_and_updates_a_node() {
+    let mut st = State::new();
+    let reg = |caps: &[&str], now| {
+        Command::RegisterNode(swarm_claims::command::RegisterNode {
+            agent: s("node-3"),
+            node_id: 3,
+            addr: s("127.0.0.1:7103"),
+            capabilities: strings(caps),
+            capacity: 4,
+            now,
+        })
+    };
+    apply(&mut st, reg(&["gpu"], 5)).unwrap();
+    apply(&mut st, reg(&["gpu", "exec"], 9)).unwrap();
+    let nodes: Vec<_> = st.nodes().collect();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].capabilities, strings(&["gpu", "exec"]));
+    assert_eq!(nodes[0].registered_at, 5);
+}
