@@ -26,6 +26,15 @@ fn unimplemented<T>() -> Result<Response<T>, Status> {
 
 #[tonic::async_trait]
 impl WorkService for FakeNode {
+    type WatchWorkStream = tonic::codec::Streaming<swarm_proto::v1::WorkEvent>;
+
+    async fn watch_work(
+        &self,
+        _: Request<swarm_proto::v1::WatchWorkRequest>,
+    ) -> Result<Response<Self::WatchWorkStream>, Status> {
+        Err(Status::unimplemented("watch is not faked"))
+    }
+
     async fn submit(&self, _: Request<SubmitRequest>) -> Result<Response<SubmitResponse>, Status> {
         unimplemented()
     }

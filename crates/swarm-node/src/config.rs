@@ -31,6 +31,14 @@ pub struct Config {
     pub snapshot_every: u64,
     /// How often the leader checks for expired leases.
     pub tick_interval: Duration,
+    /// Workflows this node runs at once.
+    pub capacity: u32,
+    /// Lease the agent asks for when it claims a workflow.
+    pub workflow_lease: Duration,
+    /// How often the agent renews its leases (one command for all of them).
+    pub renew_interval: Duration,
+    /// How long a draining node lets running steps finish before stopping them.
+    pub drain_timeout: Duration,
     pub log_format: LogFormat,
     pub raft: RaftTimings,
 }
@@ -64,6 +72,10 @@ impl Default for Config {
             default_lease: Duration::from_secs(30),
             snapshot_every: 10_000,
             tick_interval: Duration::from_millis(100),
+            capacity: 8,
+            workflow_lease: Duration::from_secs(10),
+            renew_interval: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(5),
             log_format: LogFormat::Text,
             raft: RaftTimings {
                 heartbeat: Duration::from_millis(50),
@@ -92,6 +104,13 @@ struct FileConfig {
     snapshot_every: Option<u64>,
     #[serde(default, with = "humantime_serde")]
     tick_interval: Option<Duration>,
+    capacity: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    workflow_lease: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    renew_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    drain_timeout: Option<Duration>,
     log_format: Option<LogFormat>,
     raft: Option<FileRaft>,
 }
@@ -156,6 +175,18 @@ pub struct Flags {
     /// How often the leader expires leases (e.g. 100ms).
     #[arg(long, env = "SWARM_TICK_INTERVAL", value_parser = duration)]
     pub tick_interval: Option<Duration>,
+    /// Workflows this node runs at once.
+    #[arg(long, env = "SWARM_CAPACITY")]
+    pub capacity: Option<u32>,
+    /// Lease asked for when claiming a workflow (e.g. 10s).
+    #[arg(long, env = "SWARM_WORKFLOW_LEASE", value_parser = duration)]
+    pub workflow_lease: Option<Duration>,
+    /// How often the agent renews its leases (e.g. 2s).
+    #[arg(long, env = "SWARM_RENEW_INTERVAL", value_parser = duration)]
+    pub renew_interval: Option<Duration>,
+    /// How long a draining node lets running steps finish (e.g. 5s).
+    #[arg(long, env = "SWARM_DRAIN_TIMEOUT", value_parser = duration)]
+    pub drain_timeout: Option<Duration>,
     /// Log format on stderr.
     #[arg(long, env = "SWARM_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -238,6 +269,18 @@ impl Config {
         if let Some(v) = file.tick_interval {
             c.tick_interval = v;
         }
+        if let Some(v) = file.capacity {
+            c.capacity = v;
+        }
+        if let Some(v) = file.workflow_lease {
+            c.workflow_lease = v;
+        }
+        if let Some(v) = file.renew_interval {
+            c.renew_interval = v;
+        }
+        if let Some(v) = file.drain_timeout {
+            c.drain_timeout = v;
+        }
         if let Some(v) = file.log_format {
             c.log_format = v;
         }
@@ -288,6 +331,18 @@ impl Config {
         }
         if let Some(v) = flags.tick_interval {
             c.tick_interval = v;
+        }
+        if let Some(v) = flags.capacity {
+            c.capacity = v;
+        }
+        if let Some(v) = flags.workflow_lease {
+            c.workflow_lease = v;
+        }
+        if let Some(v) = flags.renew_interval {
+            c.renew_interval = v;
+        }
+        if let Some(v) = flags.drain_timeout {
+            c.drain_timeout = v;
         }
         if let Some(v) = flags.log_format {
             c.log_format = v;
@@ -361,6 +416,15 @@ impl Config {
         }
         if self.snapshot_every == 0 {
             return Err(invalid("snapshot_every", "must be at least 1"));
+        }
+        if self.renew_interval.is_zero() || self.renew_interval * 3 > self.workflow_lease {
+            return Err(invalid(
+                "renew_interval",
+                format!(
+                    "{:?} must be above 0 and at most a third of workflow_lease ({:?}), so a lease survives a missed renewal",
+                    self.renew_interval, self.workflow_lease
+                ),
+            ));
         }
         if self.tick_interval.is_zero() {
             return Err(invalid("tick_interval", "must be longer than 0ms"));

@@ -70,7 +70,37 @@ pub fn item_to_pb(item: &WorkItem) -> pb::WorkItem {
                 outcome_json: j.outcome.clone(),
             })
             .collect(),
+        events: (0..item.events.len())
+            .filter_map(|i| event_to_pb(item, i))
+            .collect(),
+        cancel_requested: item.cancel_requested.clone(),
     }
+}
+
+/// The `seq`-th event of `item`, with a step event's journal outcome.
+pub fn event_to_pb(item: &WorkItem, seq: usize) -> Option<pb::WorkEvent> {
+    let e = item.events.get(seq)?;
+    let outcome_json = match e.kind {
+        swarm_claims::EventKind::StepRecorded => e
+            .detail
+            .as_deref()
+            .and_then(|d| d.parse::<usize>().ok())
+            .and_then(|i| item.journal.get(i))
+            .map(|j| j.outcome.clone())
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    Some(pb::WorkEvent {
+        seq: seq as u64,
+        at_ms: e.at,
+        kind: e.kind.as_str().to_string(),
+        agent: e.agent.clone().unwrap_or_default(),
+        token: e.token.unwrap_or(0),
+        step: e.step.clone().unwrap_or_default(),
+        detail: e.detail.clone().unwrap_or_default(),
+        outcome_json,
+        status: status_to_pb(item.status) as i32,
+    })
 }
 
 /// The gRPC status for a refused command.

@@ -14,13 +14,20 @@
 //!   clock, and shutdown with a hand-over of leadership.
 //! - `work_service`: `WorkService`, validating and proposing client commands.
 //! - `admin_service`: `AdminService`, status and membership.
+//! - `agent`: the agent loop (claim workflows, run them with swarm-reactor,
+//!   renew, self-fence, hand off, drain) and `HandoffService`.
+//! - `journal`: the reactor journal kept in the item's Raft journal.
+//! - [`workflow`]: the payload of a `workflow` item and its validation.
 //! - `convert`: protobuf conversions and the mapping of errors to gRPC codes.
 
 mod admin_service;
+mod agent;
 pub mod config;
 mod convert;
+mod journal;
 mod node;
 mod work_service;
+pub mod workflow;
 
 pub use config::{Config, Flags, LogFormat};
 pub use node::run;

@@ -13,6 +13,7 @@ use swarm_claims::{Command, Limits};
 use swarm_proto::v1 as pb;
 use swarm_proto::v1::admin_service_client::AdminServiceClient;
 use swarm_proto::v1::admin_service_server::AdminServiceServer;
+use swarm_proto::v1::handoff_service_server::HandoffServiceServer;
 use swarm_proto::v1::raft_service_server::RaftServiceServer;
 use swarm_proto::v1::work_service_server::WorkServiceServer;
 use swarm_raft::network::PeerChannels;
@@ -24,6 +25,7 @@ use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::admin_service::AdminApi;
+use crate::agent::{Agent, HandoffApi};
 use crate::config::Config;
 use crate::work_service::WorkApi;
 
@@ -39,6 +41,43 @@ pub struct NodeContext {
     /// The edge limits (configurable payload size); `apply()` re-checks with
     /// fixed, larger ones.
     pub limits: Limits,
+}
+
+/// How long a linearizable read waits for this replica to catch up with the
+/// leader's read index.
+const READ_CATCH_UP: Duration = Duration::from_secs(5);
+
+/// Why a linearizable read could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Propose(#[from] swarm_raft::ProposeError),
+    #[error("{0}")]
+    CatchUp(String),
+}
+
+impl NodeContext {
+    /// Waits until this replica has applied everything the cluster had
+    /// committed when the call began (ReadIndex): a read after it is
+    /// linearizable.
+    pub async fn read_barrier(&self) -> Result<(), ReadError> {
+        let index = self.proposer.read_index().await?;
+        let mut applied = self.state.applied_index();
+        tokio::time::timeout(READ_CATCH_UP, applied.wait_for(|a| *a >= index))
+            .await
+            .map_err(|_| {
+                ReadError::CatchUp(format!(
+                    "replica did not apply index {index} within {READ_CATCH_UP:?}"
+                ))
+            })?
+            .map_err(|_| ReadError::CatchUp("state machine stopped".into()))?;
+        Ok(())
+    }
+
+    /// This node's agent id: the holder name of the work it claims.
+    pub fn agent(&self) -> String {
+        format!("node-{}", self.config.id)
+    }
 }
 
 /// Runs a node until `shutdown` resolves, then hands leadership to a peer
@@ -94,8 +133,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listen on {}", config.listen))?;
+    let agent = Agent::start(ctx.clone());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve(ctx.clone(), listener, stop_rx));
+    let server = tokio::spawn(serve(ctx.clone(), agent.clone(), listener, stop_rx));
     tracing::info!(node = config.id, listen = %config.listen, data_dir = %config.data_dir.display(), "swarmd serving");
 
     join_or_bootstrap(&ctx).await?;
@@ -103,6 +143,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     shutdown.await;
     tracing::info!(node = config.id, "shutting down");
+    agent.drain(config.drain_timeout).await;
     if is_leader(&raft) {
         match best_successor(&raft) {
             Some(to) => match transfer_leadership(&raft, to, Duration::from_secs(2)).await {
@@ -128,6 +169,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
 async fn serve(
     ctx: NodeContext,
+    agent: Arc<Agent>,
     listener: tokio::net::TcpListener,
     stop: oneshot::Receiver<()>,
 ) -> Result<(), tonic::transport::Error> {
@@ -142,6 +184,9 @@ async fn serve(
         .await;
     health_reporter
         .set_serving::<RaftServiceServer<RaftGrpcService>>()
+        .await;
+    health_reporter
+        .set_serving::<HandoffServiceServer<HandoffApi>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(swarm_proto::FILE_DESCRIPTOR_SET)
@@ -168,6 +213,7 @@ async fn serve(
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
+        .add_service(HandoffServiceServer::new(HandoffApi::new(agent)))
         .add_service(
             RaftServiceServer::new(RaftGrpcService::new(ctx.raft.clone(), ctx.proposer.clone()))
                 .max_decoding_message_size(raft_max)

@@ -3,20 +3,16 @@
 //! leader when this node follows). Reads are linearizable unless the caller
 //! asks for the local replica.
 
-use std::time::Duration;
-
 use swarm_claims::command::{Cancel, Claim, Complete, Fail, Handoff, Release, Renew, Submit};
 use swarm_claims::{Command, Response as Applied, Status as WorkStatus, WorkItem};
 use swarm_proto::v1 as pb;
 use swarm_proto::v1::work_service_server::WorkService;
 use tonic::{Request, Response, Status};
 
-use crate::convert::{claim_error_status, item_to_pb, propose_error_status, status_from_pb};
-use crate::node::NodeContext;
-
-/// How long a linearizable read waits for this replica to catch up with the
-/// leader's read index.
-const READ_CATCH_UP: Duration = Duration::from_secs(5);
+use crate::convert::{
+    claim_error_status, event_to_pb, item_to_pb, propose_error_status, status_from_pb,
+};
+use crate::node::{NodeContext, ReadError};
 
 #[derive(Clone)]
 pub struct WorkApi {
@@ -55,22 +51,10 @@ impl WorkApi {
         if consistency == pb::ReadConsistency::Local as i32 {
             return Ok(());
         }
-        let index = self
-            .ctx
-            .proposer
-            .read_index()
-            .await
-            .map_err(|e| propose_error_status(&e))?;
-        let mut applied = self.ctx.state.applied_index();
-        tokio::time::timeout(READ_CATCH_UP, applied.wait_for(|a| *a >= index))
-            .await
-            .map_err(|_| {
-                Status::unavailable(format!(
-                    "replica did not apply index {index} within {READ_CATCH_UP:?}"
-                ))
-            })?
-            .map_err(|_| Status::unavailable("state machine stopped"))?;
-        Ok(())
+        self.ctx.read_barrier().await.map_err(|e| match e {
+            ReadError::Propose(e) => propose_error_status(&e),
+            ReadError::CatchUp(msg) => Status::unavailable(msg),
+        })
     }
 }
 
@@ -90,13 +74,77 @@ fn json_or_null(text: String) -> String {
     }
 }
 
+/// How often a watch re-reads an item that shows no change, in case an
+/// apply notification was missed.
+const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+type EventStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::WorkEvent, Status>> + Send + 'static>>;
+
 #[tonic::async_trait]
 impl WorkService for WorkApi {
+    type WatchWorkStream = EventStream;
+
+    async fn watch_work(
+        &self,
+        request: Request<pb::WatchWorkRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let r = request.into_inner();
+        self.ctx
+            .limits
+            .name("id", &r.id)
+            .map_err(|e| claim_error_status(&e))?;
+        self.read_barrier(pb::ReadConsistency::Linearizable as i32)
+            .await?;
+        let state = self.ctx.state.clone();
+        let start = state
+            .read(|s| s.get(&r.id).map(|i| i.events.len()))
+            .ok_or_else(|| Status::not_found(format!("work item {:?} not found", r.id)))?;
+        let mut next = if r.from_start { 0 } else { start };
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let id = r.id;
+        tokio::spawn(async move {
+            let mut applied = state.applied_index();
+            loop {
+                let (batch, done) = state.read(|s| match s.get(&id) {
+                    Some(item) => (
+                        (next..item.events.len())
+                            .filter_map(|i| event_to_pb(item, i))
+                            .collect::<Vec<_>>(),
+                        item.status.is_terminal(),
+                    ),
+                    None => (Vec::new(), true),
+                });
+                for ev in batch {
+                    next = ev.seq as usize + 1;
+                    if tx.send(Ok(ev)).await.is_err() {
+                        return;
+                    }
+                }
+                if done {
+                    return;
+                }
+                tokio::select! {
+                    changed = applied.changed() => if changed.is_err() { return },
+                    _ = tokio::time::sleep(WATCH_POLL) => {}
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
     async fn submit(
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let r = request.into_inner();
+        if r.r#type == swarm_claims::WORKFLOW_KIND {
+            crate::workflow::WorkflowPayload::load(&r.payload_json)
+                .map_err(Status::invalid_argument)?;
+        }
         let cmd = Command::Submit(Submit {
             id: uuid::Uuid::new_v4().to_string(),
             idempotency_key: r.idempotency_key,

@@ -126,8 +126,9 @@ impl LoadError {
     }
 }
 
-/// Why a journal could not record or replay an outcome. Fatal for the run: an outcome that is not
-/// durable must not be acted on.
+/// Why a journal could not record or replay an outcome. An outcome that is not durable must not
+/// be acted on: a failed append suspends the run ([`crate::SuspendReason::Fenced`]) without
+/// undoing anything, and a failed read at the start fails it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("journal: {0}")]
 pub struct JournalError(pub String);

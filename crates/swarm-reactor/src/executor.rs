@@ -7,6 +7,20 @@
 //! takes every permit). Cancellation is a watch channel: plain steps are dropped (which kills an
 //! `exec` child), while `map` and `workflow` steps get the signal so they can undo their own
 //! completed parts before returning.
+//!
+//! A run can end a third way, **suspended**: it stops without undoing or compensating anything,
+//! so that it resumes later from the journal (the steps that succeeded are not run again). Three
+//! things suspend a run:
+//! - a request through [`RunOptions::suspend`]: [`SuspendMode::Drain`] stops starting steps and
+//!   lets the running ones finish; [`SuspendMode::Now`] stops the running ones as a cancel does
+//!   (an `exec` child is killed) but undoes nothing. Both reach into running `map` and
+//!   `workflow` steps, which drain or stop their own parts the same way;
+//! - a ready step whose `requires` this node lacks, with
+//!   [`Reactor::suspend_on_missing_capability`]: like a drain, and a step that fails for good
+//!   while the others finish still fails the run (and undoes it) as usual;
+//! - a journal append that fails (the run is fenced: another holder owns it): running steps are
+//!   stopped at once, and nothing more is run, undone, compensated, or (when it can be helped)
+//!   written.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::{Future, pending};
@@ -27,7 +41,9 @@ use tracing::Instrument;
 use crate::error::{JournalError, RunError, StepError};
 use crate::journal::{CompletedStep, InMemoryJournal, Journal, JournalEntry, completed_steps};
 use crate::middleware::{Middleware, RunContext};
-use crate::report::{RunEvent, RunReport, RunStatus, StepReport, StepStatus};
+use crate::report::{
+    RunEvent, RunReport, RunStatus, StepReport, StepStatus, SuspendReason, Suspension,
+};
 use crate::spec::{Source, follow};
 use crate::step::{Compensation, StepContext};
 use crate::validate::{ResolvedAction, ResolvedStep, Runner, Workflow};
@@ -49,6 +65,8 @@ struct Env {
     seed: Option<u64>,
     /// When set, steps whose `requires` are not all in here fail instead of running.
     capabilities: Option<BTreeSet<String>>,
+    /// A step lacking a capability suspends the run instead of failing it.
+    suspend_on_missing_capability: bool,
 }
 
 impl Env {
@@ -95,6 +113,17 @@ impl Default for Reactor {
     }
 }
 
+/// How a requested suspension treats the steps that are running (see [`RunOptions::suspend`]).
+/// Neither mode undoes anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuspendMode {
+    /// Start no more steps, let the running ones finish (and be journaled), then suspend.
+    Drain,
+    /// Stop the running steps now, as a cancel does (an `exec` child is killed), then suspend.
+    Now,
+}
+
 /// Per-run options.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -106,6 +135,21 @@ pub struct RunOptions {
     pub metadata: BTreeMap<String, Value>,
     /// Set to `true` to cancel the run (in-flight steps are stopped, completed ones undone).
     pub cancel: Option<watch::Receiver<bool>>,
+    /// Set to `Some(mode)` to suspend the run: it ends [`RunStatus::Suspended`] with
+    /// [`SuspendReason::Requested`], nothing undone, ready to be resumed with the same run id.
+    /// `Drain` may be escalated to `Now` by sending again. A cancel sent while draining wins,
+    /// and so does a step failing for good while draining; a run whose steps all finish while
+    /// draining succeeds.
+    ///
+    /// ```
+    /// # use swarm_reactor::{RunOptions, SuspendMode};
+    /// let (suspend, rx) = tokio::sync::watch::channel(None);
+    /// let options = RunOptions { suspend: Some(rx), ..RunOptions::default() };
+    /// // later, from another task:
+    /// suspend.send(Some(SuspendMode::Drain)).ok();
+    /// # drop(options);
+    /// ```
+    pub suspend: Option<watch::Receiver<Option<SuspendMode>>>,
 }
 
 impl Reactor {
@@ -118,6 +162,7 @@ impl Reactor {
                 events: None,
                 seed: None,
                 capabilities: None,
+                suspend_on_missing_capability: false,
             },
         }
     }
@@ -149,14 +194,28 @@ impl Reactor {
         self
     }
 
-    /// The capabilities of this node; steps whose `requires` are not all here fail.
+    /// The capabilities of this node; steps whose `requires` are not all here fail (or suspend
+    /// the run, with [`Reactor::suspend_on_missing_capability`]).
     pub fn with_capabilities(mut self, caps: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.env.capabilities = Some(caps.into_iter().map(Into::into).collect());
         self
     }
 
+    /// With `true`, a step that becomes ready while lacking a capability (see
+    /// [`Reactor::with_capabilities`]) does not fail the run: the run starts no more steps, lets
+    /// the running ones finish, undoes nothing, records [`JournalEntry::RunSuspended`] and ends
+    /// [`RunStatus::Suspended`] with [`SuspendReason::MissingCapability`] naming the capability
+    /// and the step, so that a node that has it resumes the run. A running step that fails for
+    /// good meanwhile still fails the run, which is undone as usual. Default `false`: the step
+    /// fails, and with it the run.
+    pub fn suspend_on_missing_capability(mut self, on: bool) -> Self {
+        self.env.suspend_on_missing_capability = on;
+        self
+    }
+
     /// Runs `workflow` to the end and reports what happened. Never panics and never returns
-    /// early: a failed run has already been undone when this returns.
+    /// early: a failed run has already been undone when this returns, and every step of a
+    /// suspended run has stopped.
     pub async fn run(
         &self,
         workflow: Arc<Workflow>,
@@ -173,6 +232,7 @@ impl Reactor {
             parent_span: tracing::Span::current(),
             cancel: Cancel {
                 rx: options.cancel,
+                suspend: options.suspend,
                 deadline: None,
                 timeout: None,
             },
@@ -183,11 +243,13 @@ impl Reactor {
     }
 }
 
-/// Cancellation as seen by one step: the run's cancel signal and, for `map` and `workflow`
-/// steps, the attempt's deadline.
+/// Cancellation as seen by one step: the run's cancel and suspend signals and, for `map` and
+/// `workflow` steps, the attempt's deadline.
 #[derive(Clone)]
 struct Cancel {
     rx: Option<watch::Receiver<bool>>,
+    /// `Drain`: start nothing new; `Now`: stop without undoing anything.
+    suspend: Option<watch::Receiver<Option<SuspendMode>>>,
     deadline: Option<Instant>,
     /// The limit behind `deadline`, for the error message.
     timeout: Option<Duration>,
@@ -197,15 +259,49 @@ struct Cancel {
 enum Stop {
     Cancelled,
     TimedOut(Duration),
+    /// Suspended `Now`: stop, and undo or compensate nothing.
+    Halted,
 }
 
 impl Cancel {
-    fn from(rx: &watch::Receiver<bool>) -> Self {
+    fn from(rx: &watch::Receiver<bool>, suspend: &watch::Receiver<Option<SuspendMode>>) -> Self {
         Self {
             rx: Some(rx.clone()),
+            suspend: Some(suspend.clone()),
             deadline: None,
             timeout: None,
         }
+    }
+
+    /// The suspension asked for, if any.
+    fn suspending(&self) -> Option<SuspendMode> {
+        self.suspend.as_ref().and_then(|rx| *rx.borrow())
+    }
+
+    fn halted(&self) -> bool {
+        self.suspending() == Some(SuspendMode::Now)
+    }
+
+    /// Resolves once a suspension (either mode) is asked for; never if none can be.
+    async fn wait_suspend(&self) {
+        if let Some(rx) = &self.suspend {
+            let mut rx = rx.clone();
+            if rx.wait_for(Option::is_some).await.is_ok() {
+                return;
+            }
+        }
+        pending::<()>().await;
+    }
+
+    /// Resolves once a suspension `Now` is asked for; never if none can be.
+    async fn wait_halt(&self) {
+        if let Some(rx) = &self.suspend {
+            let mut rx = rx.clone();
+            if rx.wait_for(|m| *m == Some(SuspendMode::Now)).await.is_ok() {
+                return;
+            }
+        }
+        pending::<()>().await;
     }
 
     fn within(&self, timeout: Option<Duration>) -> Self {
@@ -217,6 +313,7 @@ impl Cancel {
             Some(existing) if existing <= d => self.clone(),
             _ => Self {
                 rx: self.rx.clone(),
+                suspend: self.suspend.clone(),
                 deadline: Some(d),
                 timeout: Some(t),
             },
@@ -226,6 +323,9 @@ impl Cancel {
     fn now(&self) -> Option<Stop> {
         if self.rx.as_ref().is_some_and(|rx| *rx.borrow()) {
             return Some(Stop::Cancelled);
+        }
+        if self.halted() {
+            return Some(Stop::Halted);
         }
         match (self.deadline, self.timeout) {
             (Some(d), Some(t)) if Instant::now() >= d => Some(Stop::TimedOut(t)),
@@ -252,6 +352,7 @@ impl Cancel {
         };
         tokio::select! {
             () = signal => Stop::Cancelled,
+            () = self.wait_halt() => Stop::Halted,
             () = timer => Stop::TimedOut(self.timeout.unwrap_or_default()),
         }
     }
@@ -381,12 +482,42 @@ enum Outcome {
     Cancelled {
         attempts: u32,
     },
+    /// A `map` or `workflow` step stopped part way, nothing undone (a drain, or a missing
+    /// capability inside a sub-workflow).
+    Suspended {
+        suspension: Suspension,
+        attempts: u32,
+    },
+    /// The journal refused an append: stop everything, undo nothing.
+    Fenced {
+        error: JournalError,
+        attempts: u32,
+    },
 }
 
 /// How one attempt ended.
 enum Attempt {
     Finished(Result<(Value, UndoPlan), StepError>),
     Cancelled,
+    Suspended(Suspension),
+    Fenced(JournalError),
+}
+
+/// What the scheduler learns from a finished step task.
+enum Settled {
+    Ok,
+    Failed(RunError),
+    Suspended(Suspension),
+    Fenced(Suspension, JournalError),
+}
+
+fn fenced(error: &JournalError, step: Option<String>) -> Suspension {
+    Suspension {
+        reason: SuspendReason::Fenced {
+            error: error.0.clone(),
+        },
+        step,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -449,14 +580,42 @@ fn execute(
             resumed: HashMap::new(),
         };
         let span = run.span.clone();
-        let (report, completed) = schedule(run, inputs, params.cancel, started)
+        let (mut report, completed) = schedule(run, inputs, params.cancel, started)
             .instrument(span)
             .await;
-        let finished = JournalEntry::RunFinished {
-            status: report.status,
+        // The last entry: `RunFinished`, or `RunSuspended` (none once fenced). A refused append
+        // fences the run here too: whoever holds it now finishes it.
+        let last = match &report.suspended {
+            Some(Suspension {
+                reason: SuspendReason::Fenced { .. },
+                ..
+            }) => None,
+            Some(s) => Some(JournalEntry::RunSuspended {
+                reason: s.reason.clone(),
+                step: s.step.clone(),
+            }),
+            None => Some(JournalEntry::RunFinished {
+                status: report.status,
+            }),
         };
-        if let Err(e) = env.journal.append(&report.run_id, finished).await {
+        if let Some(entry) = last
+            && let Err(e) = env.journal.append(&report.run_id, entry).await
+        {
             tracing::warn!(run_id = %report.run_id, error = %e, "could not record the end of the run");
+            report.status = RunStatus::Suspended;
+            report.result = Value::Null;
+            report.suspended = Some(fenced(&e, None));
+            report.error = Some(e.into());
+        }
+        if let Some(s) = &report.suspended {
+            for m in &env.middleware {
+                m.on_run_suspended(&rctx, s).await;
+            }
+            env.emit(RunEvent::RunSuspended {
+                run_id: report.run_id.clone(),
+                reason: s.reason.clone(),
+                step: s.step.clone(),
+            });
         }
         for m in &env.middleware {
             m.run_finished(&rctx, &report).await;
@@ -470,8 +629,9 @@ fn execute(
     })
 }
 
-/// The scheduler loop: start ready steps, collect outcomes, and on the first failure cancel,
-/// drain and undo.
+/// The scheduler loop: start ready steps and collect outcomes. On the first failure it cancels
+/// what runs, waits for it and undoes what completed; on a suspension it starts nothing more,
+/// lets (or, `Now` and fenced, makes) the running steps stop, and undoes nothing.
 async fn schedule(
     mut run: Run,
     inputs: Map<String, Value>,
@@ -494,12 +654,17 @@ async fn schedule(
         .collect();
     let mut completion: Vec<usize> = Vec::new();
     let mut first_error: Option<RunError> = None;
+    // Why the run is being suspended, first reason wins. Ignored once the run fails.
+    let mut suspension: Option<Suspension> = None;
+    // A journal append was refused: stop everything, undo nothing. Beats everything else.
+    let mut fence: Option<(Suspension, JournalError)> = None;
 
     if let Err(problems) = wf.check_inputs(&inputs) {
         first_error = Some(RunError::InvalidInputs(problems));
     }
 
-    // Resume: what the journal says is done is not run again.
+    // Resume: what the journal says is done is not run again. Anything else in it (failures,
+    // cancels, an earlier `RunSuspended`) changes nothing.
     if first_error.is_none() {
         match run.env.journal.entries(&run.run_id).await {
             Err(e) => first_error = Some(e.into()),
@@ -511,7 +676,7 @@ async fn schedule(
                     })
                     .await
                 {
-                    first_error = Some(e.into());
+                    fence = Some((fenced(&e, None), e));
                 }
             }
             Ok(entries) => {
@@ -553,16 +718,36 @@ async fn schedule(
         .filter(|&i| waiting[i] == 0 && slots[i].state == State::Pending)
         .collect();
 
+    // What the steps of this run see: `true` cancels them (their parts are undone), `Drain`
+    // and `Now` suspend them (nothing undone).
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let step_cancel = Cancel::from(&cancel_rx);
+    let (suspend_tx, suspend_rx) = watch::channel(None::<SuspendMode>);
+    let step_cancel = Cancel::from(&cancel_rx, &suspend_rx);
     let deadline = wf.spec.timeout.map(|t| (started + t, t));
     let mut tasks: JoinSet<(usize, Outcome)> = JoinSet::new();
     let mut task_step: HashMap<tokio::task::Id, usize> = HashMap::new();
+    let mut halted = false;
+    let mut drain_sent = false;
 
-    if first_error.is_none() {
+    if first_error.is_none() && fence.is_none() {
         loop {
-            while let Some(i) = ready.pop_front() {
-                match prepare(&run, i, &slots) {
+            let stopping = first_error.is_some() || fence.is_some() || suspension.is_some();
+            while !stopping && let Some(i) = ready.pop_front() {
+                let name = wf.steps[i].spec.name.clone();
+                let prepared = match missing_capability(&run, i) {
+                    Some(capability) if run.env.suspend_on_missing_capability => {
+                        suspension = Some(Suspension {
+                            reason: SuspendReason::MissingCapability { capability },
+                            step: Some(run.display(&name)),
+                        });
+                        break;
+                    }
+                    Some(capability) => Err(StepError::fatal(format!(
+                        "requires capability {capability:?}, which this node does not have"
+                    ))),
+                    None => prepare(&run, i, &slots),
+                };
+                match prepared {
                     Ok(args) => {
                         slots[i].state = State::Running;
                         slots[i].arguments = args.clone();
@@ -576,7 +761,6 @@ async fn schedule(
                         task_step.insert(handle.id(), i);
                     }
                     Err(error) => {
-                        let name = wf.steps[i].spec.name.clone();
                         run.env.emit(RunEvent::StepFailed {
                             run_id: run.run_id.clone(),
                             step: run.display(&name),
@@ -591,32 +775,70 @@ async fn schedule(
                             attempts: 0,
                             error,
                         });
+                        let _ = cancel_tx.send(true);
                         break;
                     }
                 }
             }
-            if first_error.is_some() || tasks.is_empty() {
+            if tasks.is_empty() {
                 break;
             }
+            // Once failing or fenced, only wait for the steps to stop.
+            let ending = first_error.is_some() || fence.is_some();
             let next = tokio::select! {
                 next = tasks.join_next_with_id() => next,
-                () = sleep_until(deadline.map(|d| d.0)) => {
+                () = sleep_until(deadline.map(|d| d.0)), if !ending => {
                     first_error = deadline.map(|d| RunError::TimedOut(d.1));
-                    break;
+                    let _ = cancel_tx.send(true);
+                    continue;
                 }
-                stop = outer.wait() => {
-                    first_error = Some(match stop {
-                        Stop::Cancelled => RunError::Cancelled,
-                        Stop::TimedOut(t) => RunError::TimedOut(t),
-                    });
-                    break;
+                stop = outer.wait(), if !ending && !halted => {
+                    match stop {
+                        Stop::Cancelled => {
+                            first_error = Some(RunError::Cancelled);
+                            let _ = cancel_tx.send(true);
+                        }
+                        Stop::TimedOut(t) => {
+                            first_error = Some(RunError::TimedOut(t));
+                            let _ = cancel_tx.send(true);
+                        }
+                        Stop::Halted => {
+                            suspension.get_or_insert_with(requested);
+                            halted = true;
+                            let _ = suspend_tx.send(Some(SuspendMode::Now));
+                        }
+                    }
+                    continue;
+                }
+                () = outer.wait_suspend(), if !ending && !halted && !drain_sent => {
+                    suspension.get_or_insert_with(requested);
+                    drain_sent = true;
+                    let _ = suspend_tx.send(Some(SuspendMode::Drain));
+                    continue;
                 }
             };
             let Some(joined) = next else { break };
             let before = completion.len();
-            if let Some(err) = settle(&run, joined, &task_step, &mut slots, &mut completion) {
-                first_error = Some(err);
-                break;
+            match settle(&run, joined, &task_step, &mut slots, &mut completion) {
+                Settled::Ok => {}
+                // While draining, a failure still fails the run; once stopping without waiting
+                // (`Now`, fenced), nothing is undone any more.
+                Settled::Failed(err) => {
+                    if first_error.is_none() && fence.is_none() && !halted {
+                        first_error = Some(err);
+                        let _ = cancel_tx.send(true);
+                    }
+                }
+                Settled::Suspended(s) => {
+                    suspension.get_or_insert(s);
+                }
+                Settled::Fenced(s, e) => {
+                    if fence.is_none() {
+                        fence = Some((s, e));
+                        halted = true;
+                        let _ = suspend_tx.send(Some(SuspendMode::Now));
+                    }
+                }
             }
             if completion.len() > before {
                 let i = completion[before];
@@ -630,22 +852,23 @@ async fn schedule(
         }
     }
 
+    // Asked to drain, but every step finished meanwhile: nothing is left to resume.
+    if suspension.is_some() && slots.iter().all(|s| s.state == State::Succeeded) {
+        suspension = None;
+    }
+
     // A return that cannot be computed fails a run whose steps all succeeded.
     let mut result = Value::Null;
-    if first_error.is_none() {
+    if first_error.is_none() && fence.is_none() && suspension.is_none() {
         match compute_return(&wf, &slots) {
             Ok(v) => result = v,
             Err(e) => first_error = Some(RunError::Return(e)),
         }
     }
 
-    // Failure: stop what runs, wait for it, then roll back what completed.
+    // Failure: what ran has stopped; roll back what completed, unless the journal refuses.
     let mut undone = Vec::new();
-    if first_error.is_some() {
-        let _ = cancel_tx.send(true);
-        while let Some(joined) = tasks.join_next_with_id().await {
-            settle(&run, joined, &task_step, &mut slots, &mut completion);
-        }
+    if first_error.is_some() && fence.is_none() {
         for &i in completion.iter().rev() {
             if slots[i].compensated || slots[i].state != State::Succeeded {
                 continue;
@@ -668,6 +891,14 @@ async fn schedule(
                 }
                 Undo::Failed(e) => slots[i].error = Some(format!("undo failed: {e}")),
                 Undo::NotUndoable => {}
+                Undo::Fenced(e) => {
+                    // Rolled back (in part, for a map or sub-workflow), but not recorded.
+                    slots[i].state = State::Undone;
+                    slots[i].error = Some(format!("undo not recorded: {e}"));
+                    undone.push(step.spec.name.clone());
+                    fence = Some((fenced(&e, Some(run.display(&step.spec.name))), e));
+                    break;
+                }
             }
         }
     }
@@ -702,20 +933,33 @@ async fn schedule(
             resumed: slot.resumed,
         })
         .collect();
+    let (status, error, suspended) = match (fence, first_error, suspension) {
+        (Some((s, e)), _, _) => (RunStatus::Suspended, Some(e.into()), Some(s)),
+        (None, Some(e), _) => (RunStatus::Failed, Some(e), None),
+        (None, None, Some(s)) => (RunStatus::Suspended, None, Some(s)),
+        (None, None, None) => (RunStatus::Succeeded, None, None),
+    };
+    if status != RunStatus::Succeeded {
+        result = Value::Null;
+    }
     let report = RunReport {
         run_id: run.run_id.clone(),
-        status: if first_error.is_none() {
-            RunStatus::Succeeded
-        } else {
-            RunStatus::Failed
-        },
+        status,
         result,
-        error: first_error,
+        error,
         steps,
         undone,
+        suspended,
         elapsed: started.elapsed(),
     };
     (report, completed)
+}
+
+fn requested() -> Suspension {
+    Suspension {
+        reason: SuspendReason::Requested,
+        step: None,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -725,14 +969,14 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Records a finished task in the slots. Returns the run's error if the step failed.
+/// Records a finished task in the slots and says what it means for the run.
 fn settle(
     run: &Run,
     joined: Result<(tokio::task::Id, (usize, Outcome)), tokio::task::JoinError>,
     task_step: &HashMap<tokio::task::Id, usize>,
     slots: &mut [Slot],
     completion: &mut Vec<usize>,
-) -> Option<RunError> {
+) -> Settled {
     match joined {
         Ok((_, (i, outcome))) => match outcome {
             Outcome::Done {
@@ -749,7 +993,7 @@ fn settle(
                 s.resumed = false;
                 s.undo = undo;
                 completion.push(i);
-                None
+                Settled::Ok
             }
             Outcome::Failed { error, attempts } => {
                 let s = &mut slots[i];
@@ -759,24 +1003,41 @@ fn settle(
                     RunError::StepFailed { error, .. } => error.message.clone(),
                     other => other.to_string(),
                 });
-                Some(error)
+                Settled::Failed(error)
             }
             Outcome::Cancelled { attempts } => {
                 slots[i].state = State::Cancelled;
                 slots[i].attempts = attempts;
-                None
+                Settled::Ok
+            }
+            Outcome::Suspended {
+                suspension,
+                attempts,
+            } => {
+                slots[i].state = State::Cancelled;
+                slots[i].attempts = attempts;
+                Settled::Suspended(suspension)
+            }
+            Outcome::Fenced { error, attempts } => {
+                slots[i].state = State::Cancelled;
+                slots[i].attempts = attempts;
+                slots[i].error = Some(error.to_string());
+                let name = run.display(&run.wf.steps[i].spec.name);
+                Settled::Fenced(fenced(&error, Some(name)), error)
             }
         },
         Err(e) => {
-            let i = task_step.get(&e.id()).copied()?;
+            let Some(i) = task_step.get(&e.id()).copied() else {
+                return Settled::Ok;
+            };
             let name = run.display(&run.wf.steps[i].spec.name);
             if e.is_cancelled() {
                 slots[i].state = State::Cancelled;
-                return None;
+                return Settled::Ok;
             }
             slots[i].state = State::Failed;
             slots[i].error = Some("step panicked".into());
-            Some(RunError::StepFailed {
+            Settled::Failed(RunError::StepFailed {
                 step: name,
                 attempts: slots[i].attempts.max(1),
                 error: StepError::fatal("step panicked"),
@@ -785,16 +1046,20 @@ fn settle(
     }
 }
 
-/// Resolves a step's arguments and checks it may run on this node.
+/// The first of a step's `requires` that this node lacks, when the node's capabilities are set.
+fn missing_capability(run: &Run, i: usize) -> Option<String> {
+    let caps = run.env.capabilities.as_ref()?;
+    run.wf.steps[i]
+        .spec
+        .requires
+        .iter()
+        .find(|r| !caps.contains(*r))
+        .cloned()
+}
+
+/// Resolves a step's arguments.
 fn prepare(run: &Run, i: usize, slots: &[Slot]) -> Result<Value, StepError> {
     let step = &run.wf.steps[i];
-    if let Some(caps) = &run.env.capabilities
-        && let Some(missing) = step.spec.requires.iter().find(|r| !caps.contains(*r))
-    {
-        return Err(StepError::fatal(format!(
-            "requires capability {missing:?}, which this node does not have"
-        )));
-    }
     let mut args = Map::new();
     for (name, source) in &step.spec.arguments {
         let v = match source {
@@ -874,15 +1139,15 @@ fn run_step<'a>(
             for m in &run.env.middleware {
                 m.step_started(&mut ctx).await;
             }
-            if let Err(e) = run
+            if let Err(error) = run
                 .record(JournalEntry::StepStarted {
                     step: name.to_owned(),
                     attempt,
                 })
                 .await
             {
-                return Outcome::Failed {
-                    error: e.into(),
+                return Outcome::Fenced {
+                    error,
                     attempts: attempt,
                 };
             }
@@ -898,21 +1163,22 @@ fn run_step<'a>(
                 .await;
             let elapsed = t0.elapsed();
             match outcome {
-                Attempt::Cancelled => {
-                    let _ = run
-                        .record(JournalEntry::StepCancelled {
-                            step: name.to_owned(),
-                        })
-                        .await;
-                    run.env.emit(RunEvent::StepCancelled {
-                        run_id: run.run_id.clone(),
-                        step: ctx.step.clone(),
-                    });
-                    return Outcome::Cancelled { attempts: attempt };
+                Attempt::Cancelled => return cancelled(run, name, &ctx, attempt, None).await,
+                // Stopped part way (its done parts are journaled): the run resumes it later.
+                Attempt::Suspended(s) => return cancelled(run, name, &ctx, attempt, Some(s)).await,
+                Attempt::Fenced(error) => {
+                    return Outcome::Fenced {
+                        error,
+                        attempts: attempt,
+                    };
                 }
                 Attempt::Finished(Ok((result, undo))) => {
                     return succeed(run, name, args, &ctx, result, undo, attempt, elapsed, false)
                         .await;
+                }
+                // Suspended now: neither retry nor compensate; the next holder runs it again.
+                Attempt::Finished(Err(_)) if cancel.halted() => {
+                    return cancelled(run, name, &ctx, attempt, None).await;
                 }
                 Attempt::Finished(Err(e)) => {
                     for m in &run.env.middleware {
@@ -920,7 +1186,7 @@ fn run_step<'a>(
                     }
                     let will_retry =
                         e.retryable && attempt <= spec.max_retries && cancel.now().is_none();
-                    if let Err(je) = run
+                    if let Err(error) = run
                         .record(JournalEntry::StepFailed {
                             step: name.to_owned(),
                             attempt,
@@ -929,8 +1195,8 @@ fn run_step<'a>(
                         })
                         .await
                     {
-                        return Outcome::Failed {
-                            error: je.into(),
+                        return Outcome::Fenced {
+                            error,
                             attempts: attempt,
                         };
                     }
@@ -948,7 +1214,7 @@ fn run_step<'a>(
                     for m in &run.env.middleware {
                         m.step_retrying(&ctx, &e, delay).await;
                     }
-                    if let Err(je) = run
+                    if let Err(error) = run
                         .record(JournalEntry::StepRetried {
                             step: name.to_owned(),
                             attempt: attempt + 1,
@@ -956,8 +1222,8 @@ fn run_step<'a>(
                         })
                         .await
                     {
-                        return Outcome::Failed {
-                            error: je.into(),
+                        return Outcome::Fenced {
+                            error,
                             attempts: attempt,
                         };
                     }
@@ -974,8 +1240,37 @@ fn run_step<'a>(
                 }
             }
         };
-        compensate(run, step, name, args, error, ctx, attempt).await
+        compensate(run, step, name, args, error, ctx, attempt, cancel).await
     })
+}
+
+/// Records that a step was stopped (cancelled, or stopped by a suspension).
+async fn cancelled(
+    run: &Run,
+    name: &str,
+    ctx: &StepContext,
+    attempts: u32,
+    suspension: Option<Suspension>,
+) -> Outcome {
+    if let Err(error) = run
+        .record(JournalEntry::StepCancelled {
+            step: name.to_owned(),
+        })
+        .await
+    {
+        return Outcome::Fenced { error, attempts };
+    }
+    run.env.emit(RunEvent::StepCancelled {
+        run_id: run.run_id.clone(),
+        step: ctx.step.clone(),
+    });
+    match suspension {
+        Some(suspension) => Outcome::Suspended {
+            suspension,
+            attempts,
+        },
+        None => Outcome::Cancelled { attempts },
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -999,7 +1294,7 @@ async fn succeed(
             m.step_succeeded(ctx, &result, elapsed).await;
         }
     }
-    if let Err(e) = run
+    if let Err(error) = run
         .record(JournalEntry::StepSucceeded {
             step: name.to_owned(),
             attempt,
@@ -1009,8 +1304,8 @@ async fn succeed(
         })
         .await
     {
-        return Outcome::Failed {
-            error: e.into(),
+        return Outcome::Fenced {
+            error,
             attempts: attempt,
         };
     }
@@ -1097,7 +1392,9 @@ async fn attempt_once(
 }
 
 /// `map`: runs the template once per element of `arguments.items`, at most `limit` at a time,
-/// results in element order. On failure or cancel, completed elements are undone first.
+/// results in element order. On failure or cancel, completed elements are undone first. On a
+/// drain it starts no more elements and suspends once the running ones end; suspended `Now`
+/// or fenced, it undoes nothing (the elements done are journaled, so a resume skips them).
 async fn run_map(
     run: &Run,
     template: &ResolvedStep,
@@ -1149,8 +1446,9 @@ async fn run_map(
     let mut inflight = FuturesUnordered::new();
     let mut failure: Option<StepError> = None;
     let mut stopped = false;
+    let mut suspended: Option<Suspension> = None;
     loop {
-        while inflight.len() < limit {
+        while inflight.len() < limit && suspended.is_none() && cancel.suspending().is_none() {
             let Some(i) = todo.next() else { break };
             let (n, a) = (&names[i], &element_args[i]);
             inflight.push(async move { (i, run_step(run, template, n, a, cancel, held).await) });
@@ -1178,21 +1476,39 @@ async fn run_map(
                 stopped = true;
                 // The others see the same signal; let them finish so they are recorded.
                 while let Some((j, o)) = inflight.next().await {
-                    if let Outcome::Done { result, .. } = o {
-                        done.push((names[j].clone(), element_args[j].clone(), result));
+                    match o {
+                        Outcome::Done { result, .. } => {
+                            done.push((names[j].clone(), element_args[j].clone(), result));
+                        }
+                        Outcome::Fenced { error, .. } => return Attempt::Fenced(error),
+                        _ => {}
                     }
                 }
                 break;
             }
+            // An element (a sub-workflow) stopped part way: start no more, let the others end.
+            Outcome::Suspended { suspension, .. } => {
+                suspended.get_or_insert(suspension);
+            }
+            // Dropping the others stops them at once.
+            Outcome::Fenced { error, .. } => return Attempt::Fenced(error),
         }
     }
     drop(inflight);
     if failure.is_none() && !stopped {
-        let results = results.into_iter().map(Option::unwrap_or_default).collect();
-        return Attempt::Finished(Ok((Value::Array(results), UndoPlan::Map(done))));
+        if results.iter().all(Option::is_some) {
+            let results = results.into_iter().map(Option::unwrap_or_default).collect();
+            return Attempt::Finished(Ok((Value::Array(results), UndoPlan::Map(done))));
+        }
+        return Attempt::Suspended(suspended.unwrap_or_else(requested));
+    }
+    if failure.is_none() && cancel.halted() {
+        return Attempt::Cancelled;
     }
     for (n, a, r) in done.iter().rev() {
-        let _ = undo_step(run, template, n, a, r, &UndoPlan::Record).await;
+        if let Undo::Fenced(e) = undo_step(run, template, n, a, r, &UndoPlan::Record).await {
+            return Attempt::Fenced(e);
+        }
     }
     match (failure, cancel.now()) {
         (Some(e), _) => Attempt::Finished(Err(e)),
@@ -1229,6 +1545,14 @@ async fn run_sub(
     };
     let inputs = args.as_object().cloned().unwrap_or_default();
     let (report, completed) = execute(run.env.clone(), sub.clone(), inputs, params).await;
+    match report.suspended {
+        Some(Suspension {
+            reason: SuspendReason::Fenced { error },
+            ..
+        }) => return Attempt::Fenced(JournalError(error)),
+        Some(s) => return Attempt::Suspended(s),
+        None => {}
+    }
     match report.error {
         None => Attempt::Finished(Ok((report.result, UndoPlan::Sub { completed }))),
         Some(RunError::Cancelled) => Attempt::Cancelled,
@@ -1243,7 +1567,8 @@ async fn run_sub(
 }
 
 /// After a step failed for good: its `compensate` action (or its kind's `compensate`) may
-/// supply a replacement result.
+/// supply a replacement result. A suspension `Now` (or a fenced run) stops it.
+#[allow(clippy::too_many_arguments)]
 async fn compensate(
     run: &Run,
     step: &ResolvedStep,
@@ -1252,6 +1577,7 @@ async fn compensate(
     error: StepError,
     ctx: StepContext,
     attempts: u32,
+    cancel: &Cancel,
 ) -> Outcome {
     let failed = |error: StepError| Outcome::Failed {
         error: RunError::StepFailed {
@@ -1261,22 +1587,29 @@ async fn compensate(
         },
         attempts,
     };
-    let replacement = if let Some(action) = &step.compensate {
-        let input = json!({"arguments": args, "error": error.message});
-        match run_action(run, action, name, "compensate", &input).await {
-            Ok(v) => Some(v),
-            Err(e) => {
-                tracing::warn!(step = %ctx.step, error = %e, "compensate failed");
-                None
+    let replace = async {
+        if let Some(action) = &step.compensate {
+            let input = json!({"arguments": args, "error": error.message});
+            match run_action(run, action, name, "compensate", &input).await {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::warn!(step = %ctx.step, error = %e, "compensate failed");
+                    None
+                }
             }
+        } else if let Runner::Kind(kind) = &step.runner {
+            match kind.compensate(&ctx, args, &error).await {
+                Compensation::Continue(v) => Some(v),
+                Compensation::Fail => None,
+            }
+        } else {
+            None
         }
-    } else if let Runner::Kind(kind) = &step.runner {
-        match kind.compensate(&ctx, args, &error).await {
-            Compensation::Continue(v) => Some(v),
-            Compensation::Fail => None,
-        }
-    } else {
-        None
+    };
+    let replacement = tokio::select! {
+        biased;
+        () = cancel.wait_halt() => return cancelled(run, name, &ctx, attempts, None).await,
+        r = replace => r,
     };
     match replacement {
         Some(v) => {
@@ -1337,10 +1670,13 @@ enum Undo {
     Done,
     NotUndoable,
     Failed(StepError),
+    /// The journal refused to record it: undo nothing more.
+    Fenced(JournalError),
 }
 
 /// Rolls back one completed step: a map's elements in reverse, a sub-workflow's steps in
-/// reverse, then the step's own `undo` action or its kind's `undo`.
+/// reverse, then the step's own `undo` action or its kind's `undo`. Stops at the first undo the
+/// journal refuses to record.
 fn undo_step<'a>(
     run: &'a Run,
     step: &'a ResolvedStep,
@@ -1353,11 +1689,16 @@ fn undo_step<'a>(
         let mut did = false;
         let mut error: Option<StepError> = None;
         let mut note = |u: Undo| match u {
-            Undo::Done => did = true,
+            Undo::Done => {
+                did = true;
+                None
+            }
             Undo::Failed(e) => {
                 error.get_or_insert(e);
+                None
             }
-            Undo::NotUndoable => {}
+            Undo::NotUndoable => None,
+            Undo::Fenced(e) => Some(e),
         };
         match &step.runner {
             Runner::Kind(_) => {}
@@ -1367,7 +1708,10 @@ fn undo_step<'a>(
                     _ => map_elements_from_record(name, args, result),
                 };
                 for (n, a, r) in elements.iter().rev() {
-                    note(undo_step(run, template, n, a, r, &UndoPlan::Record).await);
+                    let u = undo_step(run, template, n, a, r, &UndoPlan::Record).await;
+                    if let Some(e) = note(u) {
+                        return Undo::Fenced(e);
+                    }
                 }
             }
             Runner::Workflow(sub) => {
@@ -1377,7 +1721,7 @@ fn undo_step<'a>(
                     _ => match run.env.journal.entries(&child_id).await {
                         Ok(entries) => completed_steps(&entries),
                         Err(e) => {
-                            note(Undo::Failed(StepError::fatal(e.to_string())));
+                            let _ = note(Undo::Failed(StepError::fatal(e.to_string())));
                             Vec::new()
                         }
                     },
@@ -1388,17 +1732,18 @@ fn undo_step<'a>(
                         continue;
                     }
                     if let Some(&i) = sub.index.get(&c.step) {
-                        note(
-                            undo_step(
-                                &child,
-                                &sub.steps[i],
-                                &c.step,
-                                &c.arguments,
-                                &c.result,
-                                &UndoPlan::Record,
-                            )
-                            .await,
-                        );
+                        let u = undo_step(
+                            &child,
+                            &sub.steps[i],
+                            &c.step,
+                            &c.arguments,
+                            &c.result,
+                            &UndoPlan::Record,
+                        )
+                        .await;
+                        if let Some(e) = note(u) {
+                            return Undo::Fenced(e);
+                        }
                     }
                 }
             }
@@ -1465,6 +1810,7 @@ fn undo_step<'a>(
         };
         if let Err(e) = run.record(entry).await {
             tracing::warn!(step = %ctx.step, error = %e, "could not record undo");
+            return Undo::Fenced(e);
         }
         run.env.emit(event);
         outcome

@@ -2,7 +2,11 @@
 //!
 //! The executor appends an entry before acting on an outcome, so a run restarted with the same
 //! run id and journal skips the steps that already succeeded and feeds their recorded results to
-//! the steps after them. The cluster provides a Raft-backed journal; [`InMemoryJournal`] is for
+//! the steps after them.
+//!
+//! An append that fails means the run may no longer act (with a Raft-backed journal: the lease
+//! moved to another holder). The executor then stops at once, cancelling what runs, undoing and
+//! compensating nothing, and ends the run suspended with [`SuspendReason::Fenced`]. The cluster provides a Raft-backed journal; [`InMemoryJournal`] is for
 //! tests and local runs.
 
 use std::collections::HashMap;
@@ -13,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::JournalError;
-use crate::report::RunStatus;
+use crate::report::{RunStatus, SuspendReason};
 
 /// One recorded fact about a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +66,14 @@ pub enum JournalEntry {
     },
     RunFinished {
         status: RunStatus,
+    },
+    /// The run stopped without undoing anything, to be resumed (written instead of
+    /// `RunFinished`). A run resumed from this journal continues as if it were not there. Not
+    /// written when the suspension is [`SuspendReason::Fenced`]: the journal is not ours any
+    /// more.
+    RunSuspended {
+        reason: SuspendReason,
+        step: Option<String>,
     },
 }
 

@@ -7,6 +7,12 @@
 //! is in flight and undoes every completed step in reverse completion order. Every outcome goes
 //! through a [`Journal`], so a run restarted with the same id skips what already succeeded.
 //!
+//! A run can also end **suspended**: stopped without undoing anything, so that it is resumed
+//! from the journal later, possibly on another node. That happens when the caller asks
+//! ([`RunOptions::suspend`] with a [`SuspendMode`]), when a step needs a capability this node
+//! lacks and [`Reactor::suspend_on_missing_capability`] is on, and when the journal refuses an
+//! append (the run is fenced: another holder owns it). See [`Suspension`].
+//!
 //! This crate has no Raft and no gRPC: the node plugs in a Raft-backed journal and its own
 //! middleware, and `swarmctl workflow` uses it directly.
 //!
@@ -69,11 +75,13 @@ use serde_json::Value;
 
 pub use backoff::Backoff;
 pub use error::{JournalError, LoadError, Problem, RunError, StepError, ValidationErrors};
-pub use executor::{Reactor, RunOptions};
+pub use executor::{Reactor, RunOptions, SuspendMode};
 pub use journal::{CompletedStep, InMemoryJournal, Journal, JournalEntry, completed_steps};
 pub use middleware::{MetricsMiddleware, Middleware, RunContext, Tally, TracingMiddleware};
 pub use plan::PlanFormat;
-pub use report::{RunEvent, RunReport, RunStatus, StepReport, StepStatus};
+pub use report::{
+    RunEvent, RunReport, RunStatus, StepReport, StepStatus, SuspendReason, Suspension,
+};
 pub use spec::{ActionSpec, Source, StepSpec, WorkflowSpec};
 pub use step::{Compensation, Registry, ReservedKind, Step, StepContext};
 pub use validate::{Workflow, load_file, validate};

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tracing::field::Empty;
 
 use crate::error::StepError;
-use crate::report::RunReport;
+use crate::report::{RunReport, RunStatus, SuspendReason, Suspension};
 use crate::step::StepContext;
 
 /// What middleware sees about a run.
@@ -34,6 +34,9 @@ pub struct RunContext {
 #[async_trait]
 pub trait Middleware: Send + Sync + 'static {
     async fn run_started(&self, _run: &mut RunContext) {}
+    /// The run stopped without undoing anything, to be resumed from the journal. Called before
+    /// [`Middleware::run_finished`], which sees the report with status `suspended`.
+    async fn on_run_suspended(&self, _run: &RunContext, _suspension: &Suspension) {}
     async fn run_finished(&self, _run: &RunContext, _report: &RunReport) {}
     /// Before each attempt; may add metadata or set `step.span`.
     async fn step_started(&self, _step: &mut StepContext) {}
@@ -72,14 +75,27 @@ impl Middleware for TracingMiddleware {
     async fn run_finished(&self, run: &RunContext, report: &RunReport) {
         run.span
             .record("status", tracing::field::display(report.status));
-        run.span.in_scope(|| match &report.error {
-            None => tracing::info!(elapsed_ms = millis(report.elapsed), "run succeeded"),
-            Some(e) => tracing::warn!(
+        run.span.in_scope(|| match (report.status, &report.error) {
+            // Logged by `on_run_suspended`.
+            (RunStatus::Suspended, _) => {}
+            (_, None) => tracing::info!(elapsed_ms = millis(report.elapsed), "run succeeded"),
+            (_, Some(e)) => tracing::warn!(
                 elapsed_ms = millis(report.elapsed),
                 error = %e,
                 undone = ?report.undone,
                 "run failed"
             ),
+        });
+    }
+
+    async fn on_run_suspended(&self, run: &RunContext, suspension: &Suspension) {
+        let step = suspension.step.as_deref();
+        let reason = &suspension.reason;
+        run.span.in_scope(|| match reason {
+            SuspendReason::Fenced { .. } => {
+                tracing::warn!(reason = %reason, step, "run suspended");
+            }
+            _ => tracing::info!(reason = %reason, step, "run suspended"),
         });
     }
 
@@ -165,7 +181,7 @@ impl MetricsMiddleware {
             .unwrap_or_default()
     }
 
-    /// The tally of runs that ended `succeeded` or `failed`.
+    /// The tally of runs that ended `succeeded`, `failed` or `suspended`.
     pub fn run_tally(&self, status: &str) -> Tally {
         self.runs
             .lock()
@@ -229,10 +245,10 @@ impl MetricsMiddleware {
 #[async_trait]
 impl Middleware for MetricsMiddleware {
     async fn run_finished(&self, _run: &RunContext, report: &RunReport) {
-        let status = if report.succeeded() {
-            "succeeded"
-        } else {
-            "failed"
+        let status = match report.status {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Suspended => "suspended",
         };
         if let Ok(mut m) = self.runs.lock() {
             let t = m.entry(status).or_default();

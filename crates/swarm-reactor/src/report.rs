@@ -14,6 +14,9 @@ use crate::error::RunError;
 pub enum RunStatus {
     Succeeded,
     Failed,
+    /// Stopped without undoing anything, to be resumed from the journal (by this node or
+    /// another): see [`Suspension`].
+    Suspended,
 }
 
 impl fmt::Display for RunStatus {
@@ -21,7 +24,57 @@ impl fmt::Display for RunStatus {
         f.write_str(match self {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
+            RunStatus::Suspended => "suspended",
         })
+    }
+}
+
+/// Why a run was suspended. Serializes as `{"kind": "missing_capability", "capability": ..}`,
+/// `{"kind": "requested"}` or `{"kind": "fenced", "error": ..}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SuspendReason {
+    /// The next ready step requires a capability this node lacks (only with
+    /// [`crate::Reactor::suspend_on_missing_capability`]).
+    MissingCapability { capability: String },
+    /// The caller asked, through [`crate::RunOptions::suspend`].
+    Requested,
+    /// The journal refused an append: another holder owns the work now.
+    Fenced { error: String },
+}
+
+impl fmt::Display for SuspendReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SuspendReason::MissingCapability { capability } => {
+                write!(
+                    f,
+                    "requires capability {capability:?}, which this node does not have"
+                )
+            }
+            SuspendReason::Requested => f.write_str("suspension requested"),
+            SuspendReason::Fenced { error } => write!(f, "journal refused an append: {error}"),
+        }
+    }
+}
+
+/// How and where a run was suspended. Nothing was undone: steps that succeeded stay recorded in
+/// the journal, and a run started again with the same run id skips them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspension {
+    pub reason: SuspendReason,
+    /// The step that caused it: the one lacking a capability, or the one whose journal append
+    /// was refused (`parent/child` inside a sub-workflow). `None` for a requested suspension, or
+    /// when the refused append was not a step's (the run's start or end).
+    pub step: Option<String>,
+}
+
+impl fmt::Display for Suspension {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.step {
+            Some(step) => write!(f, "step {step:?}: {}", self.reason),
+            None => write!(f, "{}", self.reason),
+        }
     }
 }
 
@@ -36,9 +89,10 @@ pub enum StepStatus {
     Failed,
     /// Completed, then rolled back because the run failed.
     Undone,
-    /// Never started.
+    /// Never started (also: not started because the run was suspended).
     Skipped,
-    /// Was running when the run failed and was stopped.
+    /// Was running when the run failed, or was suspended without waiting for it, and was
+    /// stopped.
     Cancelled,
 }
 
@@ -73,21 +127,28 @@ pub struct StepReport {
 }
 
 /// The outcome of a run. Serializes as
-/// `{"status", "result", "error", "steps": [{"name", "status", "attempts"}]}`.
+/// `{"status", "result", "error", "steps": [{"name", "status", "attempts"}]}`, plus
+/// `"undone"` when steps were rolled back and `"suspended": {"reason", "step"}` when the run was
+/// suspended.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunReport {
     #[serde(skip)]
     pub run_id: String,
     pub status: RunStatus,
-    /// The `return` value (null when the run failed).
+    /// The `return` value (null unless the run succeeded).
     pub result: Value,
-    /// The first error (null when the run succeeded).
+    /// The first error: null when the run succeeded, or was suspended on request or for a
+    /// missing capability; the journal's error when it was suspended because the journal
+    /// refused an append ([`SuspendReason::Fenced`]).
     pub error: Option<RunError>,
     /// One per step, in spec order.
     pub steps: Vec<StepReport>,
     /// The steps rolled back, in the order they were undone (reverse completion order).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub undone: Vec<String>,
+    /// Set when (and only when) `status` is [`RunStatus::Suspended`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<Suspension>,
     #[serde(skip)]
     pub elapsed: Duration,
 }
@@ -95,6 +156,12 @@ pub struct RunReport {
 impl RunReport {
     pub fn succeeded(&self) -> bool {
         self.status == RunStatus::Succeeded
+    }
+
+    /// The run stopped without undoing anything; the `suspended` field says why. Resume it by
+    /// running the workflow again with the same run id and journal.
+    pub fn suspended(&self) -> bool {
+        self.status == RunStatus::Suspended
     }
 
     pub fn step(&self, name: &str) -> Option<&StepReport> {
@@ -145,8 +212,12 @@ impl RunReport {
                 u64::try_from(self.elapsed.as_millis()).unwrap_or(u64::MAX)
             ))
         ));
+        if let Some(s) = &self.suspended {
+            out.push_str(&format!("suspended: {s}\n"));
+        }
         match &self.error {
             Some(e) => out.push_str(&format!("error: {e}\n")),
+            None if self.suspended.is_some() => {}
             None => out.push_str(&format!(
                 "result: {}\n",
                 serde_json::to_string_pretty(&self.result).unwrap_or_default()
@@ -207,6 +278,14 @@ pub enum RunEvent {
         step: String,
         error: String,
     },
+    /// The run stopped without undoing anything; a `RunFinished` with status `suspended`
+    /// follows.
+    RunSuspended {
+        run_id: String,
+        reason: SuspendReason,
+        /// See [`Suspension::step`].
+        step: Option<String>,
+    },
     RunFinished {
         run_id: String,
         status: RunStatus,
@@ -264,6 +343,14 @@ impl fmt::Display for RunEvent {
             RunEvent::StepUndoFailed { step, error, .. } => {
                 write!(f, "step {step}: undo failed: {error}")
             }
+            RunEvent::RunSuspended {
+                run_id,
+                reason,
+                step,
+            } => match step {
+                Some(step) => write!(f, "run {run_id}: suspended at step {step}: {reason}"),
+                None => write!(f, "run {run_id}: suspended: {reason}"),
+            },
             RunEvent::RunFinished {
                 run_id,
                 status,
@@ -310,6 +397,7 @@ mod tests {
                 },
             ],
             undone: vec!["a".into()],
+            suspended: None,
             elapsed: Duration::from_millis(5),
         };
         let v = serde_json::to_value(&r).unwrap_or_default();

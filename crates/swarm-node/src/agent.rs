@@ -1,0 +1,508 @@
+//! The agent loop: how a node takes part in running workflows.
+//!
+//! - It proposes a `Claim` for `workflow` items only when its own replica
+//!   shows claimable work that its capabilities satisfy, and never for more
+//!   than its free capacity (an idle cluster sees no claim traffic).
+//! - It runs each claimed workflow with swarm-reactor, recording every step
+//!   outcome in the item's journal through Raft under its fencing token, so
+//!   the next holder resumes where it stopped.
+//! - It renews every lease it holds with one `Renew` per interval, and stops
+//!   a run by itself (self-fencing) when its lease could expire before the
+//!   next renewal could land.
+//! - When the next ready step needs a capability it lacks, it hands the item
+//!   to the least loaded live node that has it and tells that node through
+//!   `HandoffService.Offer`; on shutdown it drains the same way.
+//!
+//! At-least-once for the step in flight: a step that was running when its
+//! holder died runs again on the next holder. Its `SWARM_FENCING_TOKEN` is
+//! higher than the dead holder's, so an external system that remembers the
+//! highest token it saw can reject the older attempt.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use swarm_claims::command::{Claim, Complete, Fail, Handoff, RegisterNode, Release, Renew};
+use swarm_claims::{Command, FencingToken, Response, WORKFLOW_KIND, WorkItem};
+use swarm_proto::v1 as pb;
+use swarm_proto::v1::admin_service_client::AdminServiceClient;
+use swarm_proto::v1::handoff_service_client::HandoffServiceClient;
+use swarm_proto::v1::handoff_service_server::HandoffService;
+use swarm_raft::proposer::now_millis;
+use swarm_reactor::{
+    Reactor, RunOptions, RunReport, SuspendMode, SuspendReason, TracingMiddleware,
+};
+use tokio::sync::{Notify, watch};
+
+use crate::journal::RaftJournal;
+use crate::node::NodeContext;
+use crate::workflow::WorkflowPayload;
+
+/// A run this node is executing, and the levers to stop it.
+struct RunControl {
+    token: FencingToken,
+    cancel: watch::Sender<bool>,
+    suspend: watch::Sender<Option<SuspendMode>>,
+    /// The lease expiry the cluster last confirmed, leader clock (ms).
+    lease_expires_at: u64,
+}
+
+/// The workflow-running side of a node.
+pub struct Agent {
+    ctx: NodeContext,
+    agent: String,
+    runs: Mutex<HashMap<String, RunControl>>,
+    wake: Notify,
+    draining: AtomicBool,
+}
+
+impl Agent {
+    /// Starts the claim and renewal loops.
+    pub fn start(ctx: NodeContext) -> Arc<Agent> {
+        let agent = Arc::new(Agent {
+            agent: ctx.agent(),
+            ctx,
+            runs: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            draining: AtomicBool::new(false),
+        });
+        tokio::spawn(agent.clone().register());
+        tokio::spawn(agent.clone().claim_loop());
+        tokio::spawn(agent.clone().renew_loop());
+        agent
+    }
+
+    /// Looks at the replica again now (an offer arrived).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, RunControl>> {
+        self.runs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops claiming, lets running steps finish (bounded by `timeout`, then
+    /// stops them), and hands every held item to a peer or releases it.
+    pub async fn drain(&self, timeout: Duration) {
+        self.draining.store(true, Ordering::SeqCst);
+        let held = {
+            let runs = self.runs();
+            for ctl in runs.values() {
+                let _ = ctl.suspend.send(Some(SuspendMode::Drain));
+            }
+            runs.len()
+        };
+        if held == 0 {
+            return;
+        }
+        tracing::info!(runs = held, "draining workflows to peers");
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.runs().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for ctl in self.runs().values() {
+            let _ = ctl.suspend.send(Some(SuspendMode::Now));
+        }
+        let hard = tokio::time::Instant::now() + Duration::from_secs(3);
+        while !self.runs().is_empty() && tokio::time::Instant::now() < hard {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Announces this node as a workflow runner (retried until it lands).
+    async fn register(self: Arc<Self>) {
+        let cfg = &self.ctx.config;
+        let cmd = Command::RegisterNode(RegisterNode {
+            agent: self.agent.clone(),
+            node_id: cfg.id,
+            addr: cfg.advertise.clone(),
+            capabilities: cfg.capabilities.clone(),
+            capacity: cfg.capacity,
+            now: 0,
+        });
+        loop {
+            match self.ctx.proposer.propose(cmd.clone()).await {
+                Ok(Ok(_)) => {
+                    tracing::info!(agent = %self.agent, capabilities = ?cfg.capabilities, "registered as a workflow runner");
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "node registration refused");
+                    return;
+                }
+                Err(e) => tracing::debug!(error = %e, "node registration not committed yet"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn claim_loop(self: Arc<Self>) {
+        let mut applied = self.ctx.state.applied_index();
+        loop {
+            tokio::select! {
+                changed = applied.changed() => if changed.is_err() { return },
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            self.police_runs();
+            if self.draining.load(Ordering::SeqCst) {
+                continue;
+            }
+            self.adopt_held();
+            let free = (self.ctx.config.capacity as usize).saturating_sub(self.runs().len());
+            let kinds = [WORKFLOW_KIND.to_string()];
+            let caps = &self.ctx.config.capabilities;
+            if free == 0 || !self.ctx.state.read(|s| s.has_claimable(&kinds, caps)) {
+                continue;
+            }
+            let cmd = Command::Claim(Claim {
+                agent: self.agent.clone(),
+                kinds: kinds.to_vec(),
+                capabilities: caps.clone(),
+                max: free as u32,
+                lease_ms: self.ctx.config.workflow_lease.as_millis() as u64,
+                now: 0,
+            });
+            match self.ctx.proposer.propose(cmd).await {
+                Ok(Ok(Response::Granted(items))) => {
+                    for item in items {
+                        self.clone().start_run(item);
+                    }
+                }
+                Ok(other) => tracing::debug!(?other, "claim refused"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "claim not committed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// Starts runs for items this node holds but is not running: work handed
+    /// to it, or held from before a restart.
+    fn adopt_held(self: &Arc<Self>) {
+        let held: Vec<WorkItem> = self.ctx.state.read(|s| {
+            s.claims_of(&self.agent)
+                .into_iter()
+                .filter(|i| i.kind == WORKFLOW_KIND)
+                .cloned()
+                .collect()
+        });
+        for item in held {
+            if !self.runs().contains_key(&item.id) {
+                self.clone().start_run(item);
+            }
+        }
+    }
+
+    /// Stops runs whose claim moved on (stale token, item ended), and passes
+    /// a cancel request on to the run.
+    fn police_runs(&self) {
+        let runs = self.runs();
+        for (id, ctl) in runs.iter() {
+            let (current, cancel) = self.ctx.state.read(|s| {
+                s.get(id)
+                    .map(|i| (i.current_token(), i.cancel_requested.is_some()))
+                    .unwrap_or((None, false))
+            });
+            if current != Some(ctl.token) {
+                tracing::warn!(work_id = %id, token = ctl.token, ?current, "claim moved on: stopping the run");
+                let _ = ctl.suspend.send(Some(SuspendMode::Now));
+            } else if cancel && !*ctl.cancel.borrow() {
+                tracing::info!(work_id = %id, "cancel requested: stopping the run and undoing its steps");
+                let _ = ctl.cancel.send(true);
+            }
+        }
+    }
+
+    async fn renew_loop(self: Arc<Self>) {
+        let interval = self.ctx.config.renew_interval;
+        loop {
+            tokio::time::sleep(interval).await;
+            let tokens: Vec<FencingToken> = self.runs().values().map(|c| c.token).collect();
+            if !tokens.is_empty() {
+                let cmd = Command::Renew(Renew {
+                    agent: self.agent.clone(),
+                    tokens,
+                    progress: None,
+                    now: 0,
+                });
+                match self.ctx.proposer.propose(cmd).await {
+                    Ok(Ok(Response::Renewed { renewed, rejected })) => {
+                        let mut runs = self.runs();
+                        for item in renewed {
+                            if let (Some(ctl), Some(lease)) =
+                                (runs.get_mut(&item.id), item.lease.as_ref())
+                            {
+                                ctl.lease_expires_at = lease.expires_at;
+                            }
+                        }
+                        for (token, e) in rejected {
+                            if let Some(ctl) = runs.values().find(|c| c.token == token) {
+                                tracing::warn!(token, error = %e, "lease not renewed: stopping the run");
+                                let _ = ctl.suspend.send(Some(SuspendMode::Now));
+                            }
+                        }
+                    }
+                    Ok(other) => tracing::warn!(?other, "renew refused"),
+                    Err(e) => tracing::warn!(error = %e, "renew not committed"),
+                }
+            }
+            self.self_fence(interval);
+        }
+    }
+
+    /// Stops every run whose lease could run out before another renewal
+    /// lands: past that point another node may hold the item.
+    fn self_fence(&self, margin: Duration) {
+        let now = now_millis();
+        let margin = margin.as_millis() as u64;
+        for (id, ctl) in self.runs().iter() {
+            if now.saturating_add(margin) >= ctl.lease_expires_at {
+                tracing::warn!(work_id = %id, token = ctl.token, "lease about to expire unrenewed: self-fencing");
+                let _ = ctl.suspend.send(Some(SuspendMode::Now));
+            }
+        }
+    }
+
+    fn start_run(self: Arc<Self>, item: WorkItem) {
+        let Some(lease) = item.lease.clone() else {
+            return;
+        };
+        let (cancel_tx, cancel_rx) = watch::channel(item.cancel_requested.is_some());
+        let (suspend_tx, suspend_rx) = watch::channel(None);
+        {
+            let mut runs = self.runs();
+            if runs.contains_key(&item.id) {
+                return;
+            }
+            runs.insert(
+                item.id.clone(),
+                RunControl {
+                    token: lease.token,
+                    cancel: cancel_tx,
+                    suspend: suspend_tx,
+                    lease_expires_at: lease.expires_at,
+                },
+            );
+        }
+        tokio::spawn(async move {
+            let id = item.id.clone();
+            let token = lease.token;
+            let span =
+                tracing::info_span!("workflow", node = self.ctx.config.id, work_id = %id, token);
+            match WorkflowPayload::load(&item.payload) {
+                Ok((payload, workflow)) => {
+                    tracing::info!(parent: &span, workflow = workflow.name(), attempt = item.attempt, "running workflow");
+                    let reactor = Reactor::new()
+                        .with_journal(Arc::new(RaftJournal::new(
+                            self.ctx.clone(),
+                            id.clone(),
+                            token,
+                        )))
+                        .with_capabilities(self.ctx.config.capabilities.clone())
+                        .suspend_on_missing_capability(true)
+                        .with_middleware(TracingMiddleware);
+                    let options = RunOptions {
+                        run_id: Some(id.clone()),
+                        fencing_token: Some(token),
+                        cancel: Some(cancel_rx),
+                        suspend: Some(suspend_rx),
+                        ..RunOptions::default()
+                    };
+                    let report = reactor.run(workflow, payload.inputs, options).await;
+                    self.finish(&item, token, report).await;
+                }
+                Err(e) => {
+                    tracing::warn!(parent: &span, error = %e, "workflow payload cannot run");
+                    self.end(&id, token, Err(e)).await;
+                }
+            }
+            self.runs().remove(&id);
+            self.wake();
+        });
+    }
+
+    /// Records how a run ended: complete, fail, hand off or release.
+    async fn finish(&self, item: &WorkItem, token: FencingToken, report: RunReport) {
+        let id = &item.id;
+        if report.succeeded() {
+            tracing::info!(work_id = %id, "workflow succeeded");
+            self.end(id, token, Ok(report.result.clone())).await;
+            return;
+        }
+        let Some(suspension) = report.suspended.clone() else {
+            let error = report
+                .error
+                .as_ref()
+                .map_or_else(|| "workflow failed".to_string(), |e| e.to_string());
+            tracing::info!(work_id = %id, %error, undone = ?report.undone, "workflow failed");
+            self.end(id, token, Err(error)).await;
+            return;
+        };
+        match suspension.reason {
+            SuspendReason::Fenced { error } => {
+                tracing::warn!(work_id = %id, token, %error, "fenced: another holder owns the work now");
+            }
+            SuspendReason::MissingCapability { capability } => {
+                tracing::info!(work_id = %id, %capability, step = ?suspension.step, "handing off: step needs a capability this node lacks");
+                let mut need = item.requires.clone();
+                need.push(capability.clone());
+                if !self.hand_off(id, token, &need).await {
+                    let anyone = self
+                        .ctx
+                        .state
+                        .read(|s| s.nodes().any(|n| n.capabilities.contains(&capability)));
+                    if anyone {
+                        self.release(id, token).await;
+                    } else {
+                        let reason = format!(
+                            "step {:?} requires capability {capability:?}, which no node has",
+                            suspension.step.unwrap_or_default()
+                        );
+                        self.end(id, token, Err(reason)).await;
+                    }
+                }
+            }
+            SuspendReason::Requested => {
+                let still_ours = self
+                    .ctx
+                    .state
+                    .read(|s| s.get(id).and_then(|i| i.current_token()))
+                    == Some(token);
+                if !still_ours {
+                    return;
+                }
+                if !self.hand_off(id, token, &item.requires).await {
+                    self.release(id, token).await;
+                }
+            }
+        }
+    }
+
+    async fn end(&self, id: &str, token: FencingToken, outcome: Result<Value, String>) {
+        let cmd = match outcome {
+            Ok(result) => Command::Complete(Complete {
+                id: id.to_string(),
+                token,
+                result: result.to_string(),
+                now: 0,
+            }),
+            Err(error) => Command::Fail(Fail {
+                id: id.to_string(),
+                token,
+                error,
+                retry: false,
+                now: 0,
+            }),
+        };
+        match self.ctx.proposer.propose(cmd).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(work_id = %id, error = %e, "outcome refused"),
+            Err(e) => tracing::warn!(work_id = %id, error = %e, "outcome not recorded"),
+        }
+    }
+
+    async fn release(&self, id: &str, token: FencingToken) {
+        let cmd = Command::Release(Release {
+            id: id.to_string(),
+            token,
+            now: 0,
+        });
+        match self.ctx.proposer.propose(cmd).await {
+            Ok(Ok(_)) => tracing::info!(work_id = %id, "released"),
+            Ok(Err(e)) => tracing::warn!(work_id = %id, error = %e, "release refused"),
+            Err(e) => tracing::warn!(work_id = %id, error = %e, "release not recorded"),
+        }
+    }
+
+    /// Hands the item to the least loaded live node whose capabilities cover
+    /// `need`, then offers it there. False when no such node took it.
+    async fn hand_off(&self, id: &str, token: FencingToken, need: &[String]) -> bool {
+        let mut candidates: Vec<(f64, String, String)> = self.ctx.state.read(|s| {
+            s.nodes()
+                .filter(|n| n.agent != self.agent)
+                .filter(|n| need.iter().all(|c| n.capabilities.contains(c)))
+                .map(|n| {
+                    let load = s.claims_of(&n.agent).len() as f64 / f64::from(n.capacity.max(1));
+                    (load, n.agent.clone(), n.addr.clone())
+                })
+                .collect()
+        });
+        candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        for (_, agent, addr) in candidates {
+            if !self.is_live(&addr).await {
+                continue;
+            }
+            let cmd = Command::Handoff(Handoff {
+                id: id.to_string(),
+                token,
+                to_agent: agent.clone(),
+                now: 0,
+            });
+            let new_token = match self.ctx.proposer.propose(cmd).await {
+                Ok(Ok(Response::Item(item))) => item.token,
+                Ok(other) => {
+                    tracing::warn!(work_id = %id, ?other, "handoff refused");
+                    return false;
+                }
+                Err(e) => {
+                    tracing::warn!(work_id = %id, error = %e, "handoff not recorded");
+                    return false;
+                }
+            };
+            tracing::info!(work_id = %id, to = %agent, token = new_token, "handed off");
+            if let Ok(channel) = self.ctx.peers.get(&addr) {
+                let mut client = HandoffServiceClient::new(channel);
+                let mut req = tonic::Request::new(pb::OfferRequest {
+                    id: id.to_string(),
+                    token: new_token,
+                });
+                req.set_timeout(Duration::from_secs(2));
+                if let Err(e) = client.offer(req).await {
+                    // It will find the item in its replica anyway.
+                    tracing::debug!(to = %agent, error = %e.message(), "offer not delivered");
+                }
+            }
+            return true;
+        }
+        false
+    }
+
+    async fn is_live(&self, addr: &str) -> bool {
+        let Ok(channel) = self.ctx.peers.get(addr) else {
+            return false;
+        };
+        let mut client = AdminServiceClient::new(channel);
+        let mut req = tonic::Request::new(pb::ClusterStatusRequest {});
+        req.set_timeout(Duration::from_millis(500));
+        client.cluster_status(req).await.is_ok()
+    }
+}
+
+/// `HandoffService`: a peer tells this node it was handed an item.
+#[derive(Clone)]
+pub struct HandoffApi {
+    agent: Arc<Agent>,
+}
+
+impl HandoffApi {
+    pub fn new(agent: Arc<Agent>) -> HandoffApi {
+        HandoffApi { agent }
+    }
+}
+
+#[tonic::async_trait]
+impl HandoffService for HandoffApi {
+    async fn offer(
+        &self,
+        request: tonic::Request<pb::OfferRequest>,
+    ) -> Result<tonic::Response<pb::OfferResponse>, tonic::Status> {
+        let r = request.into_inner();
+        tracing::info!(work_id = %r.id, token = r.token, "offered a handed-off item");
+        self.agent.wake();
+        Ok(tonic::Response::new(pb::OfferResponse { accepted: true }))
+    }
+}
