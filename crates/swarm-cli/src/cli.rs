@@ -319,4 +319,56 @@ mod tests {
 
         assert_eq!(parse_err(&["node", "add", "4", "nowhere"]).exit_code(), 2);
     }
+
+    #[test]
+    fn workflow_commands() {
+        use crate::commands::workflow::Workflow;
+        use swarm_reactor::PlanFormat;
+
+        let cli = parse(&["workflow", "plan", "w.yaml"]);
+        let Command::Workflow(Workflow::Plan(p)) = cli.command else {
+            panic!("expected workflow plan")
+        };
+        assert_eq!(p.format, PlanFormat::Text);
+        let cli = parse(&["workflow", "plan", "w.yaml", "--format", "mermaid"]);
+        let Command::Workflow(Workflow::Plan(p)) = cli.command else {
+            panic!("expected workflow plan")
+        };
+        assert_eq!(p.format, PlanFormat::Mermaid);
+        assert_eq!(
+            parse_err(&["workflow", "plan", "w.yaml", "--format", "dot"]).exit_code(),
+            2
+        );
+
+        let cli = parse(&[
+            "workflow",
+            "run-local",
+            "w.yaml",
+            "--input",
+            "n=3",
+            "--input",
+            "who=al",
+            "--seed",
+            "9",
+            "-o",
+            "json",
+        ]);
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        let Command::Workflow(Workflow::RunLocal(r)) = cli.command else {
+            panic!("expected workflow run-local")
+        };
+        assert_eq!(
+            r.inputs,
+            [
+                ("n".to_owned(), serde_json::json!(3)),
+                ("who".to_owned(), serde_json::json!("al"))
+            ]
+        );
+        assert_eq!(r.seed, Some(9));
+        assert_eq!(
+            parse_err(&["workflow", "run-local", "w.yaml", "--input", "n"]).exit_code(),
+            2
+        );
+        assert_eq!(parse_err(&["workflow", "validate"]).exit_code(), 2);
+    }
 }

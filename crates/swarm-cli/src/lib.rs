@@ -1,5 +1,7 @@
 //! `swarmctl`, the command line of a Swarm cluster: inspect the cluster,
-//! change its membership, and submit, claim and finish work items.
+//! change its membership, and submit, claim and finish work items. Its
+//! `workflow` commands validate, plan and run reactor workflows locally,
+//! without a cluster.
 //!
 //! Data goes to stdout, as a table (`-o table`, the default) or as JSON
 //! (`-o json`, the shapes scripts rely on); messages and errors go to stderr.
@@ -10,7 +12,8 @@
 //! - `cli`: [`Cli`], the global options (`--endpoints`, `-o`) and the
 //!   argument parsers shared by commands (endpoints, JSON, names).
 //! - `commands`: one module per noun, one file per verb
-//!   (`commands/work/claim.rs`), each with its clap arguments and `run`.
+//!   (`commands/work/claim.rs`, `commands/workflow/run_local.rs`), each with
+//!   its clap arguments and `run`.
 //! - `views`: prost messages to JSON values and table rows, one file per
 //!   message family (`work_item`, `cluster`).
 //! - `output`: printing JSON and tables to stdout, humanized lease times.

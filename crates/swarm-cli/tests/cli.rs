@@ -50,6 +50,15 @@ fn item(item: WorkItem) -> Result<Response<WorkResponse>, Status> {
 
 #[tonic::async_trait]
 impl WorkService for FakeNode {
+    type WatchWorkStream = tonic::codec::Streaming<swarm_proto::v1::WorkEvent>;
+
+    async fn watch_work(
+        &self,
+        _: Request<swarm_proto::v1::WatchWorkRequest>,
+    ) -> Result<Response<Self::WatchWorkStream>, Status> {
+        Err(Status::unimplemented("watch is not faked"))
+    }
+
     async fn submit(&self, r: Request<SubmitRequest>) -> Result<Response<SubmitResponse>, Status> {
         let r = r.into_inner();
         if r.idempotency_key.is_empty() {

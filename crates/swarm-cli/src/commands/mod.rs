@@ -1,16 +1,19 @@
 //! The commands: one module per noun, one file per verb. Each verb file
-//! holds its clap arguments and an async `run` that talks to the cluster
-//! and prints the result.
+//! holds its clap arguments and a `run` that does the work (talks to the
+//! cluster, or for `workflow`, runs the reactor in-process) and prints the
+//! result.
 
 pub mod cluster;
 pub mod node;
 pub mod work;
+pub mod workflow;
 
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
 use swarm_client::SwarmClient;
 
 use crate::Cli;
+use crate::cli::GlobalOpts;
 use crate::output::OutputFormat;
 
 #[derive(Debug, Subcommand)]
@@ -24,6 +27,9 @@ pub enum Command {
     /// Submit, claim and finish work items
     #[command(subcommand)]
     Work(work::Work),
+    /// Validate, plan and run workflows locally (no cluster needed)
+    #[command(subcommand)]
+    Workflow(workflow::Workflow),
 }
 
 /// What every command runs with.
@@ -33,14 +39,20 @@ pub struct Context {
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
-    let client = SwarmClient::connect(cli.global.endpoints).context("set up the client")?;
-    let ctx = Context {
-        client,
-        output: cli.global.output,
-    };
-    match cli.command {
-        Command::Cluster(cmd) => cmd.run(&ctx).await,
-        Command::Node(cmd) => cmd.run(&ctx).await,
-        Command::Work(cmd) => cmd.run(&ctx).await,
+    let Cli { global, command } = cli;
+    match command {
+        Command::Cluster(cmd) => cmd.run(&connect(global)?).await,
+        Command::Node(cmd) => cmd.run(&connect(global)?).await,
+        Command::Work(cmd) => cmd.run(&connect(global)?).await,
+        // Runs in this process: no client, so `--endpoints` is never used.
+        Command::Workflow(cmd) => cmd.run(global.output).await,
     }
+}
+
+fn connect(global: GlobalOpts) -> Result<Context> {
+    let client = SwarmClient::connect(global.endpoints).context("set up the client")?;
+    Ok(Context {
+        client,
+        output: global.output,
+    })
 }

@@ -207,6 +207,8 @@ mod tests {
                 token: 4,
                 outcome_json: r#"{"ok":1}"#.into(),
             }],
+            events: Vec::new(),
+            cancel_requested: None,
         }
     }
 
