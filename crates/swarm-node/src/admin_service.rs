@@ -28,7 +28,12 @@ impl AdminApi {
     /// This node's view of the cluster.
     pub fn status(&self) -> pb::ClusterStatusResponse {
         let m = crate::node::metrics(&self.ctx.raft);
-        let leader = m.current_leader;
+        // A restarted former leader still names itself at its old term until
+        // it hears the current one: only a node in the Leader state may name
+        // itself.
+        let leader = m
+            .current_leader
+            .filter(|l| *l != self.ctx.config.id || m.state == openraft::ServerState::Leader);
         let membership = m.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
         let last_log = m.last_log_index.unwrap_or(0);

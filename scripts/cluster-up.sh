@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Builds swarmd and swarmctl (release), starts the three nodes of cluster/
+# on 127.0.0.1, waits until they form one healthy cluster (a leader and three
+# voters), and prints where everything is.
+#
+# State lives under $SWARM_CLUSTER_DIR (default: <repo>/.swarm-cluster):
+#   nodeN.pid  the PID of node N     nodeN.log  its log (appended)
+#   nodeN/     its data dir, kept by cluster-down.sh so the next start resumes
+#
+# Environment: SWARM_CLUSTER_DIR, SWARM_UP_TIMEOUT (seconds, default 60).
+set -euo pipefail
+
+script_started=$(date +%s.%N)
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cluster_dir="${SWARM_CLUSTER_DIR:-$root/.swarm-cluster}"
+timeout_s="${SWARM_UP_TIMEOUT:-60}"
+nodes=(1 2 3)
+swarmd="$root/target/release/swarmd"
+swarmctl="$root/target/release/swarmctl"
+
+# The listen address of node N, read from its config file.
+listen_of() {
+    python3 - "$root/cluster/node$1.toml" <<'PY'
+import sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    print(tomllib.load(f)["listen"])
+PY
+}
+
+# Whether the PID recorded for node N is a live swarmd. The command line check
+# guards against a recycled PID that now belongs to something else.
+node_pid() {
+    local pidfile="$cluster_dir/node$1.pid" pid
+    [[ -f "$pidfile" ]] || return 1
+    pid="$(cat "$pidfile")"
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    if [[ -r "/proc/$pid/cmdline" ]] && ! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q swarmd; then
+        return 1
+    fi
+    echo "$pid"
+}
+
+elapsed_since() {
+    python3 -c "import sys, time; print(f'{time.time() - float(sys.argv[1]):.1f}s')" "$1"
+}
+
+print_log_tails() {
+    local n
+    for n in "${nodes[@]}"; do
+        echo "---- $cluster_dir/node$n.log (last 40 lines)" >&2
+        tail -n 40 "$cluster_dir/node$n.log" >&2 2>/dev/null || echo "(no log)" >&2
+    done
+}
+
+# Prints the leader's id when the cluster is healthy: every node answers
+# `cluster status` itself, all name the same leader, each sees three voters,
+# and the leader reaches all of them. Asking every node matters: a node that
+# was just restarted may name the leader of its persisted vote (itself
+# included) until it hears from the current one.
+cluster_leader() {
+    local views=() n
+    for n in "${nodes[@]}"; do
+        views+=("$(timeout 5 "$swarmctl" --endpoints "${addrs[$n]}" cluster status -o json 2>/dev/null)") ||
+            return 1
+    done
+    python3 - "${views[@]}" 2>/dev/null <<'PY'
+import json, sys
+views = [json.loads(v) for v in sys.argv[1:]]
+leaders = {v.get("leader_id") for v in views}
+if len(leaders) != 1 or not all(leaders):
+    sys.exit(1)
+leader = leaders.pop()
+for v in views:
+    voters = [m for m in v.get("members", []) if m.get("role") in ("leader", "follower")]
+    if len(voters) != 3:
+        sys.exit(1)
+# views[i] is node i+1's own answer.
+if not all(m.get("reachable") for m in views[leader - 1].get("members", [])):
+    sys.exit(1)
+print(leader)
+PY
+}
+
+declare -A addrs=()
+endpoints=""
+for n in "${nodes[@]}"; do
+    addrs[$n]="$(listen_of "$n")"
+    endpoints+="${endpoints:+,}${addrs[$n]}"
+done
+# swarmctl must talk to this cluster, whatever the caller's environment says.
+export SWARM_ENDPOINTS="$endpoints"
+
+echo "==> building swarmd and swarmctl (release)" >&2
+(cd "$root" && cargo build --release -p swarm-node -p swarm-cli)
+
+mkdir -p "$cluster_dir"
+
+running=0
+for n in "${nodes[@]}"; do
+    if node_pid "$n" >/dev/null; then
+        running=$((running + 1))
+    fi
+done
+if [[ $running -eq ${#nodes[@]} ]]; then
+    echo "the Swarm cluster is already up (pids in $cluster_dir/node{1,2,3}.pid); endpoints: $endpoints"
+    echo "stop it with: scripts/cluster-down.sh"
+    exit 0
+fi
+
+launched=$(date +%s.%N)
+for n in "${nodes[@]}"; do
+    if pid="$(node_pid "$n")"; then
+        echo "==> node $n already running (pid $pid)" >&2
+        continue
+    fi
+    log="$cluster_dir/node$n.log"
+    echo "---- cluster-up.sh: starting node $n at $(date -Is)" >>"$log"
+    (
+        cd "$root"
+        # The node's configuration is its TOML file: SWARM_* settings in the
+        # caller's environment would override it (env beats TOML), so drop
+        # them, except the log filter.
+        for var in $(compgen -e); do
+            if [[ $var == SWARM_* && $var != SWARM_LOG ]]; then unset "$var"; fi
+        done
+        NO_COLOR=1 nohup "$swarmd" --config "$root/cluster/node$n.toml" --data-dir "$cluster_dir/node$n" \
+            </dev/null >>"$log" 2>&1 &
+        echo $! >"$cluster_dir/node$n.pid"
+    )
+    echo "==> started node $n (pid $(cat "$cluster_dir/node$n.pid")), log $log" >&2
+done
+
+echo "==> waiting up to ${timeout_s}s for a leader and three voters" >&2
+deadline=$(($(date +%s) + timeout_s))
+while :; do
+    for n in "${nodes[@]}"; do
+        if ! node_pid "$n" >/dev/null; then
+            echo "error: node $n exited during start-up" >&2
+            rm -f "$cluster_dir/node$n.pid"
+            print_log_tails
+            echo "stop the other nodes with scripts/cluster-down.sh" >&2
+            exit 1
+        fi
+    done
+    if leader="$(cluster_leader)"; then
+        break
+    fi
+    if [[ $(date +%s) -ge $deadline ]]; then
+        echo "error: the cluster did not become healthy within ${timeout_s}s" >&2
+        for n in "${nodes[@]}"; do
+            echo "node $n says: $(timeout 5 "$swarmctl" --endpoints "${addrs[$n]}" cluster status -o json 2>&1 | tr -s ' \n' ' ')" >&2
+        done
+        print_log_tails
+        echo "the nodes are still running; stop them with scripts/cluster-down.sh" >&2
+        exit 1
+    fi
+    sleep 0.2
+done
+
+cat <<EOF
+
+Swarm cluster is up: leader node $leader, 3 voters.
+  healthy $(elapsed_since "$launched") after launch, $(elapsed_since "$script_started") after cluster-up.sh started (build included)
+
+  node  endpoint         pid      log
+EOF
+for n in "${nodes[@]}"; do
+    printf '  %-4s  %-15s  %-7s  %s\n' "$n" "${addrs[$n]}" "$(cat "$cluster_dir/node$n.pid")" \
+        "$cluster_dir/node$n.log"
+done
+cat <<EOF
+
+  data:      $cluster_dir/node{1,2,3}/
+  endpoints: SWARM_ENDPOINTS=$endpoints  (swarmctl's default)
+
+Next, try:
+  target/release/swarmctl cluster status
+  target/release/swarmctl work submit --type build --payload '{"repo":"swarm"}' -o json
+  target/release/swarmctl work claim --agent me --type build --lease 30s -o json
+  target/release/swarmctl work complete <ID> --token <TOKEN> --result '{"ok":true}'
+  target/release/swarmctl work get <ID> -o json
+  target/release/swarmctl work list
+  scripts/cluster-down.sh      # stop; data is kept for the next cluster-up.sh
+EOF

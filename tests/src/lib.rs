@@ -1,0 +1,968 @@
+//! End-to-end harness for Swarm: it runs real `swarmd` processes on ephemeral
+//! 127.0.0.1 ports, each with its own data dir in a temporary directory, and
+//! talks to them over gRPC the way an agent or an operator would. Faults are
+//! real too: SIGKILL, SIGTERM, SIGSTOP/SIGCONT, always sent to a PID the
+//! harness recorded when it spawned the process, never by name.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use std::time::Duration;
+//! use swarm_tests::{within, Cluster};
+//!
+//! let cluster = Cluster::start(3).await?;
+//! within(Duration::from_secs(60), "scenario", async {
+//!     let leader = cluster.wait_for_leader(Duration::from_secs(10)).await?;
+//!     cluster.kill(leader)?;
+//!     cluster.wait_for_leader(Duration::from_secs(10)).await?;
+//!     Ok(())
+//! })
+//! .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//! - [`Cluster`]: spawns, kills, stops, restarts, pauses and resumes nodes;
+//!   waits for a leader or a healthy cluster; hands out gRPC clients per node.
+//!   Dropping it SIGKILLs and reaps every process it started; when dropped
+//!   during a panic it prints the tail of every node's log and keeps the
+//!   temporary directory for inspection.
+//! - [`ClusterOptions`]: Raft timings and the other `swarmd` flags a test
+//!   may turn (snapshot interval, payload limit).
+//! - [`within`], [`wait_until`], [`poll_until`]: every wait is bounded.
+//! - [`swarmd_binary`]: finds `target/<profile>/swarmd` next to the test
+//!   executable, building it once when it is missing or older than its sources.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, anyhow, bail};
+use rustix::process::{Pid, Signal, kill_process};
+use swarm_proto::v1::admin_service_client::AdminServiceClient;
+use swarm_proto::v1::work_service_client::WorkServiceClient;
+use swarm_proto::v1::{ClusterStatusRequest, ClusterStatusResponse, MemberRole};
+use tonic::transport::{Channel, Endpoint};
+
+/// A node's Raft id, as given to `swarmd --id`.
+pub type NodeId = u64;
+
+/// How long one status probe may take before the node counts as unresponsive.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a node may take to exit after SIGTERM before it is SIGKILLed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Pause between two attempts of a polled condition.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Lines of each node's log printed when a test fails.
+const LOG_TAIL_LINES: usize = 80;
+
+/// Runs `fut`, failing with a message naming `what` if it takes longer than
+/// `limit`.
+pub async fn within<T>(
+    limit: Duration,
+    what: &str,
+    fut: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(result) => result.with_context(|| format!("{what} failed")),
+        Err(_) => bail!("{what} did not finish within {limit:?}"),
+    }
+}
+
+/// Polls `condition` until it is true, for at most `timeout`. Each attempt is
+/// itself cut off at the deadline, so a hung RPC cannot stretch the wait.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut condition: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    poll_until(timeout, what, || {
+        let attempt = condition();
+        async move { Ok(attempt.await.then_some(())) }
+    })
+    .await
+}
+
+/// Polls `attempt` until it answers `Ok(Some(value))`, for at most `timeout`.
+/// `Ok(None)` and `Err(_)` both mean "not yet"; the last error is reported if
+/// time runs out.
+pub async fn poll_until<T, F, Fut>(timeout: Duration, what: &str, mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last_error: Option<anyhow::Error> = None;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(match last_error {
+                Some(e) => e.context(format!("{what}: not reached within {timeout:?}")),
+                None => anyhow!("{what}: not reached within {timeout:?}"),
+            });
+        }
+        match tokio::time::timeout(left, attempt()).await {
+            Ok(Ok(Some(value))) => return Ok(value),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => last_error = Some(e),
+            Err(_) => {}
+        }
+        tokio::time::sleep(POLL_INTERVAL.min(deadline.saturating_duration_since(Instant::now())))
+            .await;
+    }
+}
+
+/// The `swarmd` flags a test may turn. Raft timings are a little slower than
+/// `swarmd`'s defaults: debug builds of several clusters share two cores, and
+/// a heartbeat that misses its slot should not depose a healthy leader.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub heartbeat: Duration,
+    pub election_min: Duration,
+    pub election_max: Duration,
+    /// `--snapshot-every`: build a snapshot after this many applied entries.
+    pub snapshot_every: Option<u64>,
+    /// `--max-payload-bytes`.
+    pub max_payload_bytes: Option<u64>,
+    /// How long [`Cluster::start_with`] waits for a leader and every voter.
+    pub start_timeout: Duration,
+    /// Any further flags, passed to every node.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            heartbeat: Duration::from_millis(50),
+            election_min: Duration::from_millis(250),
+            election_max: Duration::from_millis(500),
+            snapshot_every: None,
+            max_payload_bytes: None,
+            start_timeout: Duration::from_secs(60),
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// One `swarmd` the harness manages.
+struct Node {
+    id: NodeId,
+    addr: SocketAddr,
+    data_dir: PathBuf,
+    /// stdout and stderr of every run of this node, appended across restarts.
+    log_path: PathBuf,
+    /// `--bootstrap` or `--join ...`: kept so that a restart launches the node
+    /// exactly as it was first launched (both are no-ops once it is a member).
+    membership_args: Vec<String>,
+    /// The running process, if any. Behind a mutex so that `&Cluster` can be
+    /// shared by concurrent tasks of a test while nodes are killed.
+    process: Mutex<Option<Child>>,
+    /// Whether the process is stopped by SIGSTOP: it cannot answer probes.
+    paused: Mutex<bool>,
+    /// One lazily connected channel for the node's lifetime; tonic reconnects
+    /// it after a restart on the same port.
+    channel: Channel,
+}
+
+impl Node {
+    fn process(&self) -> MutexGuard<'_, Option<Child>> {
+        // A poisoned lock only means another test thread panicked while
+        // holding it; the `Child` inside is still valid.
+        self.process
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn paused(&self) -> MutexGuard<'_, bool> {
+        self.paused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn pid(&self) -> Result<Pid> {
+        let guard = self.process();
+        let child = guard
+            .as_ref()
+            .ok_or_else(|| anyhow!("node {} is not running", self.id))?;
+        Ok(Pid::from_child(child))
+    }
+
+    fn signal(&self, signal: Signal) -> Result<()> {
+        let pid = self.pid()?;
+        kill_process(pid, signal)
+            .with_context(|| format!("send {signal:?} to node {} (pid {pid:?})", self.id))
+    }
+}
+
+/// A set of real `swarmd` processes on 127.0.0.1 forming (or meant to form)
+/// one Raft group. Node ids run from 1; node 1 bootstraps, the others join it.
+pub struct Cluster {
+    /// `None` only while dropping.
+    dir: Option<tempfile::TempDir>,
+    options: ClusterOptions,
+    binary: PathBuf,
+    nodes: BTreeMap<NodeId, Node>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("dir", &self.dir_path())
+            .field(
+                "nodes",
+                &self
+                    .nodes
+                    .values()
+                    .map(|n| (n.id, n.addr))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// Starts `n` nodes with [`ClusterOptions::default`] and waits until they
+    /// form a healthy cluster: a leader and `n` voters.
+    pub async fn start(n: usize) -> Result<Cluster> {
+        Cluster::start_with(n, ClusterOptions::default()).await
+    }
+
+    /// Starts `n` nodes with `options` and waits until they form a healthy
+    /// cluster. On failure the nodes' log tails are printed and every process
+    /// is killed.
+    pub async fn start_with(n: usize, options: ClusterOptions) -> Result<Cluster> {
+        let cluster = Cluster::launch(n, options)?;
+        let timeout = cluster.options.start_timeout;
+        if let Err(e) = cluster.wait_healthy(n, timeout).await {
+            cluster.print_log_tails();
+            return Err(e.context(format!("start a {n}-node cluster")));
+        }
+        Ok(cluster)
+    }
+
+    /// Spawns `n` nodes without waiting for anything.
+    pub fn launch(n: usize, options: ClusterOptions) -> Result<Cluster> {
+        if n == 0 {
+            bail!("a cluster needs at least one node");
+        }
+        let binary = swarmd_binary()?;
+        let dir = tempfile::Builder::new()
+            .prefix("swarm-e2e-")
+            .tempdir()
+            .context("create the cluster's temporary directory")?;
+        let ports = free_ports(n)?;
+        let first = SocketAddr::from(([127, 0, 0, 1], ports[0]));
+        let mut nodes = BTreeMap::new();
+        for (i, port) in ports.into_iter().enumerate() {
+            let id = i as NodeId + 1;
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let membership_args = if id == 1 {
+                vec!["--bootstrap".to_string()]
+            } else {
+                vec!["--join".to_string(), first.to_string()]
+            };
+            let node = Node {
+                id,
+                addr,
+                data_dir: dir.path().join(format!("node{id}")),
+                log_path: dir.path().join(format!("node{id}.log")),
+                membership_args,
+                process: Mutex::new(None),
+                paused: Mutex::new(false),
+                channel: channel_to(addr)?,
+            };
+            nodes.insert(id, node);
+        }
+        let cluster = Cluster {
+            dir: Some(dir),
+            options,
+            binary,
+            nodes,
+        };
+        for id in cluster.node_ids() {
+            cluster.spawn(id)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Every node id, running or not.
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.nodes.keys().copied().collect()
+    }
+
+    /// Nodes whose process is alive and not paused.
+    pub fn running(&self) -> Vec<NodeId> {
+        self.nodes
+            .values()
+            .filter(|n| n.process().is_some() && !*n.paused())
+            .map(|n| n.id)
+            .collect()
+    }
+
+    /// The node's gRPC address (clients and peers).
+    pub fn addr(&self, node: NodeId) -> Result<SocketAddr> {
+        Ok(self.node(node)?.addr)
+    }
+
+    /// The node's data directory.
+    pub fn data_dir(&self, node: NodeId) -> Result<PathBuf> {
+        Ok(self.node(node)?.data_dir.clone())
+    }
+
+    /// The file collecting the node's stdout and stderr.
+    pub fn log_path(&self, node: NodeId) -> Result<PathBuf> {
+        Ok(self.node(node)?.log_path.clone())
+    }
+
+    /// Everything the node has logged so far, across restarts.
+    pub fn log(&self, node: NodeId) -> Result<String> {
+        let path = self.log_path(node)?;
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))
+    }
+
+    /// The process id of a running node.
+    pub fn pid(&self, node: NodeId) -> Result<i32> {
+        Ok(self.node(node)?.pid()?.as_raw_nonzero().get())
+    }
+
+    /// A WorkService client for one node.
+    pub fn work(&self, node: NodeId) -> Result<WorkServiceClient<Channel>> {
+        let channel = self.node(node)?.channel.clone();
+        Ok(WorkServiceClient::new(channel)
+            .max_decoding_message_size(swarm_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(swarm_proto::MAX_MESSAGE_BYTES))
+    }
+
+    /// An AdminService client for one node.
+    pub fn admin(&self, node: NodeId) -> Result<AdminServiceClient<Channel>> {
+        let channel = self.node(node)?.channel.clone();
+        Ok(AdminServiceClient::new(channel)
+            .max_decoding_message_size(swarm_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(swarm_proto::MAX_MESSAGE_BYTES))
+    }
+
+    /// SIGKILLs a node and reaps it.
+    pub fn kill(&self, node: NodeId) -> Result<ExitStatus> {
+        let n = self.node(node)?;
+        let mut guard = n.process();
+        let mut child = guard
+            .take()
+            .ok_or_else(|| anyhow!("node {node} is not running"))?;
+        // Child::kill sends SIGKILL to the recorded pid; a stopped process
+        // dies too, so no SIGCONT is needed first.
+        child
+            .kill()
+            .with_context(|| format!("SIGKILL node {node}"))?;
+        let status = child.wait().with_context(|| format!("reap node {node}"))?;
+        *n.paused() = false;
+        drop(guard);
+        self.note(node, &format!("SIGKILLed ({status})"));
+        Ok(status)
+    }
+
+    /// SIGTERMs a node and waits for it to exit (SIGKILL after a bound).
+    /// Returns its exit status; a node that had to be SIGKILLed is an error.
+    pub async fn stop(&self, node: NodeId) -> Result<ExitStatus> {
+        let n = self.node(node)?;
+        if *n.paused() {
+            n.signal(Signal::CONT)?;
+            *n.paused() = false;
+        }
+        n.signal(Signal::TERM)?;
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            {
+                let mut guard = n.process();
+                let child = guard
+                    .as_mut()
+                    .ok_or_else(|| anyhow!("node {node} is not running"))?;
+                if let Some(status) = child
+                    .try_wait()
+                    .with_context(|| format!("wait for node {node}"))?
+                {
+                    *guard = None;
+                    drop(guard);
+                    self.note(node, &format!("stopped by SIGTERM ({status})"));
+                    return Ok(status);
+                }
+                if Instant::now() >= deadline {
+                    // Child::kill is SIGKILL to the recorded pid.
+                    let _ = child.kill();
+                    let status = child.wait();
+                    *guard = None;
+                    drop(guard);
+                    self.note(node, "did not exit after SIGTERM: SIGKILLed");
+                    bail!(
+                        "node {node} did not exit within {STOP_TIMEOUT:?} of SIGTERM (then SIGKILLed: {status:?})"
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts a node that is not running again, on the same port with the
+    /// same data dir and flags. Does not wait for it to rejoin.
+    pub fn restart(&self, node: NodeId) -> Result<()> {
+        self.spawn(node)
+    }
+
+    /// Stops a node with SIGSTOP: it keeps its sockets but answers nothing.
+    pub fn pause(&self, node: NodeId) -> Result<()> {
+        let n = self.node(node)?;
+        n.signal(Signal::STOP)?;
+        *n.paused() = true;
+        self.note(node, "paused (SIGSTOP)");
+        Ok(())
+    }
+
+    /// Resumes a paused node with SIGCONT.
+    pub fn resume(&self, node: NodeId) -> Result<()> {
+        let n = self.node(node)?;
+        n.signal(Signal::CONT)?;
+        *n.paused() = false;
+        self.note(node, "resumed (SIGCONT)");
+        Ok(())
+    }
+
+    /// The exit status of a node's process if it has exited on its own
+    /// (the harness did not stop it), without waiting.
+    pub fn exited(&self, node: NodeId) -> Result<Option<ExitStatus>> {
+        let n = self.node(node)?;
+        let mut guard = n.process();
+        match guard.as_mut() {
+            Some(child) => child
+                .try_wait()
+                .with_context(|| format!("check whether node {node} exited")),
+            None => Ok(None),
+        }
+    }
+
+    /// Fails if any node the harness believes running has exited: a crash
+    /// should stop a wait at once, naming the node, not after its timeout.
+    pub fn check_alive(&self) -> Result<()> {
+        for id in self.node_ids() {
+            if let Some(status) = self.exited(id)? {
+                bail!(
+                    "node {id} exited unexpectedly ({status}); log tail:\n{}",
+                    self.log_tail(id, 30)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// AdminService.ClusterStatus as seen by one node, bounded by a short
+    /// timeout.
+    pub async fn status(&self, node: NodeId) -> Result<ClusterStatusResponse> {
+        let mut admin = self.admin(node)?;
+        let mut request = tonic::Request::new(ClusterStatusRequest {});
+        request.set_timeout(PROBE_TIMEOUT);
+        match tokio::time::timeout(PROBE_TIMEOUT, admin.cluster_status(request)).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(anyhow!("cluster status from node {node}: {status}")),
+            Err(_) => bail!("cluster status from node {node}: no answer within {PROBE_TIMEOUT:?}"),
+        }
+    }
+
+    /// The node that, among the running ones, says it is the leader (the one
+    /// with the highest term if several do). `None` when none does.
+    pub async fn leader_id(&self) -> Result<Option<NodeId>> {
+        let mut best: Option<(u64, NodeId)> = None;
+        for id in self.running() {
+            if let Ok(s) = self.status(id).await
+                && s.leader_id != 0
+                && s.leader_id == s.node_id
+                && s.node_id == id
+                && best.is_none_or(|(term, _)| s.term > term)
+            {
+                best = Some((s.term, id));
+            }
+        }
+        Ok(best.map(|(_, id)| id))
+    }
+
+    /// Waits until a running node says it is the leader.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId> {
+        poll_until(timeout, "a leader among the running nodes", || async {
+            self.check_alive()?;
+            self.leader_id().await
+        })
+        .await
+    }
+
+    /// Waits until a running node is the leader and reaches every member,
+    /// and every running node names that leader and sees `voters` voters (a
+    /// node that just joined learns of its own promotion a moment after the
+    /// leader). Returns the leader's id.
+    pub async fn wait_healthy(&self, voters: usize, timeout: Duration) -> Result<NodeId> {
+        let what = format!("a leader with {voters} voters, known to every running node");
+        poll_until(timeout, &what, || async {
+            self.check_alive()?;
+            let Some(leader) = self.leader_id().await? else {
+                bail!("no running node says it is the leader");
+            };
+            let status = self.status(leader).await?;
+            let seen = status.members.iter().filter(|m| is_voter(m.role)).count();
+            if seen != voters {
+                bail!("leader {leader} sees {seen} voters: {:?}", status.members);
+            }
+            for id in self.running() {
+                let s = self.status(id).await?;
+                if s.leader_id != leader {
+                    bail!("node {id} names leader {} instead of {leader}", s.leader_id);
+                }
+                let seen = s.members.iter().filter(|m| is_voter(m.role)).count();
+                if seen != voters {
+                    bail!("node {id} sees {seen} voters: {:?}", s.members);
+                }
+            }
+            Ok(Some(leader))
+        })
+        .await
+    }
+
+    /// The running nodes that are not the current leader.
+    pub async fn followers(&self) -> Result<Vec<NodeId>> {
+        let leader = self.wait_for_leader(Duration::from_secs(10)).await?;
+        Ok(self
+            .running()
+            .into_iter()
+            .filter(|id| *id != leader)
+            .collect())
+    }
+
+    /// The last applied log index of one node's own replica.
+    pub async fn applied(&self, node: NodeId) -> Result<u64> {
+        Ok(self.status(node).await?.last_applied)
+    }
+
+    /// Waits until every running node has applied at least `index`.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<()> {
+        let what = format!("every running node applied index {index}");
+        poll_until(timeout, &what, || async {
+            self.check_alive()?;
+            for id in self.running() {
+                let applied = self.applied(id).await?;
+                if applied < index {
+                    bail!("node {id} has applied {applied} of {index}");
+                }
+            }
+            Ok(Some(()))
+        })
+        .await
+    }
+
+    /// Runs one more `swarmd` with `args` (nothing else is added) until it
+    /// exits, SIGKILLing it if it is still running after `timeout`. Returns its
+    /// exit status and everything it wrote. For tests of startup failures.
+    pub async fn run_swarmd_to_exit(
+        &self,
+        args: &[String],
+        timeout: Duration,
+    ) -> Result<(ExitStatus, String)> {
+        let dir = self.dir_path();
+        let log_path = dir.join(format!("extra-{}.log", unique_suffix()));
+        let log =
+            File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
+        let mut command = self.swarmd_command(args);
+        command
+            .stdout(log.try_clone().context("clone a log file handle")?)
+            .stderr(log);
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("spawn {}", self.binary.display()))?;
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait().context("wait for the extra swarmd")? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+                bail!(
+                    "swarmd {args:?} was still running after {timeout:?} (SIGKILLed); output:\n{output}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let output = std::fs::read_to_string(&log_path)
+            .with_context(|| format!("read {}", log_path.display()))?;
+        Ok((status, output))
+    }
+
+    /// The last `lines` lines of a node's log.
+    pub fn log_tail(&self, node: NodeId, lines: usize) -> String {
+        match self.log_path(node) {
+            Ok(path) => tail(&path, lines),
+            Err(e) => format!("<{e}>"),
+        }
+    }
+
+    /// Prints the tail of every node's log to stderr.
+    pub fn print_log_tails(&self) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "==== swarm cluster in {}", self.dir_path().display());
+        for id in self.node_ids() {
+            let _ = writeln!(
+                err,
+                "==== node {id} ({}) last {LOG_TAIL_LINES} log lines:\n{}",
+                self.nodes
+                    .get(&id)
+                    .map(|n| n.addr.to_string())
+                    .unwrap_or_default(),
+                self.log_tail(id, LOG_TAIL_LINES)
+            );
+        }
+    }
+
+    fn dir_path(&self) -> PathBuf {
+        self.dir
+            .as_ref()
+            .map(|d| d.path().to_path_buf())
+            .unwrap_or_default()
+    }
+
+    fn node(&self, node: NodeId) -> Result<&Node> {
+        self.nodes
+            .get(&node)
+            .ok_or_else(|| anyhow!("no node {node} in this cluster"))
+    }
+
+    fn swarmd_command(&self, args: &[String]) -> Command {
+        let mut command = Command::new(&self.binary);
+        command.args(args).stdin(Stdio::null());
+        // The test's own environment must not configure the nodes; only the
+        // log filter passes through, to debug a failing test with
+        // `SWARM_LOG=debug`. Log files are read by tests: no colour codes.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("SWARM_") && key != "SWARM_LOG" {
+                command.env_remove(key);
+            }
+        }
+        command.env("NO_COLOR", "1");
+        command
+    }
+
+    fn spawn(&self, node: NodeId) -> Result<()> {
+        let n = self.node(node)?;
+        let mut guard = n.process();
+        if guard.is_some() {
+            bail!("node {node} is already running");
+        }
+        let o = &self.options;
+        let mut args: Vec<String> = vec![
+            "--id".into(),
+            node.to_string(),
+            "--listen".into(),
+            n.addr.to_string(),
+            "--data-dir".into(),
+            n.data_dir.display().to_string(),
+            "--capabilities".into(),
+            format!("exec,node{node}"),
+            "--heartbeat".into(),
+            humantime_ms(o.heartbeat),
+            "--election-min".into(),
+            humantime_ms(o.election_min),
+            "--election-max".into(),
+            humantime_ms(o.election_max),
+            "--log-format".into(),
+            "text".into(),
+        ];
+        if let Some(every) = o.snapshot_every {
+            args.extend(["--snapshot-every".into(), every.to_string()]);
+        }
+        if let Some(limit) = o.max_payload_bytes {
+            args.extend(["--max-payload-bytes".into(), limit.to_string()]);
+        }
+        args.extend(n.membership_args.iter().cloned());
+        args.extend(o.extra_args.iter().cloned());
+
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&n.log_path)
+            .with_context(|| format!("open {}", n.log_path.display()))?;
+        let _ = writeln!(
+            log,
+            "---- harness: starting node {node}: {} {}",
+            self.binary.display(),
+            args.join(" ")
+        );
+        let mut command = self.swarmd_command(&args);
+        command
+            .stdout(log.try_clone().context("clone a log file handle")?)
+            .stderr(log);
+        let child = command
+            .spawn()
+            .with_context(|| format!("spawn {} for node {node}", self.binary.display()))?;
+        *guard = Some(child);
+        *n.paused() = false;
+        Ok(())
+    }
+
+    /// Appends a harness line to a node's log, so that the log tells what was
+    /// done to the node and when.
+    fn note(&self, node: NodeId, what: &str) {
+        if let Ok(path) = self.log_path(node)
+            && let Ok(mut log) = OpenOptions::new().append(true).open(path)
+        {
+            let _ = writeln!(log, "---- harness: node {node} {what}");
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in self.nodes.values() {
+            let mut guard = node.process();
+            if let Some(mut child) = guard.take() {
+                // SIGKILL to the recorded pid, then reap: no zombies.
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            self.print_log_tails();
+            if let Some(dir) = self.dir.as_mut() {
+                dir.disable_cleanup(true);
+                eprintln!("==== kept {} for inspection", dir.path().display());
+            }
+        }
+        self.dir.take();
+    }
+}
+
+/// Whether a member takes part in votes.
+pub fn is_voter(role: i32) -> bool {
+    role == MemberRole::Leader as i32 || role == MemberRole::Follower as i32
+}
+
+/// `n` distinct free TCP ports on 127.0.0.1. All listeners are held until
+/// every port is chosen, so the ports differ; another process may still take
+/// one before `swarmd` binds it, which is rare enough to accept in tests.
+pub fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0"))
+        .collect::<Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr().context("read a bound port")?.port()))
+        .collect()
+}
+
+fn channel_to(addr: SocketAddr) -> Result<Channel> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))
+        .context("build an endpoint")?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(15))
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+fn humantime_ms(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+fn unique_suffix() -> u128 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
+
+/// The last `lines` lines of a file, reading at most its last 256 KiB.
+fn tail(path: &Path, lines: usize) -> String {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => return format!("<cannot open {}: {e}>", path.display()),
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(256 * 1024);
+    if file.seek(SeekFrom::Start(start)).is_err() {
+        return format!("<cannot seek {}>", path.display());
+    }
+    let mut bytes = Vec::new();
+    if let Err(e) = file.read_to_end(&mut bytes) {
+        return format!("<cannot read {}: {e}>", path.display());
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The root of the workspace this crate lives in.
+fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// Serializes builds of `swarmd` among the tests of one process.
+static BUILD: Mutex<()> = Mutex::new(());
+
+/// The `swarmd` binary to test: `$SWARMD_BIN` if set, else `swarmd` in the
+/// target directory of the running test executable
+/// (`target/<profile>/deps/<test>` → `target/<profile>/swarmd`). It is built
+/// (`cargo build -p swarm-node --bin swarmd`) once when it is missing or older
+/// than the sources it is made from, since `cargo test` does not build other
+/// packages' binaries.
+pub fn swarmd_binary() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("SWARMD_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().context("locate the test executable")?;
+    let mut profile_dir = exe
+        .parent()
+        .ok_or_else(|| anyhow!("test executable {} has no parent", exe.display()))?
+        .to_path_buf();
+    if profile_dir.file_name().is_some_and(|n| n == "deps")
+        && let Some(parent) = profile_dir.parent()
+    {
+        profile_dir = parent.to_path_buf();
+    }
+    let binary = profile_dir.join("swarmd");
+
+    let _guard = BUILD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = workspace_root();
+    let built_at = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
+    let sources_at = newest_source_mtime(&root);
+    let fresh = match (built_at, sources_at) {
+        (Some(built), Some(sources)) => built >= sources,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if fresh {
+        return Ok(binary);
+    }
+
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(&root)
+        .args(["build", "-p", "swarm-node", "--bin", "swarmd"]);
+    match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => {}
+        Some("release") => {
+            command.arg("--release");
+        }
+        Some(other) => {
+            command.args(["--profile", other]);
+        }
+    }
+    if let Some(target_dir) = profile_dir.parent() {
+        command.arg("--target-dir").arg(target_dir);
+    }
+    eprintln!("swarm-tests: building swarmd: {command:?}");
+    let status = command.status().context("run cargo build for swarmd")?;
+    if !status.success() {
+        if built_at.is_some() {
+            // Someone may be mid-edit in a shared checkout: test the binary
+            // that exists rather than nothing, and say so.
+            eprintln!(
+                "swarm-tests: WARNING: building swarmd failed ({status}); testing the older {}",
+                binary.display()
+            );
+            return Ok(binary);
+        }
+        bail!("cargo build -p swarm-node --bin swarmd failed ({status})");
+    }
+    if !binary.exists() {
+        bail!("cargo built swarmd but {} does not exist", binary.display());
+    }
+    Ok(binary)
+}
+
+/// The newest modification time among the sources `swarmd` is built from.
+fn newest_source_mtime(root: &Path) -> Option<SystemTime> {
+    let roots = [
+        "crates/swarm-node",
+        "crates/swarm-raft",
+        "crates/swarm-claims",
+        "crates/swarm-proto",
+        "proto",
+        "Cargo.lock",
+    ];
+    let mut newest: Option<SystemTime> = None;
+    let mut stack: Vec<PathBuf> = roots.iter().map(|r| root.join(r)).collect();
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                stack.extend(entries.filter_map(|e| e.ok()).map(|e| e.path()));
+            }
+        } else if let Ok(modified) = meta.modified() {
+            newest = Some(newest.map_or(modified, |n| n.max(modified)));
+        }
+    }
+    newest
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn poll_until_returns_the_first_value() {
+        let mut calls = 0;
+        let got = poll_until(Duration::from_secs(5), "third call", || {
+            calls += 1;
+            let n = calls;
+            async move { Ok((n >= 3).then_some(n)) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, 3);
+    }
+
+    #[tokio::test]
+    async fn poll_until_reports_the_last_error_when_time_runs_out() {
+        let err = poll_until::<(), _, _>(Duration::from_millis(200), "never", || async {
+            bail!("still broken")
+        })
+        .await
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("never: not reached within"), "{text}");
+        assert!(text.contains("still broken"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn within_cuts_off_a_hung_future() {
+        let err = within(Duration::from_millis(50), "hang", async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("did not finish within"), "{err}");
+    }
+
+    #[test]
+    fn free_ports_are_distinct() {
+        let ports = free_ports(5).unwrap();
+        let unique: std::collections::BTreeSet<_> = ports.iter().collect();
+        assert_eq!(unique.len(), 5);
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, "a\nb\nc\nd\n").unwrap();
+        assert_eq!(tail(&path, 2), "c\nd");
+        assert_eq!(tail(&path, 10), "a\nb\nc\nd");
+    }
+}

@@ -1,0 +1,452 @@
+//! Distributed execution with real `swarmd` processes: nodes claim workflow
+//! items, run them, checkpoint every step through Raft, hand them off, resume
+//! them after a crash, drain them on shutdown, undo them on cancel, and fence
+//! a stale holder.
+//!
+//! Nodes get capabilities `exec,nodeN`, so a step that `requires: [node3]`
+//! can only run on node 3.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Value, json};
+use swarm_proto::v1::{
+    CancelRequest, GetWorkRequest, ReadConsistency, SubmitRequest, WorkItem, WorkStatus,
+};
+use swarm_tests::{Cluster, ClusterOptions, poll_until, wait_until, within};
+
+/// Short leases so that a dead holder's work moves on within seconds.
+fn fast_lease_options() -> ClusterOptions {
+    ClusterOptions {
+        extra_args: vec![
+            "--workflow-lease".into(),
+            "3s".into(),
+            "--renew-interval".into(),
+            "1s".into(),
+        ],
+        ..ClusterOptions::default()
+    }
+}
+
+/// A script that appends `<tag> <step> <token>` to `log` and prints a JSON
+/// result; with `sleep_secs`, it sleeps first.
+fn step_script(dir: &Path, name: &str, log: &Path, tag: &str, sleep_secs: u32) -> PathBuf {
+    let path = dir.join(name);
+    let body = format!(
+        "#!/bin/sh\ncat > /dev/null\nsleep {sleep_secs}\necho \"{tag} $SWARM_STEP $SWARM_FENCING_TOKEN\" >> '{}'\necho '{{\"ok\": true}}'\n",
+        log.display()
+    );
+    std::fs::write(&path, body).unwrap();
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&path, perms).unwrap();
+    path
+}
+
+fn exec_step(name: &str, script: &Path, after: Option<&str>, extra: &str) -> String {
+    let wait = after.map_or(String::new(), |a| format!("\n    wait_for: [{a}]"));
+    format!(
+        "  - name: {name}\n    run: exec\n    with: {{ command: [\"{}\"] }}{wait}{extra}\n",
+        script.display()
+    )
+}
+
+async fn submit_workflow(cluster: &Cluster, node: u64, spec: &str) -> Result<String> {
+    let payload = json!({ "spec": spec, "inputs": {} }).to_string();
+    let resp = cluster
+        .work(node)?
+        .submit(SubmitRequest {
+            r#type: "workflow".into(),
+            payload_json: payload,
+            idempotency_key: uuid_like(),
+            ..Default::default()
+        })
+        .await
+        .context("submit workflow")?
+        .into_inner();
+    Ok(resp
+        .item
+        .ok_or_else(|| anyhow!("submit returned no item"))?
+        .id)
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "k-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+async fn get(cluster: &Cluster, id: &str) -> Result<WorkItem> {
+    for node in cluster.running() {
+        let Ok(mut client) = cluster.work(node) else {
+            continue;
+        };
+        let req = GetWorkRequest {
+            id: id.to_string(),
+            consistency: ReadConsistency::Linearizable as i32,
+        };
+        if let Ok(resp) = client.get_work(req).await
+            && let Some(item) = resp.into_inner().item
+        {
+            return Ok(item);
+        }
+    }
+    bail!("no node answered for item {id}")
+}
+
+async fn wait_status(
+    cluster: &Cluster,
+    id: &str,
+    status: WorkStatus,
+    timeout: Duration,
+) -> Result<WorkItem> {
+    poll_until(timeout, &format!("item {id} {status:?}"), || async {
+        let item = get(cluster, id).await?;
+        if item.status == status as i32 {
+            Ok(Some(item))
+        } else if item.status == WorkStatus::Failed as i32 {
+            Err(anyhow!("item failed: {:?}", item.error))
+        } else {
+            Ok(None)
+        }
+    })
+    .await
+}
+
+/// The reactor journal entries of the item's top-level run, with the token
+/// each was recorded under.
+fn journal(item: &WorkItem) -> Vec<(u64, Value)> {
+    item.journal
+        .iter()
+        .filter_map(|j| {
+            let v: Value = serde_json::from_str(&j.outcome_json).ok()?;
+            (v["run"] == json!(item.id)).then(|| (j.token, v["entry"].clone()))
+        })
+        .collect()
+}
+
+fn succeeded_steps(item: &WorkItem) -> Vec<String> {
+    journal(item)
+        .into_iter()
+        .filter(|(_, e)| e["event"] == "step_succeeded")
+        .filter_map(|(_, e)| e["step"].as_str().map(String::from))
+        .collect()
+}
+
+fn holder_of_token(item: &WorkItem, token: u64) -> Option<String> {
+    item.history
+        .iter()
+        .find(|h| h.token == token)
+        .map(|h| h.agent.clone())
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn t10_hundred_workflows_all_complete_spread_over_all_nodes() {
+    within(Duration::from_secs(240), "t10_hundred_workflows_all_complete_spread_over_all_nodes", async {
+        let cluster = Cluster::start(3).await?;
+        let spec = "name: small\nsteps:\n  - { name: a, run: echo, arguments: { v: value(1) } }\n  - { name: b, run: sleep, with: { duration: 100ms }, wait_for: [a] }\n  - { name: c, run: echo, arguments: { v: result(a.v) } }\nreturn: c.v\n";
+        let submits = (0..100).map(|i| {
+            let node = (i % 3) + 1;
+            let cluster = &cluster;
+            async move { submit_workflow(cluster, node, spec).await }
+        });
+        let ids: Vec<String> = futures::future::try_join_all(submits).await?;
+        assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 100);
+        let mut agents = BTreeSet::new();
+        for id in &ids {
+            let item = wait_status(&cluster, id, WorkStatus::Completed, Duration::from_secs(120))
+                .await?;
+            assert_eq!(item.result_json.as_deref(), Some("1"));
+            let completions = item.history.iter().filter(|h| h.ended == "completed").count();
+            assert_eq!(completions, 1, "item {id} completed once");
+            agents.extend(item.history.iter().map(|h| h.agent.clone()));
+        }
+        assert_eq!(
+            agents,
+            BTreeSet::from(["node-1".to_string(), "node-2".into(), "node-3".into()]),
+            "every node ran workflows"
+        );
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn t20_step_needing_node3_capability_is_handed_off_to_node3() {
+    within(Duration::from_secs(120), "t20_step_needing_node3_capability_is_handed_off_to_node3", async {
+        let cluster = Cluster::start(3).await?;
+        let spec = "name: handoff\nsteps:\n  - { name: first, run: echo, requires: [node1], arguments: { v: value(7) } }\n  - { name: middle, run: echo, requires: [node3], arguments: { v: result(first.v) } }\n  - { name: last, run: echo, arguments: { v: result(middle.v) } }\nreturn: last.v\n";
+        let id = submit_workflow(&cluster, 2, spec).await?;
+        let item = wait_status(&cluster, &id, WorkStatus::Completed, Duration::from_secs(60)).await?;
+        assert_eq!(item.result_json.as_deref(), Some("7"));
+        let entries = journal(&item);
+        let ran_on = |step: &str| {
+            entries
+                .iter()
+                .filter(|(_, e)| e["event"] == "step_succeeded" && e["step"] == step)
+                .map(|(t, _)| holder_of_token(&item, *t).unwrap_or_default())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ran_on("first"), ["node-1"]);
+        assert_eq!(ran_on("middle"), ["node-3"]);
+        assert!(
+            item.history.iter().any(|h| h.ended == "handed_off"),
+            "history shows a hand-off: {:?}",
+            item.history
+        );
+        let handed_to_3 = item
+            .events
+            .iter()
+            .any(|e| e.kind == "handed_off" && e.agent == "node-3");
+        assert!(handed_to_3, "events show the hand-off to node 3: {:?}", item.events);
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn t30_sigkill_of_the_holder_mid_run_resumes_elsewhere_without_rerunning_done_steps() {
+    within(
+        Duration::from_secs(150),
+        "t30_sigkill_of_the_holder_mid_run_resumes_elsewhere_without_rerunning_done_steps",
+        async {
+            let cluster = Cluster::start_with(3, fast_lease_options()).await?;
+            let dir = tempfile::tempdir()?;
+            let log = dir.path().join("effects.log");
+            let quick = step_script(dir.path(), "quick.sh", &log, "ran", 0);
+            let slow = step_script(dir.path(), "slow.sh", &log, "ran", 4);
+            let spec = format!(
+                "name: five\nsteps:\n{}{}{}{}{}",
+                exec_step("s1", &quick, None, ""),
+                exec_step("s2", &quick, Some("s1"), ""),
+                exec_step("s3", &slow, Some("s2"), ""),
+                exec_step("s4", &quick, Some("s3"), ""),
+                exec_step("s5", &quick, Some("s4"), ""),
+            );
+            let id = submit_workflow(&cluster, 1, &spec).await?;
+            // Wait until steps 1 and 2 are checkpointed, then kill the holder.
+            let holder = poll_until(
+                Duration::from_secs(60),
+                "s1 and s2 checkpointed",
+                || async {
+                    let item = get(&cluster, &id).await?;
+                    let done = succeeded_steps(&item);
+                    if done.contains(&"s2".to_string()) {
+                        Ok(item.claim.map(|c| c.agent))
+                    } else {
+                        Ok(None)
+                    }
+                },
+            )
+            .await?;
+            let node: u64 = holder.trim_start_matches("node-").parse()?;
+            cluster.kill(node)?;
+            let item = wait_status(
+                &cluster,
+                &id,
+                WorkStatus::Completed,
+                Duration::from_secs(90),
+            )
+            .await?;
+            let effects = lines(&log);
+            let count = |step: &str| {
+                effects
+                    .iter()
+                    .filter(|l| l.split(' ').nth(1) == Some(step))
+                    .count()
+            };
+            assert_eq!(count("s1"), 1, "s1 ran exactly once: {effects:?}");
+            assert_eq!(count("s2"), 1, "s2 ran exactly once: {effects:?}");
+            assert!(
+                count("s3") >= 1 && count("s4") == 1 && count("s5") == 1,
+                "{effects:?}"
+            );
+            let finisher = item
+                .history
+                .last()
+                .map(|h| h.agent.clone())
+                .unwrap_or_default();
+            assert_ne!(finisher, holder, "another node finished it");
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn t40_sigterm_drains_held_work_to_peers_with_nothing_lost() {
+    within(Duration::from_secs(150), "t40_sigterm_drains_held_work_to_peers_with_nothing_lost", async {
+        let cluster = Cluster::start(3).await?;
+        let spec = "name: drained\nsteps:\n  - { name: a, run: sleep, with: { duration: 1s } }\n  - { name: b, run: sleep, with: { duration: 1s }, wait_for: [a] }\n  - { name: c, run: echo, arguments: { v: value(3) }, wait_for: [b] }\nreturn: c.v\n";
+        let mut ids = Vec::new();
+        for i in 0..6 {
+            ids.push(submit_workflow(&cluster, (i % 3) + 1, spec).await?);
+        }
+        // Pick a node that holds at least one of them, then stop it.
+        let holder = poll_until(Duration::from_secs(30), "a node holds work", || async {
+            for id in &ids {
+                let item = get(&cluster, id).await?;
+                if let Some(c) = item.claim
+                    && c.agent != "node-1"
+                {
+                    return Ok(Some(c.agent));
+                }
+            }
+            Ok(None)
+        })
+        .await?;
+        let node: u64 = holder.trim_start_matches("node-").parse()?;
+        let status = cluster.stop(node).await?;
+        assert!(status.success(), "node {node} exited cleanly: {status:?}");
+        for id in &ids {
+            let item = wait_status(&cluster, id, WorkStatus::Completed, Duration::from_secs(90)).await?;
+            assert_eq!(item.result_json.as_deref(), Some("3"));
+        }
+        let log = cluster.log(node)?;
+        assert!(
+            log.contains("draining") && (log.contains("handed off") || log.contains("released")),
+            "node {node} drained its work"
+        );
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn t50_cancel_stops_a_running_workflow_and_undoes_in_reverse_order() {
+    within(Duration::from_secs(120), "t50_cancel_stops_a_running_workflow_and_undoes_in_reverse_order", async {
+        let cluster = Cluster::start(3).await?;
+        let dir = tempfile::tempdir()?;
+        let log = dir.path().join("effects.log");
+        let doit = step_script(dir.path(), "do.sh", &log, "do", 0);
+        let undo = step_script(dir.path(), "undo.sh", &log, "undo", 0);
+        let undo_clause = format!(
+            "\n    undo: {{ run: exec, with: {{ command: [\"{}\"] }} }}",
+            undo.display()
+        );
+        let spec = format!(
+            "name: cancellable\nsteps:\n{}{}  - {{ name: wait, run: sleep, with: {{ duration: 60s }}, wait_for: [two] }}\n",
+            exec_step("one", &doit, None, &undo_clause),
+            exec_step("two", &doit, Some("one"), &undo_clause),
+        );
+        let id = submit_workflow(&cluster, 1, &spec).await?;
+        wait_until(Duration::from_secs(60), "steps one and two done", || async {
+            get(&cluster, &id).await.map(|i| succeeded_steps(&i).len() >= 2).unwrap_or(false)
+        })
+        .await?;
+        let leader = cluster.wait_for_leader(Duration::from_secs(10)).await?;
+        cluster
+            .work(leader)?
+            .cancel(CancelRequest {
+                id: id.clone(),
+                reason: "test cancel".into(),
+            })
+            .await?;
+        let item = wait_status(&cluster, &id, WorkStatus::Cancelled, Duration::from_secs(60)).await?;
+        let effects: Vec<String> = lines(&log)
+            .iter()
+            .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(effects, ["do one", "do two", "undo two", "undo one"]);
+        assert!(item.events.iter().any(|e| e.kind == "cancel_requested"));
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn t60_a_paused_stale_holder_cannot_record_a_step_or_complete() {
+    within(
+        Duration::from_secs(150),
+        "t60_a_paused_stale_holder_cannot_record_a_step_or_complete",
+        async {
+            let cluster = Cluster::start_with(3, fast_lease_options()).await?;
+            let dir = tempfile::tempdir()?;
+            let log = dir.path().join("effects.log");
+            let quick = step_script(dir.path(), "quick.sh", &log, "ran", 0);
+            let slow = step_script(dir.path(), "slow.sh", &log, "ran", 3);
+            let spec = format!(
+                "name: stale\nsteps:\n{}{}{}",
+                exec_step("s1", &quick, None, ""),
+                exec_step("s2", &slow, Some("s1"), ""),
+                exec_step("s3", &quick, Some("s2"), ""),
+            );
+            let id = submit_workflow(&cluster, 1, &spec).await?;
+            let (holder, old_token) =
+                poll_until(Duration::from_secs(60), "s1 checkpointed", || async {
+                    let item = get(&cluster, &id).await?;
+                    if succeeded_steps(&item).contains(&"s1".to_string()) {
+                        Ok(item.claim.map(|c| (c.agent, c.token)))
+                    } else {
+                        Ok(None)
+                    }
+                })
+                .await?;
+            let node: u64 = holder.trim_start_matches("node-").parse()?;
+            // Paused well past its 3 s lease: the others expire it and take over.
+            cluster.pause(node)?;
+            let taken_over = wait_status(
+                &cluster,
+                &id,
+                WorkStatus::Completed,
+                Duration::from_secs(60),
+            )
+            .await;
+            cluster.resume(node)?;
+            let item = taken_over?;
+            // Give the stale holder time to try its writes, then look again.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let after = get(&cluster, &id).await?;
+            assert_eq!(after.status, WorkStatus::Completed as i32);
+            assert_eq!(
+                after.journal.len(),
+                item.journal.len(),
+                "nothing recorded after completion"
+            );
+            let completions: Vec<_> = after
+                .history
+                .iter()
+                .filter(|h| h.ended == "completed")
+                .collect();
+            assert_eq!(completions.len(), 1);
+            assert_ne!(
+                completions[0].token, old_token,
+                "the stale holder did not complete"
+            );
+            // Every entry under the old token precedes every entry under later ones.
+            let tokens: Vec<u64> = after.journal.iter().map(|j| j.token).collect();
+            let first_new = tokens
+                .iter()
+                .position(|t| *t != old_token)
+                .unwrap_or(tokens.len());
+            assert!(
+                tokens[first_new..].iter().all(|t| *t != old_token),
+                "a stale entry was recorded after the takeover: {tokens:?}"
+            );
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
+}
