@@ -367,7 +367,7 @@ async fn t50_cancel_stops_a_running_workflow_and_undoes_in_reverse_order() {
             .iter()
             .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
             .collect();
-        assert_eq!(effects, ["do one", "do two", "undo two", "undo one"]);
+        assert_eq!(effects, ["do one", "do two", "undo two.undo", "undo one.undo"]);
         assert!(item.events.iter().any(|e| e.kind == "cancel_requested"));
         Ok(())
     })
