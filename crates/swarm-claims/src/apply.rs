@@ -340,11 +340,16 @@ fn step_done(state: &mut State, c: StepDone) -> Result<Response, ClaimError> {
         .get_mut(&c.id)
         .ok_or_else(|| ClaimError::NotFound { id: c.id.clone() })?;
     let index = item.journal.len();
+    let holder = item
+        .lease
+        .as_ref()
+        .map(|l| l.agent.clone())
+        .unwrap_or_default();
     record(
         item,
         now,
         EventKind::StepRecorded,
-        None,
+        Some((&holder, c.token)),
         Some(c.step.clone()),
         Some(index.to_string()),
     );
@@ -367,8 +372,8 @@ fn complete(state: &mut State, c: Complete) -> Result<Response, ClaimError> {
     }
     held(state, &c.id, c.token)?;
     let now = advance(state, c.now);
-    end_claim(state, &c.id, ClaimEnd::Completed, now);
     let agent = holder_of(state, &c.id);
+    end_claim(state, &c.id, ClaimEnd::Completed, now);
     let item = finish(state, &c.id, Status::Completed, now)?;
     item.result = Some(c.result);
     record(

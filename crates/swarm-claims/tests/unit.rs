@@ -1483,3 +1483,17 @@ fn register_node_records_and_updates_a_node() {
     assert_eq!(nodes[0].capabilities, strings(&["gpu", "exec"]));
     assert_eq!(nodes[0].registered_at, 5);
 }
+
+#[test]
+fn completed_and_step_events_name_the_holder_and_token() {
+    let mut st = State::new();
+    submit(&mut st, "w", "task", 0, &[]);
+    let t = claim(&mut st, "a1", 1, 10_000, 1_000)[0].token;
+    apply(&mut st, step_cmd("w", t, "s", 1_001)).unwrap();
+    apply(&mut st, complete_cmd("w", t, 1_002)).unwrap();
+    let ev = &st.get("w").unwrap().events;
+    let step = ev.iter().find(|e| e.kind.as_str() == "step").unwrap();
+    let done = ev.iter().find(|e| e.kind.as_str() == "completed").unwrap();
+    assert_eq!((step.agent.as_deref(), step.token), (Some("a1"), Some(t)));
+    assert_eq!((done.agent.as_deref(), done.token), (Some("a1"), Some(t)));
+}

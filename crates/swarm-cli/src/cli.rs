@@ -150,9 +150,9 @@ mod tests {
         };
         assert_eq!(s.kind, "build");
         assert_eq!(s.payload, Some(serde_json::json!({"repo": "swarm"})));
-        assert_eq!(s.priority, -3);
-        assert_eq!(s.requires, ["gpu", "linux"]);
-        assert_eq!(s.key.as_deref(), Some("k1"));
+        assert_eq!(s.options.priority, -3);
+        assert_eq!(s.options.requires, ["gpu", "linux"]);
+        assert_eq!(s.options.key.as_deref(), Some("k1"));
         assert_eq!(s.max_attempts, 5);
     }
 
@@ -370,5 +370,56 @@ mod tests {
             2
         );
         assert_eq!(parse_err(&["workflow", "validate"]).exit_code(), 2);
+
+        let cli = parse(&[
+            "workflow",
+            "run",
+            "w.yaml",
+            "--input",
+            "n=3",
+            "--priority",
+            "-1",
+            "--requires",
+            "gpu",
+            "--key",
+            "k",
+            "--wait",
+            "--timeout",
+            "5m",
+        ]);
+        let Command::Workflow(Workflow::Run(r)) = cli.command else {
+            panic!("expected workflow run")
+        };
+        assert_eq!(r.inputs, [("n".to_owned(), serde_json::json!(3))]);
+        assert_eq!(r.options.priority, -1);
+        assert_eq!(r.options.requires, ["gpu"]);
+        assert_eq!(r.options.key.as_deref(), Some("k"));
+        assert!(r.wait);
+        assert_eq!(r.timeout, Some(Duration::from_secs(300)));
+        let cli = parse(&["workflow", "run", "w.yaml"]);
+        let Command::Workflow(Workflow::Run(r)) = cli.command else {
+            panic!("expected workflow run")
+        };
+        assert!(!r.wait);
+        assert_eq!(r.timeout, None);
+        assert_eq!(
+            parse_err(&["workflow", "run", "w.yaml", "--wait", "--timeout", "soon"]).exit_code(),
+            2
+        );
+    }
+
+    #[test]
+    fn watch_and_claims_commands() {
+        let Work::Watch(w) = work(parse(&["work", "watch", "w1", "--from-start"])) else {
+            panic!("expected watch")
+        };
+        assert_eq!((w.id.as_str(), w.from_start), ("w1", true));
+
+        let cli = parse(&["claims", "list", "--agent", "node-1", "-o", "json"]);
+        let Command::Claims(crate::commands::claims::Claims::List(l)) = cli.command else {
+            panic!("expected claims list")
+        };
+        assert_eq!(l.agent.as_deref(), Some("node-1"));
+        assert_eq!(parse_err(&["work", "watch"]).exit_code(), 2);
     }
 }

@@ -1,7 +1,8 @@
 //! `swarmctl`, the command line of a Swarm cluster: inspect the cluster,
-//! change its membership, and submit, claim and finish work items. Its
-//! `workflow` commands validate, plan and run reactor workflows locally,
-//! without a cluster.
+//! change its membership, submit, claim, finish and watch work items, and
+//! list live claims. Its `workflow` commands validate, plan and run reactor
+//! workflows locally, without a cluster, and `workflow run` submits one to
+//! the cluster and (with `--wait`) follows it to its end.
 //!
 //! Data goes to stdout, as a table (`-o table`, the default) or as JSON
 //! (`-o json`, the shapes scripts rely on); messages and errors go to stderr.
@@ -13,9 +14,12 @@
 //!   argument parsers shared by commands (endpoints, JSON, names).
 //! - `commands`: one module per noun, one file per verb
 //!   (`commands/work/claim.rs`, `commands/workflow/run_local.rs`), each with
-//!   its clap arguments and `run`.
+//!   its clap arguments and `run`. `commands/work/watch.rs` also holds the
+//!   watch loop that `workflow run --wait` shares (reopening a broken stream
+//!   through another node).
 //! - `views`: prost messages to JSON values and table rows, one file per
-//!   message family (`work_item`, `cluster`).
+//!   message family (`work_item`, `work_event`, `claim`, `cluster`), and
+//!   `workflow_steps`: a workflow item's steps decoded from its journal.
 //! - `output`: printing JSON and tables to stdout, humanized lease times.
 
 mod cli;

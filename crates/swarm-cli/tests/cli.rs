@@ -3,7 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::pin::Pin;
 use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 use swarm_proto::v1::admin_service_server::{AdminService, AdminServiceServer};
@@ -12,10 +15,154 @@ use swarm_proto::v1::*;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
-/// Serves one work item, `w1`, claimed by `a1` under token 5.
+/// Serves one work item, `w1`, claimed by `a1` under token 5, and a
+/// workflow item, `w9` (`w8` when submitted with key `fail`), whose events it
+/// streams, breaking the first stream midway as a dying node would.
 struct FakeNode {
     addr: String,
     dead_peer: String,
+    /// How many watches were opened.
+    watches: Arc<AtomicUsize>,
+}
+
+type Events = Pin<Box<dyn futures::Stream<Item = Result<WorkEvent, Status>> + Send>>;
+
+/// The `outcome_json` of a step event of `run`.
+fn recorded(run: &str, entry: Value) -> String {
+    json!({"run": run, "entry": entry}).to_string()
+}
+
+/// The events of a two-step workflow item: claimed by node-1, step `a`,
+/// handed off to node-3, step `b` retried once, then `end` (`completed` or
+/// `failed`).
+fn workflow_events(id: &str, end: &str) -> Vec<WorkEvent> {
+    let status = |s: WorkStatus| s as i32;
+    let step = |seq: u64, entry: Value| WorkEvent {
+        seq,
+        at_ms: 1_700_000_000_000 + seq,
+        kind: "step".into(),
+        step: entry["step"].as_str().unwrap_or("run").into(),
+        detail: (seq - 2).to_string(),
+        outcome_json: recorded(id, entry),
+        status: status(WorkStatus::Claimed),
+        ..Default::default()
+    };
+    let holder = |seq: u64, kind: &str, agent: &str, token: u64| WorkEvent {
+        seq,
+        at_ms: 1_700_000_000_000 + seq,
+        kind: kind.into(),
+        agent: agent.into(),
+        token,
+        status: status(WorkStatus::Claimed),
+        ..Default::default()
+    };
+    let last = if end == "completed" {
+        WorkEvent {
+            status: status(WorkStatus::Completed),
+            ..holder(9, "completed", "node-3", 5)
+        }
+    } else {
+        WorkEvent {
+            detail: "step \"b\" failed: boom".into(),
+            status: status(WorkStatus::Failed),
+            ..holder(9, "failed", "node-3", 5)
+        }
+    };
+    vec![
+        WorkEvent {
+            kind: "submitted".into(),
+            status: status(WorkStatus::Pending),
+            ..Default::default()
+        },
+        holder(1, "claimed", "node-1", 4),
+        step(
+            2,
+            json!({"event": "step_started", "step": "a", "attempt": 1}),
+        ),
+        step(
+            3,
+            json!({"event": "step_succeeded", "step": "a", "attempt": 1, "arguments": {}, "result": 1}),
+        ),
+        holder(4, "handed_off", "node-3", 5),
+        step(
+            5,
+            json!({"event": "step_started", "step": "b", "attempt": 1}),
+        ),
+        step(
+            6,
+            json!({"event": "step_failed", "step": "b", "attempt": 1, "error": "boom", "will_retry": true}),
+        ),
+        step(
+            7,
+            json!({"event": "step_started", "step": "b", "attempt": 2}),
+        ),
+        step(
+            8,
+            json!({"event": "step_succeeded", "step": "b", "attempt": 2, "arguments": {}, "result": 2}),
+        ),
+        last,
+    ]
+}
+
+/// The workflow item as it is after its events.
+fn workflow_item(id: &str) -> WorkItem {
+    let ok = id == "w9";
+    let journal = |step: &str, token: u64, entry: Value| JournalEntry {
+        step: step.into(),
+        token,
+        outcome_json: recorded(id, entry),
+    };
+    WorkItem {
+        id: id.into(),
+        r#type: "workflow".into(),
+        status: if ok {
+            WorkStatus::Completed
+        } else {
+            WorkStatus::Failed
+        } as i32,
+        result_json: ok.then(|| r#"{"sum":3}"#.into()),
+        error: (!ok).then(|| "step \"b\" failed: boom".into()),
+        history: vec![
+            HolderRecord {
+                agent: "node-1".into(),
+                token: 4,
+                granted_at_ms: 1,
+                ended: "handed_off".into(),
+            },
+            HolderRecord {
+                agent: "node-3".into(),
+                token: 5,
+                granted_at_ms: 2,
+                ended: if ok { "completed" } else { "failed" }.into(),
+            },
+        ],
+        journal: vec![
+            journal(
+                "a",
+                4,
+                json!({"event": "step_succeeded", "step": "a", "attempt": 1, "arguments": {}, "result": 1}),
+            ),
+            journal(
+                "b",
+                5,
+                json!({"event": "step_failed", "step": "b", "attempt": 1, "error": "boom", "will_retry": true}),
+            ),
+            if ok {
+                journal(
+                    "b",
+                    5,
+                    json!({"event": "step_succeeded", "step": "b", "attempt": 2, "arguments": {}, "result": 2}),
+                )
+            } else {
+                journal(
+                    "b",
+                    5,
+                    json!({"event": "step_failed", "step": "b", "attempt": 2, "error": "boom", "will_retry": false}),
+                )
+            },
+        ],
+        ..Default::default()
+    }
 }
 
 fn claimed(id: &str) -> WorkItem {
@@ -50,13 +197,46 @@ fn item(item: WorkItem) -> Result<Response<WorkResponse>, Status> {
 
 #[tonic::async_trait]
 impl WorkService for FakeNode {
-    type WatchWorkStream = tonic::codec::Streaming<swarm_proto::v1::WorkEvent>;
+    type WatchWorkStream = Events;
 
-    async fn watch_work(
-        &self,
-        _: Request<swarm_proto::v1::WatchWorkRequest>,
-    ) -> Result<Response<Self::WatchWorkStream>, Status> {
-        Err(Status::unimplemented("watch is not faked"))
+    async fn watch_work(&self, r: Request<WatchWorkRequest>) -> Result<Response<Events>, Status> {
+        let r = r.into_inner();
+        let end = match r.id.as_str() {
+            "w9" => "completed",
+            "w8" => "failed",
+            _ => return Err(Status::not_found(format!("work item {:?} not found", r.id))),
+        };
+        let first = self.watches.fetch_add(1, Ordering::SeqCst) == 0;
+        let final_status = if end == "completed" {
+            WorkStatus::Completed
+        } else {
+            WorkStatus::Failed
+        };
+        let mut events: Vec<Result<WorkEvent, Status>> = workflow_events(&r.id, end)
+            .into_iter()
+            .map(|mut e| {
+                // As a real node does: every event carries the item's status
+                // when it is sent, and the second watch comes after the end.
+                if !first {
+                    e.status = final_status as i32;
+                }
+                Ok(e)
+            })
+            .collect();
+        if !r.from_start {
+            // Live only: what happens from the handoff on.
+            events.drain(..4);
+        }
+        if first {
+            // The node dies after the first few events.
+            events.truncate(if r.from_start { 4 } else { 2 });
+            events.push(Err(Status::unavailable("node shutting down")));
+        }
+        let stream = tokio_stream::StreamExt::throttle(
+            tokio_stream::iter(events),
+            std::time::Duration::from_millis(2),
+        );
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn submit(&self, r: Request<SubmitRequest>) -> Result<Response<SubmitResponse>, Status> {
@@ -64,9 +244,14 @@ impl WorkService for FakeNode {
         if r.idempotency_key.is_empty() {
             return Err(Status::invalid_argument("the cli always sends a key"));
         }
+        let id = if r.idempotency_key == "fail" {
+            "w8"
+        } else {
+            "w9"
+        };
         Ok(Response::new(SubmitResponse {
             item: Some(WorkItem {
-                id: "w9".into(),
+                id: id.into(),
                 r#type: r.r#type,
                 priority: r.priority,
                 requires: r.requires,
@@ -131,24 +316,43 @@ impl WorkService for FakeNode {
     async fn handoff(&self, _: Request<HandoffRequest>) -> Result<Response<WorkResponse>, Status> {
         Err(Status::unimplemented(""))
     }
-    async fn cancel(&self, _: Request<CancelRequest>) -> Result<Response<WorkResponse>, Status> {
-        Err(Status::unimplemented(""))
+    async fn cancel(&self, r: Request<CancelRequest>) -> Result<Response<WorkResponse>, Status> {
+        let r = r.into_inner();
+        item(WorkItem {
+            r#type: "workflow".into(),
+            cancel_requested: Some(r.reason),
+            ..claimed(&r.id)
+        })
     }
     async fn get_work(&self, r: Request<GetWorkRequest>) -> Result<Response<WorkResponse>, Status> {
         let r = r.into_inner();
         if r.id == "missing" {
             return Err(Status::not_found(format!("work item {:?} not found", r.id)));
         }
+        if r.id == "w9" || r.id == "w8" {
+            return item(workflow_item(&r.id));
+        }
         assert_eq!(r.consistency, ReadConsistency::Local as i32);
         item(claimed(&r.id))
     }
     async fn list_work(
         &self,
-        _: Request<ListWorkRequest>,
+        r: Request<ListWorkRequest>,
     ) -> Result<Response<ListWorkResponse>, Status> {
-        Ok(Response::new(ListWorkResponse {
-            items: vec![claimed("w1"), claimed("w2")],
-        }))
+        let r = r.into_inner();
+        let mut second = claimed("w2");
+        if let Some(c) = second.claim.as_mut() {
+            c.agent = "node-2".into();
+            c.token = 6;
+            c.progress = Some("step 2/3".into());
+        }
+        let items = vec![claimed("w1"), second]
+            .into_iter()
+            .filter(|i| {
+                r.holder.is_empty() || i.claim.as_ref().is_some_and(|c| c.agent == r.holder)
+            })
+            .collect();
+        Ok(Response::new(ListWorkResponse { items }))
     }
 }
 
@@ -218,10 +422,12 @@ async fn spawn_node() -> String {
     let work = FakeNode {
         addr: addr.clone(),
         dead_peer: dead_peer.clone(),
+        watches: Arc::default(),
     };
     let admin = FakeNode {
         addr: addr.clone(),
         dead_peer,
+        watches: Arc::default(),
     };
     tokio::spawn(async move {
         tonic::transport::Server::builder()
@@ -444,4 +650,272 @@ async fn usage_errors_exit_2_without_contacting_anyone() {
     )
     .await;
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// A two-step workflow spec in a temp dir that lives as long as the guard.
+fn workflow_file() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sum.yaml");
+    std::fs::write(
+        &path,
+        "name: sum\ninputs: [x]\nsteps:\n  - name: a\n    run: echo\n    arguments: { v: input(x) }\n  - name: b\n    run: echo\n    arguments: { v: result(a) }\n",
+    )
+    .unwrap();
+    (dir, path.display().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workflow_run_submits_the_spec_inputs_and_base_dir() {
+    let addr = spawn_node().await;
+    let (dir, file) = workflow_file();
+    let out = swarmctl(
+        &addr,
+        &[
+            "workflow",
+            "run",
+            &file,
+            "--input",
+            "x=3",
+            "--priority",
+            "2",
+            "--requires",
+            "gpu,linux",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = stdout_json(&out);
+    assert_eq!(v["id"], "w9");
+    assert_eq!(v["type"], "workflow");
+    assert_eq!(v["priority"], 2);
+    assert_eq!(v["requires"], json!(["gpu", "linux"]));
+    assert_eq!(v["idempotency_key"].as_str().unwrap().len(), 36, "a uuid");
+    let payload = &v["payload"];
+    assert_eq!(
+        payload["spec"].as_str().unwrap(),
+        std::fs::read_to_string(&file).unwrap()
+    );
+    assert_eq!(payload["inputs"], json!({"x": 3}));
+    assert_eq!(
+        payload["base_dir"].as_str().unwrap(),
+        dir.path().display().to_string()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workflow_run_checks_inputs_before_submitting() {
+    let (_dir, file) = workflow_file();
+    let out = swarmctl("127.0.0.1:1", &["workflow", "run", &file]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).contains("workflow \"sum\" cannot start"),
+        "{}",
+        stderr(&out)
+    );
+    let out = swarmctl(
+        "127.0.0.1:1",
+        &["workflow", "run", &file, "--timeout", "5m"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "--timeout needs --wait");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workflow_run_wait_follows_the_run_through_a_broken_stream() {
+    let addr = spawn_node().await;
+    let (_dir, file) = workflow_file();
+    let out = swarmctl(
+        &addr,
+        &[
+            "workflow",
+            "run",
+            &file,
+            "--input",
+            "x=3",
+            "--wait",
+            "--timeout",
+            "30s",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        stdout_json(&out),
+        json!({
+            "id": "w9",
+            "status": "completed",
+            "result": {"sum": 3},
+            "error": null,
+            "steps": [
+                {"name": "a", "status": "succeeded", "attempts": 1, "node": "node-1"},
+                {"name": "b", "status": "succeeded", "attempts": 2, "node": "node-3"},
+            ],
+        })
+    );
+    // stderr is not a terminal here: plain lines, each event once.
+    assert!(!err.contains('\r'), "{err}");
+    for line in [
+        "claimed by node-1 with token 4",
+        "step a succeeded (attempt 1)",
+        "handed off to node-3 with token 5",
+        "step b failed on attempt 1, retrying: boom",
+        "[##########..........] 1/2 steps  running: b on node-3",
+        "[####################] 2/2 steps",
+        "completed",
+    ] {
+        assert_eq!(
+            err.lines().filter(|l| *l == line).count(),
+            1,
+            "{line:?} once in:\n{err}"
+        );
+    }
+    assert!(err.contains("watch interrupted at"), "{err}");
+    assert!(err.contains("watching again"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workflow_run_wait_exits_1_when_the_run_failed() {
+    let addr = spawn_node().await;
+    let (_dir, file) = workflow_file();
+    let out = swarmctl(
+        &addr,
+        &[
+            "workflow", "run", &file, "--input", "x=3", "--key", "fail", "--wait",
+        ],
+    )
+    .await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(table.contains("status  failed\n"), "{table}");
+    assert!(
+        table.contains("b     failed     2         node-3"),
+        "{table}"
+    );
+    assert!(err.contains("failed: step \"b\" failed: boom"), "{err}");
+    assert!(
+        err.contains("error: workflow \"sum\" failed: step \"b\" failed: boom"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn work_watch_prints_each_event_once_until_the_item_ends() {
+    let addr = spawn_node().await;
+    let out = swarmctl(
+        &addr,
+        &["work", "watch", "w9", "--from-start", "-o", "json"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seqs: Vec<u64> = lines.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (0..10).collect::<Vec<_>>());
+    assert_eq!(
+        lines[4],
+        json!({"seq": 4, "at": 1_700_000_000_004u64, "kind": "handed_off", "agent": "node-3",
+               "token": 5, "step": null, "detail": null, "status": "completed", "outcome": null})
+    );
+    assert_eq!(lines[3]["outcome"]["entry"]["event"], "step_succeeded");
+    assert_eq!(lines[9]["kind"], "completed");
+
+    // A live-only watch, in a table.
+    let addr = spawn_node().await;
+    let out = swarmctl(&addr, &["work", "watch", "w9"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rows: Vec<&str> = table.lines().collect();
+    assert!(rows[0].starts_with("TIME "), "{table}");
+    assert!(
+        rows[0].ends_with("STEP                      DETAIL"),
+        "{table}"
+    );
+    assert!(
+        rows[1].contains("handed_off        node-3        5"),
+        "{table}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.ends_with("b                         failed on attempt 1, retrying: boom")),
+        "{table}"
+    );
+    assert_eq!(rows.len(), 7, "header + seq 4..=9, none twice:\n{table}");
+
+    let out = swarmctl(&addr, &["work", "watch", "missing"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn claims_list_shapes() {
+    let addr = spawn_node().await;
+    let out = swarmctl(&addr, &["claims", "list", "-o", "json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = stdout_json(&out);
+    assert_eq!(
+        v[1],
+        json!({"agent": "node-2", "id": "w2", "type": "build", "token": 6,
+               "lease_expires_at": 1_700_000_030_000u64, "lease_remaining_ms": 0,
+               "progress": "step 2/3"})
+    );
+    assert_eq!(v[0]["progress"], Value::Null);
+
+    let out = swarmctl(&addr, &["claims", "list", "--agent", "node-2"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "AGENT   ID  TYPE   TOKEN  LEASE    PROGRESS\nnode-2  w2  build  6      expired  step 2/3\n"
+    );
+
+    let out = swarmctl(&addr, &["claims", "list", "--agent", "nobody"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+    assert!(stderr(&out).contains("no live claims"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn get_shows_workflow_steps_and_cancel_says_it_is_a_request() {
+    let addr = spawn_node().await;
+    let out = swarmctl(&addr, &["work", "get", "w9", "-o", "json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = stdout_json(&out);
+    assert_eq!(
+        v["steps"],
+        json!([
+            {"name": "a", "status": "succeeded", "attempts": 1, "node": "node-1"},
+            {"name": "b", "status": "succeeded", "attempts": 2, "node": "node-3"},
+        ])
+    );
+    assert_eq!(v["history"][1]["agent"], "node-3");
+    assert_eq!(v["cancel_requested"], Value::Null);
+    assert_eq!(v["events"], json!([]));
+
+    let out = swarmctl(&addr, &["work", "get", "w9"]).await;
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        table.contains("STEP  STATUS     ATTEMPTS  NODE\na     succeeded  1         node-1\n"),
+        "{table}"
+    );
+
+    let out = swarmctl(
+        &addr,
+        &["work", "cancel", "w1", "--reason", "user", "-o", "json"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout_json(&out)["cancel_requested"], "user");
+    assert!(
+        stderr(&out).contains("cancel requested: the holder is undoing completed steps"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -4,9 +4,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use futures::{Stream, StreamExt as _};
 use rand::Rng;
 use swarm_proto::MAX_MESSAGE_BYTES;
 use swarm_proto::v1::admin_service_client::AdminServiceClient;
@@ -15,7 +17,8 @@ use swarm_proto::v1::{
     AddNodeRequest, CancelRequest, ClaimRequest, ClusterStatusRequest, ClusterStatusResponse,
     CompleteRequest, FailRequest, GetWorkRequest, HandoffRequest, ListWorkRequest, ReadConsistency,
     ReleaseRequest, RemoveNodeRequest, RenewRequest, RenewResponse, SubmitRequest, SubmitResponse,
-    TransferLeaderRequest, TransferLeaderResponse, WorkItem, WorkResponse, WorkStatus,
+    TransferLeaderRequest, TransferLeaderResponse, WatchWorkRequest, WorkEvent, WorkItem,
+    WorkResponse, WorkStatus,
 };
 use tokio::time::Instant;
 use tonic::Status;
@@ -29,6 +32,11 @@ use crate::{ClientConfig, ClientError, NodeAddr};
 /// waiting by itself: the transport's own `grpc-timeout` should fire first,
 /// this only covers a connection handshake that hangs (a paused node).
 const TIMEOUT_GRACE: Duration = Duration::from_millis(200);
+
+/// The events of one work item, as [`SwarmClient::watch_work`] streams them.
+/// Ends after the item's last event (it completed, failed or was cancelled),
+/// or with an error.
+pub type WorkEvents = Pin<Box<dyn Stream<Item = Result<WorkEvent, ClientError>> + Send>>;
 
 /// A client for a Swarm cluster. Cheap to clone; clones share channels and
 /// the memory of which node answered last.
@@ -253,6 +261,44 @@ impl SwarmClient {
             })
             .await?;
         Ok(resp.items)
+    }
+
+    /// Streams the events of work item `id`: every one since it was
+    /// submitted when `from_start`, then the live ones, until it ends.
+    ///
+    /// Opening the stream goes round the endpoints like any read. Once it
+    /// has started nothing is retried: if the node dies the stream yields
+    /// [`ClientError::WatchInterrupted`] and ends; watch again with
+    /// `from_start` and skip the events already seen (by `seq`).
+    pub async fn watch_work(&self, id: &str, from_start: bool) -> Result<WorkEvents, ClientError> {
+        let req = WatchWorkRequest {
+            id: id.to_string(),
+            from_start,
+        };
+        let stream = self
+            .call(Rpc::WatchWork, |ch, _| {
+                // No deadline: it would end a stream that is meant to stay
+                // open as long as the item runs. The call loop still bounds
+                // the wait for the node's first answer.
+                let req = tonic::Request::new(req.clone());
+                async move { work(ch).watch_work(req).await }
+            })
+            .await?;
+        // The node that opened the stream is now the preferred one.
+        let endpoint = self
+            .endpoints()
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        Ok(Box::pin(stream.map(move |event| {
+            event.map_err(|status| match classify(&status) {
+                Failure::Answered => ClientError::from_answer(status, Rpc::WatchWork),
+                _ => ClientError::WatchInterrupted {
+                    endpoint: endpoint.clone(),
+                    status,
+                },
+            })
+        })))
     }
 
     // ----- AdminService -----

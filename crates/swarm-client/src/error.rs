@@ -60,6 +60,13 @@ pub enum ClientError {
     #[error("outcome unknown: the request to {endpoint} failed after it was sent ({}); it may or may not have been applied", text_with_causes(.status))]
     OutcomeUnknown { endpoint: String, status: Status },
 
+    /// A [`watch_work`](crate::SwarmClient::watch_work) stream broke after
+    /// it started: the node went away or the connection dropped. Streams are
+    /// not retried; watch again (from the start) and skip the events already
+    /// seen, by `seq`.
+    #[error("watch interrupted at {endpoint}: {}", text_with_causes(.status))]
+    WatchInterrupted { endpoint: String, status: Status },
+
     /// Any other error a node answered with.
     #[error("{}", coded_text(.0))]
     Rpc(Status),
@@ -102,7 +109,8 @@ impl ClientError {
             | ClientError::InvalidArgument(s)
             | ClientError::Rpc(s) => Some(s),
             ClientError::Unavailable { last, .. } => Some(last),
-            ClientError::OutcomeUnknown { status, .. } => Some(status),
+            ClientError::OutcomeUnknown { status, .. }
+            | ClientError::WatchInterrupted { status, .. } => Some(status),
             ClientError::InvalidEndpoint { .. }
             | ClientError::NoEndpoints
             | ClientError::InvalidConfig(_)
@@ -113,6 +121,11 @@ impl ClientError {
     /// Whether the call was refused because its fencing token is stale.
     pub fn is_stale_token(&self) -> bool {
         matches!(self, ClientError::StaleToken(_))
+    }
+
+    /// Whether a watch stream broke after it started (worth watching again).
+    pub fn is_watch_interrupted(&self) -> bool {
+        matches!(self, ClientError::WatchInterrupted { .. })
     }
 
     /// Whether the item (or node) does not exist.

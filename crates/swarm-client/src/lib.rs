@@ -21,13 +21,19 @@
 //! | timeout, connection lost after sending, UNAVAILABLE without hint | repeatable calls only |
 //! | any other answer (not found, stale token, ...)      | no call                   |
 //!
-//! Repeatable calls: `get_work`, `list_work`, `cluster_status`, `renew`,
+//! Repeatable calls: `get_work`, `list_work`, `watch_work` (opening the
+//! stream), `cluster_status`, `renew`,
 //! `complete`, `cancel`, and `submit` with a non-empty idempotency key.
 //! `claim`, `fail`, `release`, `handoff`, `submit` without a key and the
 //! membership changes are not: after an ambiguous failure they end with
 //! [`ClientError::OutcomeUnknown`]. Attempts go round the endpoint list up to
 //! [`RetryPolicy::rounds`] times, with a pause between rounds, all within
 //! [`RetryPolicy::total_timeout`].
+//!
+//! [`SwarmClient::watch_work`] opens its server stream like any read, going
+//! round the endpoints; once the stream has started nothing retries it: a
+//! broken stream ends with [`ClientError::WatchInterrupted`], and the caller
+//! watches again from the start and skips the events it saw (by `seq`).
 //!
 //! ```no_run
 //! use swarm_client::SwarmClient;
@@ -71,7 +77,7 @@ mod endpoint;
 mod error;
 mod retry;
 
-pub use client::SwarmClient;
+pub use client::{SwarmClient, WorkEvents};
 pub use config::{ClientConfig, RetryPolicy};
 pub use endpoint::NodeAddr;
 pub use error::ClientError;

@@ -35,6 +35,9 @@ pub(crate) enum Rpc {
     Cancel,
     GetWork,
     ListWork,
+    /// Opening a `WatchWork` stream (a read). Once the stream has started,
+    /// nothing retries it: the caller resumes from the last event it saw.
+    WatchWork,
     ClusterStatus,
     AddNode,
     RemoveNode,
@@ -52,6 +55,7 @@ impl Rpc {
             | Rpc::Cancel
             | Rpc::GetWork
             | Rpc::ListWork
+            | Rpc::WatchWork
             | Rpc::ClusterStatus => true,
             Rpc::Claim
             | Rpc::Fail
@@ -152,7 +156,7 @@ mod tests {
 
     use super::*;
 
-    const ALL: [Rpc; 15] = [
+    const ALL: [Rpc; 16] = [
         Rpc::Submit { keyed: true },
         Rpc::Submit { keyed: false },
         Rpc::Claim,
@@ -164,6 +168,7 @@ mod tests {
         Rpc::Cancel,
         Rpc::GetWork,
         Rpc::ListWork,
+        Rpc::WatchWork,
         Rpc::ClusterStatus,
         Rpc::AddNode,
         Rpc::RemoveNode,
@@ -266,6 +271,7 @@ mod tests {
             Rpc::Cancel,
             Rpc::GetWork,
             Rpc::ListWork,
+            Rpc::WatchWork,
             Rpc::ClusterStatus,
         ];
         for rpc in ALL {

@@ -3,6 +3,7 @@
 //! cluster, or for `workflow`, runs the reactor in-process) and prints the
 //! result.
 
+pub mod claims;
 pub mod cluster;
 pub mod node;
 pub mod work;
@@ -27,7 +28,10 @@ pub enum Command {
     /// Submit, claim and finish work items
     #[command(subcommand)]
     Work(work::Work),
-    /// Validate, plan and run workflows locally (no cluster needed)
+    /// Live claims: who holds what, and for how long
+    #[command(subcommand)]
+    Claims(claims::Claims),
+    /// Validate, plan and run workflows, locally or on the cluster
     #[command(subcommand)]
     Workflow(workflow::Workflow),
 }
@@ -44,8 +48,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Cluster(cmd) => cmd.run(&connect(global)?).await,
         Command::Node(cmd) => cmd.run(&connect(global)?).await,
         Command::Work(cmd) => cmd.run(&connect(global)?).await,
-        // Runs in this process: no client, so `--endpoints` is never used.
-        Command::Workflow(cmd) => cmd.run(global.output).await,
+        Command::Claims(cmd) => cmd.run(&connect(global)?).await,
+        // Connects only for `workflow run`: the others run in this process.
+        Command::Workflow(cmd) => cmd.run(global).await,
     }
 }
 

@@ -1,5 +1,8 @@
 //! Prost messages as scripts and people see them: JSON values with stable
 //! keys, and table rows. One file per message family.
 
+pub mod claim;
 pub mod cluster;
+pub mod work_event;
 pub mod work_item;
+pub mod workflow_steps;

@@ -4,13 +4,21 @@
 //! lowercase word), `holder` and `token` (the live claim's, or null),
 //! `attempt`, `payload` and `result` (parsed JSON, null when empty),
 //! `priority`, `requires`, `error`, `lease_expires_at` (Unix epoch ms, or
-//! null) and `history` (`agent`, `token`, `granted_at`, `ended`). Other keys
-//! may be added, never removed.
+//! null), `history` (`agent`, `token`, `granted_at`, `ended`), `steps` (a
+//! workflow's steps from its journal: `name`, `status`, `attempts`, `node`;
+//! see [`super::workflow_steps`]), `cancel_requested` (the reason, while a
+//! cancel waits for the holder to undo; else null) and `events` (see
+//! [`super::work_event`]). Other keys may be added, never removed.
 
 use serde_json::{Value, json};
 use swarm_client::proto::{WorkItem, WorkStatus};
 
+use super::work_event::event_json;
+use super::workflow_steps::StepBoard;
 use crate::output::{Table, fields, or_dash, time_left};
+
+/// The item type swarmd nodes claim and run with the reactor.
+pub const WORKFLOW_TYPE: &str = "workflow";
 
 /// The lowercase word for a status: `pending`, `claimed`, `completed`,
 /// `failed`, `cancelled` (`unknown` for a value this build does not know).
@@ -68,6 +76,9 @@ pub fn item_json(item: &WorkItem) -> Value {
             "token": j.token,
             "outcome": json_text(&j.outcome_json),
         })).collect::<Vec<_>>(),
+        "steps": StepBoard::of_item(item).to_json(),
+        "cancel_requested": item.cancel_requested,
+        "events": item.events.iter().map(event_json).collect::<Vec<_>>(),
     })
 }
 
@@ -108,7 +119,7 @@ pub fn item_detail(item: &WorkItem, now_ms: u64) -> String {
         Value::Null => "-".to_string(),
         other => other.to_string(),
     };
-    let mut text = fields(&[
+    let mut pairs = vec![
         ("id", item.id.clone()),
         ("type", item.r#type.clone()),
         ("status", status_name(item.status).to_string()),
@@ -137,7 +148,21 @@ pub fn item_detail(item: &WorkItem, now_ms: u64) -> String {
             "error",
             or_dash(item.error.as_deref().filter(|e| !e.is_empty())),
         ),
-    ]);
+    ];
+    if let Some(reason) = &item.cancel_requested {
+        let reason = if reason.is_empty() {
+            "no reason given"
+        } else {
+            reason
+        };
+        pairs.push(("cancel", format!("requested ({reason})")));
+    }
+    let mut text = fields(&pairs);
+    let steps = StepBoard::of_item(item);
+    if item.r#type == WORKFLOW_TYPE && !steps.rows().is_empty() {
+        text.push('\n');
+        text.push_str(&steps.table().render());
+    }
     if !item.history.is_empty() {
         let mut history = Table::new(&["AGENT", "TOKEN", "GRANTED_AT", "ENDED"]);
         for h in &item.history {
@@ -242,6 +267,9 @@ mod tests {
                     {"agent": "a2", "token": 9, "granted_at": 1_700_000_000_000u64, "ended": null},
                 ],
                 "journal": [{"step": "parse", "token": 4, "outcome": {"ok": 1}}],
+                "steps": [],
+                "cancel_requested": null,
+                "events": [],
             })
         );
     }
@@ -327,5 +355,33 @@ mod tests {
         assert!(text.contains("attempt   2/3\n"), "{text}");
         assert!(text.contains(r#"payload   {"repo":"swarm"}"#), "{text}");
         assert!(text.contains("a2     9      1700000000000  live"), "{text}");
+        assert!(!text.contains("STEP"), "{text}");
+    }
+
+    #[test]
+    fn a_workflow_item_shows_its_steps_and_a_pending_cancel() {
+        let item = WorkItem {
+            r#type: WORKFLOW_TYPE.into(),
+            cancel_requested: Some("user".into()),
+            journal: vec![JournalEntry {
+                step: "a".into(),
+                token: 9,
+                outcome_json:
+                    r#"{"run":"w1","entry":{"event":"step_started","step":"a","attempt":1}}"#.into(),
+            }],
+            ..claimed_item()
+        };
+        let v = item_json(&item);
+        assert_eq!(
+            v["steps"],
+            json!([{"name": "a", "status": "running", "attempts": 1, "node": "a2"}])
+        );
+        assert_eq!(v["cancel_requested"], "user");
+        let text = item_detail(&item, 1_700_000_001_000);
+        assert!(text.contains("cancel    requested (user)\n"), "{text}");
+        assert!(
+            text.contains("STEP  STATUS   ATTEMPTS  NODE\na     running  1         a2\n"),
+            "{text}"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! `swarmctl work ...`: the life of a work item, from submit through claim,
-//! renew and complete (or fail, release, cancel), and reading it back.
+//! renew and complete (or fail, release, cancel), reading it back, and
+//! watching its events.
 
 pub mod cancel;
 pub mod claim;
@@ -10,6 +11,7 @@ pub mod list;
 pub mod release;
 pub mod renew;
 pub mod submit;
+pub mod watch;
 
 use anyhow::Result;
 use clap::{Subcommand, ValueEnum};
@@ -39,6 +41,8 @@ pub enum Work {
     Get(get::Get),
     /// List items
     List(list::List),
+    /// Print an item's events as they happen, until it ends
+    Watch(watch::Watch),
 }
 
 impl Work {
@@ -53,6 +57,7 @@ impl Work {
             Work::Cancel(args) => cancel::run(ctx, args).await,
             Work::Get(args) => get::run(ctx, args).await,
             Work::List(args) => list::run(ctx, args).await,
+            Work::Watch(args) => watch::run(ctx, args).await,
         }
     }
 }
@@ -80,7 +85,7 @@ impl From<StatusFilter> for WorkStatus {
 }
 
 /// `--local`: the answering node's replica instead of a linearizable read.
-fn consistency(local: bool) -> i32 {
+pub(crate) fn consistency(local: bool) -> i32 {
     if local {
         ReadConsistency::Local as i32
     } else {
@@ -88,7 +93,7 @@ fn consistency(local: bool) -> i32 {
     }
 }
 
-fn print_item(ctx: &Context, item: &WorkItem) -> Result<()> {
+pub(crate) fn print_item(ctx: &Context, item: &WorkItem) -> Result<()> {
     match ctx.output {
         OutputFormat::Json => print_json(&item_json(item)),
         OutputFormat::Table => print_text(&item_detail(item, now_ms())),

@@ -1,17 +1,20 @@
 //! `swarmctl workflow ...`: check, draw and run reactor workflows on this
-//! machine. No cluster is involved: these commands never read `--endpoints`.
+//! machine, and submit them to the cluster. Only `run` talks to a cluster;
+//! the others never read `--endpoints`.
 
 pub mod plan;
+pub mod run;
 pub mod run_local;
 pub mod validate;
 
 use std::path::Path;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use clap::Subcommand;
+use serde_json::{Map, Value};
 use swarm_reactor::{LoadError, Registry, ValidationErrors, load_file};
 
-use crate::output::OutputFormat;
+use crate::cli::GlobalOpts;
 
 #[derive(Debug, Subcommand)]
 pub enum Workflow {
@@ -21,16 +24,51 @@ pub enum Workflow {
     Plan(plan::Plan),
     /// Run a workflow in this process, showing each step as it starts and ends
     RunLocal(run_local::RunLocal),
+    /// Submit a workflow to the cluster; with --wait, follow it to its end
+    Run(run::Run),
 }
 
 impl Workflow {
-    pub async fn run(self, output: OutputFormat) -> Result<()> {
+    pub async fn run(self, global: GlobalOpts) -> Result<()> {
+        let output = global.output;
         match self {
             Workflow::Validate(args) => validate::run(output, args),
             Workflow::Plan(args) => plan::run(args),
             Workflow::RunLocal(args) => run_local::run(output, args).await,
+            Workflow::Run(args) => run::run(&super::connect(global)?, args).await,
         }
     }
+}
+
+/// Loads `file` (see [`load`]) and checks the `--input` flags against it:
+/// what `run-local` runs and `run` submits.
+fn load_with_inputs(
+    file: &Path,
+    flags: Vec<(String, Value)>,
+) -> Result<(swarm_reactor::Workflow, Map<String, Value>)> {
+    let workflow = load(file)?;
+    let inputs = input_map(flags)?;
+    if let Err(problems) = workflow.check_inputs(&inputs) {
+        bail!(
+            "workflow {:?} cannot start: {}",
+            workflow.name(),
+            problems.join("; ")
+        );
+    }
+    Ok((workflow, inputs))
+}
+
+/// The `--input` flags as the run's inputs; naming an input twice is a
+/// mistake, not a silent override.
+fn input_map(flags: Vec<(String, Value)>) -> Result<Map<String, Value>> {
+    let mut inputs = Map::new();
+    for (name, value) in flags {
+        if inputs.contains_key(&name) {
+            bail!("input {name:?} is given more than once");
+        }
+        inputs.insert(name, value);
+    }
+    Ok(inputs)
 }
 
 /// Loads and validates `file` with the built-in step kinds. When the spec is

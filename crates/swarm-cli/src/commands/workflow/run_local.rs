@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use swarm_reactor::{Reactor, RunOptions, parse_input};
 use tokio::sync::watch;
 
@@ -28,15 +28,8 @@ pub struct RunLocal {
 }
 
 pub async fn run(output: OutputFormat, args: RunLocal) -> Result<()> {
-    let workflow = Arc::new(super::load(&args.file)?);
-    let inputs = input_map(args.inputs)?;
-    if let Err(problems) = workflow.check_inputs(&inputs) {
-        bail!(
-            "workflow {:?} cannot start: {}",
-            workflow.name(),
-            problems.join("; ")
-        );
-    }
+    let (workflow, inputs) = super::load_with_inputs(&args.file, args.inputs)?;
+    let workflow = Arc::new(workflow);
 
     let mut reactor = Reactor::new().on_event(|event| eprintln!("{event}"));
     if let Some(seed) = args.seed {
@@ -68,19 +61,6 @@ pub async fn run(output: OutputFormat, args: RunLocal) -> Result<()> {
         bail!("workflow {:?} failed: {why}{undone}", workflow.name());
     }
     Ok(())
-}
-
-/// The `--input` flags as the run's inputs; naming an input twice is a
-/// mistake, not a silent override.
-fn input_map(flags: Vec<(String, Value)>) -> Result<Map<String, Value>> {
-    let mut inputs = Map::new();
-    for (name, value) in flags {
-        if inputs.contains_key(&name) {
-            bail!("input {name:?} is given more than once");
-        }
-        inputs.insert(name, value);
-    }
-    Ok(inputs)
 }
 
 /// The first Ctrl-C cancels the run: the reactor stops the steps in flight

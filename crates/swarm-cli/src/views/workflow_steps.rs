@@ -1,0 +1,509 @@
+//! A workflow item's steps, decoded from its journal.
+//!
+//! Each journal entry's `outcome_json` is `{"run": "<run id>", "entry":
+//! <swarm_reactor::JournalEntry>}`, recorded under the holder's fencing
+//! token. The top-level run's id is the item id; a sub-workflow's run is
+//! `<item id>/<step>`. [`StepBoard`] folds entries of the top-level run into
+//! one row per step — `{"name", "status", "attempts", "node"}` — where:
+//!
+//! - `status` is the latest thing that happened to the step: `running`
+//!   (started), `retrying` (an attempt failed and another follows),
+//!   `succeeded`, `failed` (for good), `cancelled` (stopped while running),
+//!   `undone` (rolled back), `undo_failed` (its undo failed: its effects stay);
+//! - `attempts` is the highest attempt number seen;
+//! - `node` is the agent that held the token the step's latest entry was
+//!   recorded under (from the item's `history`), or null when unknown.
+//!
+//! Steps appear in the order they were first journaled.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use swarm_client::proto::WorkItem;
+use swarm_reactor::JournalEntry;
+
+use crate::output::{Table, or_dash};
+
+/// One item journal entry's `outcome_json`, as swarmd records it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Recorded {
+    /// The item id for the top-level run, `<item id>/<step>` for a
+    /// sub-workflow's run.
+    pub run: String,
+    pub entry: JournalEntry,
+}
+
+impl Recorded {
+    /// `None` for text that is not a recorded reactor entry (a journal
+    /// written by something else is skipped rather than fatal).
+    pub fn parse(outcome_json: &str) -> Option<Recorded> {
+        serde_json::from_str(outcome_json).ok()
+    }
+}
+
+/// Where a step stands, as far as the journal says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepState {
+    Running,
+    Retrying,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Undone,
+    UndoFailed,
+}
+
+impl StepState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Running => "running",
+            StepState::Retrying => "retrying",
+            StepState::Succeeded => "succeeded",
+            StepState::Failed => "failed",
+            StepState::Cancelled => "cancelled",
+            StepState::Undone => "undone",
+            StepState::UndoFailed => "undo_failed",
+        }
+    }
+
+    /// Whether the step got as far as it will in this run: what a progress
+    /// bar counts as done.
+    pub fn is_done(self) -> bool {
+        !matches!(self, StepState::Running | StepState::Retrying)
+    }
+}
+
+/// One step of the top-level run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRow {
+    pub name: String,
+    pub state: StepState,
+    pub attempts: u32,
+    pub node: Option<String>,
+}
+
+impl StepRow {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "status": self.state.as_str(),
+            "attempts": self.attempts,
+            "node": self.node,
+        })
+    }
+}
+
+/// The steps of one run, folded from its journal entries one at a time (so
+/// that a live watch and a finished item's journal read the same way).
+#[derive(Debug, Clone, Default)]
+pub struct StepBoard {
+    rows: Vec<StepRow>,
+}
+
+impl StepBoard {
+    /// The steps of `item`'s top-level run, from its journal and history.
+    pub fn of_item(item: &WorkItem) -> StepBoard {
+        let agents: HashMap<u64, &str> = item
+            .history
+            .iter()
+            .map(|h| (h.token, h.agent.as_str()))
+            .collect();
+        let mut board = StepBoard::default();
+        for j in &item.journal {
+            let Some(recorded) = Recorded::parse(&j.outcome_json) else {
+                continue;
+            };
+            if recorded.run == item.id {
+                let node = agents.get(&j.token).map(|a| (*a).to_string());
+                board.apply(&recorded.entry, node);
+            }
+        }
+        board
+    }
+
+    /// Folds one entry of the run in; `node` is the agent it was recorded by.
+    /// Returns the step it concerns, if any.
+    pub fn apply(&mut self, entry: &JournalEntry, node: Option<String>) -> Option<&StepRow> {
+        let (step, attempt, state) = match entry {
+            JournalEntry::StepStarted { step, attempt } => {
+                (step, Some(*attempt), StepState::Running)
+            }
+            JournalEntry::StepSucceeded { step, attempt, .. } => {
+                (step, Some(*attempt), StepState::Succeeded)
+            }
+            JournalEntry::StepFailed {
+                step,
+                attempt,
+                will_retry,
+                ..
+            } => {
+                let state = if *will_retry {
+                    StepState::Retrying
+                } else {
+                    StepState::Failed
+                };
+                (step, Some(*attempt), state)
+            }
+            JournalEntry::StepRetried { step, .. } => (step, None, StepState::Retrying),
+            JournalEntry::StepCancelled { step } => (step, None, StepState::Cancelled),
+            JournalEntry::StepUndone { step } => (step, None, StepState::Undone),
+            JournalEntry::StepUndoFailed { step, .. } => (step, None, StepState::UndoFailed),
+            JournalEntry::RunStarted { .. }
+            | JournalEntry::RunFinished { .. }
+            | JournalEntry::RunSuspended { .. } => return None,
+        };
+        let i = match self.rows.iter().position(|r| r.name == *step) {
+            Some(i) => i,
+            None => {
+                self.rows.push(StepRow {
+                    name: step.clone(),
+                    state,
+                    attempts: 0,
+                    node: None,
+                });
+                self.rows.len() - 1
+            }
+        };
+        let row = &mut self.rows[i];
+        row.state = state;
+        row.attempts = row.attempts.max(attempt.unwrap_or(0));
+        if node.is_some() {
+            row.node = node;
+        }
+        Some(row)
+    }
+
+    pub fn rows(&self) -> &[StepRow] {
+        &self.rows
+    }
+
+    /// How many steps are done (see [`StepState::is_done`]).
+    pub fn done(&self) -> usize {
+        self.rows.iter().filter(|r| r.state.is_done()).count()
+    }
+
+    /// The steps running now, in the order they started.
+    pub fn running(&self) -> impl Iterator<Item = &StepRow> {
+        self.rows
+            .iter()
+            .filter(|r| matches!(r.state, StepState::Running | StepState::Retrying))
+    }
+
+    pub fn to_json(&self) -> Value {
+        Value::Array(self.rows.iter().map(StepRow::to_json).collect())
+    }
+
+    pub fn table(&self) -> Table {
+        let mut table = Table::new(&["STEP", "STATUS", "ATTEMPTS", "NODE"]);
+        for r in &self.rows {
+            table.push(vec![
+                r.name.clone(),
+                r.state.as_str().to_string(),
+                r.attempts.to_string(),
+                or_dash(r.node.as_deref()),
+            ]);
+        }
+        table
+    }
+}
+
+/// What one journal entry says, in a few words, for event lines:
+/// `started (attempt 2)`, `failed on attempt 1, retrying: boom`, `undone`.
+pub fn describe(entry: &JournalEntry) -> String {
+    match entry {
+        JournalEntry::RunStarted { workflow, .. } => format!("run of {workflow:?} started"),
+        JournalEntry::StepStarted { attempt, .. } => format!("started (attempt {attempt})"),
+        JournalEntry::StepSucceeded {
+            attempt,
+            compensated,
+            ..
+        } => {
+            if *compensated {
+                format!("compensated after attempt {attempt}")
+            } else {
+                format!("succeeded (attempt {attempt})")
+            }
+        }
+        JournalEntry::StepFailed {
+            attempt,
+            error,
+            will_retry: true,
+            ..
+        } => format!("failed on attempt {attempt}, retrying: {error}"),
+        JournalEntry::StepFailed {
+            attempt,
+            error,
+            will_retry: false,
+            ..
+        } => format!("failed on attempt {attempt}: {error}"),
+        JournalEntry::StepRetried {
+            attempt, delay_ms, ..
+        } => format!("attempt {attempt} in {delay_ms}ms"),
+        JournalEntry::StepCancelled { .. } => "cancelled".to_string(),
+        JournalEntry::StepUndone { .. } => "undone".to_string(),
+        JournalEntry::StepUndoFailed { error, .. } => format!("undo failed: {error}"),
+        JournalEntry::RunFinished { status } => format!("run {status}"),
+        JournalEntry::RunSuspended { reason, step } => match step {
+            Some(step) => format!("run suspended at step {step:?}: {reason}"),
+            None => format!("run suspended: {reason}"),
+        },
+    }
+}
+
+/// The step an entry concerns, as people read it: `build` in the top-level
+/// run, `deploy/build` inside the sub-workflow run by step `deploy`.
+pub fn step_label(item_id: &str, recorded: &Recorded) -> Option<String> {
+    let step = match &recorded.entry {
+        JournalEntry::StepStarted { step, .. }
+        | JournalEntry::StepSucceeded { step, .. }
+        | JournalEntry::StepFailed { step, .. }
+        | JournalEntry::StepRetried { step, .. }
+        | JournalEntry::StepCancelled { step }
+        | JournalEntry::StepUndone { step }
+        | JournalEntry::StepUndoFailed { step, .. } => Some(step.as_str()),
+        JournalEntry::RunSuspended { step, .. } => step.as_deref(),
+        JournalEntry::RunStarted { .. } | JournalEntry::RunFinished { .. } => None,
+    };
+    let sub_run = recorded
+        .run
+        .strip_prefix(item_id)
+        .and_then(|rest| rest.strip_prefix('/'));
+    match (sub_run, step) {
+        (Some(sub), Some(step)) => Some(format!("{sub}/{step}")),
+        (Some(sub), None) => Some(sub.to_string()),
+        (None, step) => step.map(str::to_string),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use swarm_client::proto::{HolderRecord, JournalEntry as PbEntry};
+    use swarm_reactor::RunStatus;
+
+    use super::*;
+
+    fn recorded(run: &str, entry: JournalEntry) -> String {
+        let entry = serde_json::to_value(&entry).unwrap();
+        json!({"run": run, "entry": entry}).to_string()
+    }
+
+    fn journal(entries: &[(&str, u64, JournalEntry)]) -> Vec<PbEntry> {
+        entries
+            .iter()
+            .map(|(run, token, entry)| PbEntry {
+                step: "x".into(),
+                token: *token,
+                outcome_json: recorded(run, entry.clone()),
+            })
+            .collect()
+    }
+
+    fn holder(agent: &str, token: u64) -> HolderRecord {
+        HolderRecord {
+            agent: agent.into(),
+            token,
+            granted_at_ms: 1,
+            ended: String::new(),
+        }
+    }
+
+    fn started(step: &str, attempt: u32) -> JournalEntry {
+        JournalEntry::StepStarted {
+            step: step.into(),
+            attempt,
+        }
+    }
+
+    fn succeeded(step: &str, attempt: u32) -> JournalEntry {
+        JournalEntry::StepSucceeded {
+            step: step.into(),
+            attempt,
+            arguments: json!({}),
+            result: json!(1),
+            compensated: false,
+        }
+    }
+
+    fn failed(step: &str, attempt: u32, will_retry: bool) -> JournalEntry {
+        JournalEntry::StepFailed {
+            step: step.into(),
+            attempt,
+            error: "boom".into(),
+            will_retry,
+        }
+    }
+
+    #[test]
+    fn a_run_handed_off_midway_names_each_steps_node() {
+        let item = WorkItem {
+            id: "w1".into(),
+            history: vec![holder("node-1", 4), holder("node-3", 7)],
+            journal: journal(&[
+                (
+                    "w1",
+                    4,
+                    JournalEntry::RunStarted {
+                        workflow: "t".into(),
+                        inputs: json!({}),
+                    },
+                ),
+                ("w1", 4, started("a", 1)),
+                ("w1", 4, succeeded("a", 1)),
+                ("w1", 7, started("b", 1)),
+                ("w1", 7, failed("b", 1, true)),
+                (
+                    "w1",
+                    7,
+                    JournalEntry::StepRetried {
+                        step: "b".into(),
+                        attempt: 2,
+                        delay_ms: 10,
+                    },
+                ),
+                ("w1", 7, started("b", 2)),
+                ("w1", 7, succeeded("b", 2)),
+                ("w1", 7, started("c", 1)),
+            ]),
+            ..Default::default()
+        };
+        let board = StepBoard::of_item(&item);
+        assert_eq!(
+            board.to_json(),
+            json!([
+                {"name": "a", "status": "succeeded", "attempts": 1, "node": "node-1"},
+                {"name": "b", "status": "succeeded", "attempts": 2, "node": "node-3"},
+                {"name": "c", "status": "running", "attempts": 1, "node": "node-3"},
+            ])
+        );
+        assert_eq!(board.done(), 2);
+        assert_eq!(
+            board.running().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["c"]
+        );
+    }
+
+    #[test]
+    fn a_failed_run_undoes_and_sub_workflow_runs_are_left_out() {
+        let item = WorkItem {
+            id: "w2".into(),
+            history: vec![holder("node-2", 3)],
+            journal: journal(&[
+                ("w2", 3, started("reserve", 1)),
+                ("w2", 3, succeeded("reserve", 1)),
+                ("w2", 3, started("sub", 1)),
+                ("w2/sub", 3, started("inner", 1)),
+                ("w2/sub", 3, succeeded("inner", 1)),
+                ("w2", 3, succeeded("sub", 1)),
+                ("w2", 3, started("ship", 1)),
+                ("w2", 3, failed("ship", 1, true)),
+                ("w2", 3, started("ship", 2)),
+                ("w2", 3, failed("ship", 2, false)),
+                (
+                    "w2",
+                    3,
+                    JournalEntry::StepUndoFailed {
+                        step: "sub".into(),
+                        error: "gone".into(),
+                    },
+                ),
+                (
+                    "w2",
+                    3,
+                    JournalEntry::StepUndone {
+                        step: "reserve".into(),
+                    },
+                ),
+                (
+                    "w2",
+                    3,
+                    JournalEntry::RunFinished {
+                        status: RunStatus::Failed,
+                    },
+                ),
+            ]),
+            ..Default::default()
+        };
+        let rows: Vec<(String, &str, u32)> = StepBoard::of_item(&item)
+            .rows()
+            .iter()
+            .map(|r| (r.name.clone(), r.state.as_str(), r.attempts))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("reserve".to_string(), "undone", 1),
+                ("sub".to_string(), "undo_failed", 1),
+                ("ship".to_string(), "failed", 2),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cancelled_step_and_an_unknown_token_and_foreign_entries() {
+        let mut entries = journal(&[
+            ("w3", 9, started("a", 1)),
+            ("w3", 9, JournalEntry::StepCancelled { step: "a".into() }),
+        ]);
+        entries.push(PbEntry {
+            step: "run".into(),
+            token: 9,
+            outcome_json: r#"{"not": "a recorded entry"}"#.into(),
+        });
+        let item = WorkItem {
+            id: "w3".into(),
+            journal: entries,
+            ..Default::default()
+        };
+        assert_eq!(
+            StepBoard::of_item(&item).to_json(),
+            json!([{"name": "a", "status": "cancelled", "attempts": 1, "node": null}])
+        );
+    }
+
+    #[test]
+    fn an_item_without_journal_has_no_steps() {
+        let board = StepBoard::of_item(&WorkItem::default());
+        assert_eq!(board.to_json(), json!([]));
+        assert_eq!(board.table().render(), "STEP  STATUS  ATTEMPTS  NODE\n");
+    }
+
+    #[test]
+    fn labels_and_descriptions() {
+        let top = Recorded {
+            run: "w1".into(),
+            entry: failed("b", 1, true),
+        };
+        assert_eq!(step_label("w1", &top).as_deref(), Some("b"));
+        assert_eq!(describe(&top.entry), "failed on attempt 1, retrying: boom");
+        let sub = Recorded {
+            run: "w1/deploy".into(),
+            entry: succeeded("push", 1),
+        };
+        assert_eq!(step_label("w1", &sub).as_deref(), Some("deploy/push"));
+        assert_eq!(describe(&sub.entry), "succeeded (attempt 1)");
+        let finished = Recorded {
+            run: "w1".into(),
+            entry: JournalEntry::RunFinished {
+                status: RunStatus::Succeeded,
+            },
+        };
+        assert_eq!(step_label("w1", &finished), None);
+        assert_eq!(describe(&finished.entry), "run succeeded");
+    }
+
+    #[test]
+    fn recorded_parses_what_swarmd_writes() {
+        let text = r#"{"run":"w1","entry":{"event":"step_started","step":"a","attempt":1}}"#;
+        assert_eq!(
+            Recorded::parse(text),
+            Some(Recorded {
+                run: "w1".into(),
+                entry: started("a", 1)
+            })
+        );
+        assert_eq!(Recorded::parse("null"), None);
+    }
+}
