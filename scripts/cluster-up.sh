@@ -169,12 +169,27 @@ for n in "${nodes[@]}"; do
     printf '  %-4s  %-15s  %-7s  %s\n' "$n" "${addrs[$n]}" "$(cat "$cluster_dir/node$n.pid")" \
         "$cluster_dir/node$n.log"
 done
+sample="cluster/workflows/parallel-analysis.yaml"
+echo
+echo "==> running the sample workflow $sample"
+echo "    (its analyses need node 2's 'analysis' capability and its aggregate node 3's 'gpu',"
+echo "     so the run is handed from node to node; its journal in Raft carries it along)"
+if ! (cd "$root" && "$swarmctl" workflow run "$sample" --input dataset=sales --wait --timeout 60s); then
+    echo "error: the sample workflow did not succeed" >&2
+    print_log_tails
+    exit 1
+fi
+
 cat <<EOF
 
   data:      $cluster_dir/node{1,2,3}/
   endpoints: SWARM_ENDPOINTS=$endpoints  (swarmctl's default)
 
 Next, try:
+  target/release/swarmctl workflow run cluster/workflows/aps-coordination.yaml \\
+      --input process_file_path=cluster/workflows/samples/onboarding.aps --input agent_id=agent-7 --wait
+  target/release/swarmctl work watch <ID> --from-start
+  target/release/swarmctl claims list
   target/release/swarmctl cluster status
   target/release/swarmctl work submit --type build --payload '{"repo":"swarm"}' -o json
   target/release/swarmctl work claim --agent me --type build --lease 30s -o json

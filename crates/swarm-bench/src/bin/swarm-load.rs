@@ -1,0 +1,221 @@
+//! `swarm-load`: load against a running Swarm cluster, reporting figures.
+//!
+//! - `write-latency`: one client, sequential submits: the latency of one
+//!   acknowledged write.
+//! - `claims`: N clients, each looping claim-one then complete, for a
+//!   duration: claims/s and claim latency percentiles.
+//! - `workflows`: submit N five-step no-op workflows at once and wait for all
+//!   to complete: workflows/s and end-to-end latency percentiles.
+//!
+//! Example: `swarm-load --endpoints 127.0.0.1:7101 claims --clients 64 --duration 10s`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use swarm_proto::v1::work_service_client::WorkServiceClient;
+use swarm_proto::v1::{
+    ClaimRequest, CompleteRequest, GetWorkRequest, ReadConsistency, SubmitRequest, WorkStatus,
+};
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Parser)]
+#[command(name = "swarm-load", about = "load a Swarm cluster and report figures")]
+struct Args {
+    /// Node addresses, comma separated; clients spread over them.
+    #[arg(long, env = "SWARM_ENDPOINTS", value_delimiter = ',', default_value = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103")]
+    endpoints: Vec<String>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Sequential submits from one client.
+    WriteLatency {
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+    },
+    /// Clients looping claim-one then complete.
+    Claims {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+    },
+    /// Five-step no-op workflows, all submitted at once.
+    Workflows {
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+    },
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+fn report(what: &str, mut lat: Vec<Duration>, elapsed: Duration, ops: usize) {
+    lat.sort();
+    println!(
+        "{what}: {ops} ops in {:.2}s = {:.0}/s; latency ms p50 {:.2} p99 {:.2} max {:.2}",
+        elapsed.as_secs_f64(),
+        ops as f64 / elapsed.as_secs_f64(),
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        percentile(&lat, 1.0),
+    );
+}
+
+fn clients(endpoints: &[String]) -> Result<Vec<WorkServiceClient<Channel>>> {
+    endpoints
+        .iter()
+        .map(|e| {
+            let ch = Endpoint::from_shared(format!("http://{e}"))
+                .with_context(|| format!("endpoint {e}"))?
+                .tcp_nodelay(true)
+                .connect_lazy();
+            Ok(WorkServiceClient::new(ch))
+        })
+        .collect()
+}
+
+async fn submit(c: &mut WorkServiceClient<Channel>, kind: &str, payload: String) -> Result<String> {
+    let item = c
+        .submit(SubmitRequest {
+            r#type: kind.into(),
+            payload_json: payload,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .item
+        .context("submit returned no item")?;
+    Ok(item.id)
+}
+
+async fn write_latency(endpoints: &[String], count: usize) -> Result<()> {
+    let mut c = clients(endpoints)?.remove(0);
+    let mut lat = Vec::with_capacity(count);
+    let start = Instant::now();
+    for _ in 0..count {
+        let t = Instant::now();
+        submit(&mut c, "latency", "null".into()).await?;
+        lat.push(t.elapsed());
+    }
+    report("write-latency (submit)", lat, start.elapsed(), count);
+    Ok(())
+}
+
+async fn claims(endpoints: &[String], n: usize, duration: Duration) -> Result<()> {
+    let conns = clients(endpoints)?;
+    // Enough work for everyone for the whole run, submitted up front.
+    let backlog = 20_000usize;
+    let mut seed = conns[0].clone();
+    let feeders = (0..16).map(|_| {
+        let mut c = seed.clone();
+        async move {
+            for _ in 0..backlog / 16 {
+                submit(&mut c, "bench", "{}".into()).await?;
+            }
+            anyhow::Ok(())
+        }
+    });
+    futures::future::try_join_all(feeders).await?;
+    let _ = &mut seed;
+    let deadline = Instant::now() + duration;
+    let start = Instant::now();
+    let tasks = (0..n).map(|i| {
+        let mut c = conns[i % conns.len()].clone();
+        tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let items = c
+                    .claim(ClaimRequest {
+                        agent: format!("bench-{i}"),
+                        types: vec!["bench".into()],
+                        max: 1,
+                        lease_ms: 30_000,
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner()
+                    .items;
+                lat.push(t.elapsed());
+                for item in items {
+                    let token = item.claim.map(|c| c.token).unwrap_or(0);
+                    c.complete(CompleteRequest {
+                        id: item.id,
+                        token,
+                        result_json: String::new(),
+                    })
+                    .await?;
+                }
+            }
+            anyhow::Ok(lat)
+        })
+    });
+    let mut all = Vec::new();
+    for t in futures::future::join_all(tasks).await {
+        all.extend(t??);
+    }
+    let ops = all.len();
+    report(&format!("claims ({n} clients, claim+complete)"), all, start.elapsed(), ops);
+    Ok(())
+}
+
+const FIVE_STEPS: &str = "name: noop5\nsteps:\n  - { name: s1, run: echo, arguments: { v: value(1) } }\n  - { name: s2, run: echo, arguments: { v: result(s1.v) } }\n  - { name: s3, run: echo, arguments: { v: result(s2.v) } }\n  - { name: s4, run: echo, arguments: { v: result(s3.v) } }\n  - { name: s5, run: echo, arguments: { v: result(s4.v) } }\nreturn: s5.v\n";
+
+async fn workflows(endpoints: &[String], count: usize) -> Result<()> {
+    let conns = clients(endpoints)?;
+    let payload = serde_json::json!({ "spec": FIVE_STEPS, "inputs": {} }).to_string();
+    let start = Instant::now();
+    let tasks = (0..count).map(|i| {
+        let mut c = conns[i % conns.len()].clone();
+        let payload = payload.clone();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let id = submit(&mut c, "workflow", payload).await?;
+            loop {
+                let item = c
+                    .get_work(GetWorkRequest {
+                        id: id.clone(),
+                        consistency: ReadConsistency::Local as i32,
+                    })
+                    .await?
+                    .into_inner()
+                    .item
+                    .context("no item")?;
+                match WorkStatus::try_from(item.status) {
+                    Ok(WorkStatus::Completed) => return anyhow::Ok(t.elapsed()),
+                    Ok(WorkStatus::Failed | WorkStatus::Cancelled) => {
+                        bail!("workflow {id} ended {:?}: {:?}", item.status, item.error)
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(2)).await,
+                }
+            }
+        })
+    });
+    let mut lat = Vec::new();
+    for t in futures::future::join_all(tasks).await {
+        lat.push(t??);
+    }
+    report("workflows (5 no-op steps, submit to completed)", lat, start.elapsed(), count);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let endpoints = Arc::new(args.endpoints);
+    match args.command {
+        Cmd::WriteLatency { count } => write_latency(&endpoints, count).await,
+        Cmd::Claims { clients, duration } => claims(&endpoints, clients, duration).await,
+        Cmd::Workflows { count } => workflows(&endpoints, count).await,
+    }
+}
