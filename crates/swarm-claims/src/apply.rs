@@ -8,7 +8,7 @@ use crate::command::RegisterNode;
 use crate::command::{Cancel, Claim, Complete, Fail, Handoff, Release, Renew, StepDone, Submit};
 use crate::state::{
     ClaimEnd, EventKind, Holder, ItemEvent, JournalEntry, Lease, NodeInfo, QueueKey, Status,
-    WorkItem, matches,
+    WorkItem,
 };
 use crate::{
     ClaimError, Command, DEFAULT_MAX_ATTEMPTS, FencingToken, Limits, Millis, State, WorkId,
@@ -140,7 +140,7 @@ fn submit(state: &mut State, c: Submit) -> Result<Response, ClaimError> {
     if !c.idempotency_key.is_empty() {
         state.by_key.insert(c.idempotency_key, c.id.clone());
     }
-    state.queue.insert(queue_key(&item));
+    state.enqueue(queue_key(&item), &item.kind);
     state.items.insert(c.id, item.clone());
     Ok(Response::Submitted {
         item,
@@ -150,21 +150,15 @@ fn submit(state: &mut State, c: Submit) -> Result<Response, ClaimError> {
 
 fn claim(state: &mut State, c: Claim) -> Result<Response, ClaimError> {
     let now = advance(state, c.now);
-    let chosen: Vec<QueueKey> = state
-        .queue
-        .iter()
-        .filter(|k| {
-            state
-                .items
-                .get(&k.id)
-                .is_some_and(|item| matches(item, &c.kinds, &c.capabilities))
-        })
-        .take(c.max as usize)
-        .cloned()
-        .collect();
+    let chosen = state.claimable(&c.kinds, &c.capabilities, c.max as usize);
     let mut granted = Vec::with_capacity(chosen.len());
     for key in chosen {
-        state.queue.remove(&key);
+        let kind = state
+            .items
+            .get(&key.id)
+            .map(|i| i.kind.clone())
+            .unwrap_or_default();
+        state.dequeue(&key, &kind);
         if let Some(item) = grant(state, &key.id, &c.agent, c.lease_ms, now, true) {
             granted.push(item);
         }
@@ -469,6 +463,7 @@ fn cancel(state: &mut State, c: Cancel) -> Result<Response, ClaimError> {
     let undo_first =
         item.kind == WORKFLOW_KIND && (item.status == Status::Claimed || !item.journal.is_empty());
     let key = queue_key(item);
+    let kind = item.kind.clone();
     let now = advance(state, c.now);
     if undo_first {
         let item = state
@@ -489,7 +484,7 @@ fn cancel(state: &mut State, c: Cancel) -> Result<Response, ClaimError> {
         }
         return Ok(Response::Item(item.clone()));
     }
-    state.queue.remove(&key);
+    state.dequeue(&key, &kind);
     end_claim(state, &c.id, ClaimEnd::Cancelled, now);
     let item = finish(state, &c.id, Status::Cancelled, now)?;
     record(
@@ -583,7 +578,13 @@ fn requeue<'a>(
         .ok_or_else(|| ClaimError::NotFound { id: id.to_string() })?;
     item.status = Status::Pending;
     item.updated_at = now;
-    state.queue.insert(queue_key(item));
+    let key = queue_key(item);
+    let kind = item.kind.clone();
+    state.enqueue(key, &kind);
+    let item = state
+        .items
+        .get_mut(id)
+        .ok_or_else(|| ClaimError::NotFound { id: id.to_string() })?;
     Ok(item)
 }
 

@@ -217,6 +217,9 @@ pub struct State {
     pub(crate) by_key: BTreeMap<String, WorkId>,
     /// Pending items in claim order.
     pub(crate) queue: BTreeSet<QueueKey>,
+    /// Pending items by type, in claim order: a claim for some types looks
+    /// only at those, however much other work waits.
+    pub(crate) queue_by_kind: BTreeMap<String, BTreeSet<QueueKey>>,
     /// Live claims by token.
     pub(crate) live: BTreeMap<FencingToken, WorkId>,
     /// Live claims by agent.
@@ -277,11 +280,54 @@ impl State {
     /// Whether a claim with these filters would get anything now, so an
     /// agent proposes a claim only when its replica shows claimable work.
     pub fn has_claimable(&self, kinds: &[String], capabilities: &[String]) -> bool {
-        self.queue.iter().any(|k| {
+        !self.claimable(kinds, capabilities, 1).is_empty()
+    }
+
+    /// The first `max` pending items, in claim order, of the given types
+    /// (empty = any) whose requirements `capabilities` cover.
+    pub(crate) fn claimable(
+        &self,
+        kinds: &[String],
+        capabilities: &[String],
+        max: usize,
+    ) -> Vec<QueueKey> {
+        let fits = |k: &&QueueKey| {
             self.items
                 .get(&k.id)
-                .is_some_and(|item| matches(item, kinds, capabilities))
-        })
+                .is_some_and(|item| item.requires.iter().all(|r| capabilities.contains(r)))
+        };
+        if kinds.is_empty() {
+            return self.queue.iter().filter(fits).take(max).cloned().collect();
+        }
+        let mut wanted: Vec<&String> = kinds.iter().collect();
+        wanted.sort();
+        wanted.dedup();
+        let mut found: Vec<QueueKey> = wanted
+            .into_iter()
+            .filter_map(|kind| self.queue_by_kind.get(kind))
+            .flat_map(|q| q.iter().filter(fits).take(max).cloned())
+            .collect();
+        found.sort();
+        found.truncate(max);
+        found
+    }
+
+    pub(crate) fn enqueue(&mut self, key: QueueKey, kind: &str) {
+        self.queue_by_kind
+            .entry(kind.to_string())
+            .or_default()
+            .insert(key.clone());
+        self.queue.insert(key);
+    }
+
+    pub(crate) fn dequeue(&mut self, key: &QueueKey, kind: &str) {
+        self.queue.remove(key);
+        if let Some(q) = self.queue_by_kind.get_mut(kind) {
+            q.remove(key);
+            if q.is_empty() {
+                self.queue_by_kind.remove(kind);
+            }
+        }
     }
 
     /// The registered workflow-running nodes.
@@ -299,9 +345,4 @@ impl State {
             .filter_map(|id| self.items.get(id))
             .collect()
     }
-}
-
-pub(crate) fn matches(item: &WorkItem, kinds: &[String], capabilities: &[String]) -> bool {
-    (kinds.is_empty() || kinds.contains(&item.kind))
-        && item.requires.iter().all(|r| capabilities.contains(r))
 }

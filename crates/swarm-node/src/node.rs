@@ -22,7 +22,6 @@ use swarm_raft::{
     Network, Proposer, ProposerConfig, Raft, RaftGrpcService, SledStore, StateMachineStore,
 };
 use tokio::sync::oneshot;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::admin_service::AdminApi;
 use crate::agent::{Agent, HandoffApi};
@@ -219,9 +218,15 @@ async fn serve(
                 .max_decoding_message_size(raft_max)
                 .max_encoding_message_size(raft_max),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-            let _ = stop.await;
-        })
+        // Accepted sockets need TCP_NODELAY set here: the builder's
+        // `tcp_nodelay` applies only to listeners tonic binds itself, and
+        // Nagle plus delayed ACKs add ~40 ms to every forwarded write.
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async {
+                let _ = stop.await;
+            },
+        )
         .await
 }
 

@@ -83,6 +83,9 @@ impl SledStore {
             .path(dir)
             .cache_capacity(cache_bytes)
             .mode(sled::Mode::HighThroughput)
+            // Every write that must be durable is flushed and fdatasynced by
+            // this store; sled's own periodic flusher would only add stalls.
+            .flush_every_ms(None)
             .open()
             .map_err(sled_err)?;
         let log = db.open_tree(TREE_LOG).map_err(sled_err)?;

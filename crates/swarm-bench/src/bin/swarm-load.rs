@@ -15,16 +15,19 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use swarm_proto::v1::work_service_client::WorkServiceClient;
-use swarm_proto::v1::{
-    ClaimRequest, CompleteRequest, GetWorkRequest, ReadConsistency, SubmitRequest, WorkStatus,
-};
+use swarm_proto::v1::{ClaimRequest, CompleteRequest, SubmitRequest, WatchWorkRequest};
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Parser)]
 #[command(name = "swarm-load", about = "load a Swarm cluster and report figures")]
 struct Args {
     /// Node addresses, comma separated; clients spread over them.
-    #[arg(long, env = "SWARM_ENDPOINTS", value_delimiter = ',', default_value = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103")]
+    #[arg(
+        long,
+        env = "SWARM_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103"
+    )]
     endpoints: Vec<String>,
     #[command(subcommand)]
     command: Cmd,
@@ -165,7 +168,12 @@ async fn claims(endpoints: &[String], n: usize, duration: Duration) -> Result<()
         all.extend(t??);
     }
     let ops = all.len();
-    report(&format!("claims ({n} clients, claim+complete)"), all, start.elapsed(), ops);
+    report(
+        &format!("claims ({n} clients, claim+complete)"),
+        all,
+        start.elapsed(),
+        ops,
+    );
     Ok(())
 }
 
@@ -181,31 +189,35 @@ async fn workflows(endpoints: &[String], count: usize) -> Result<()> {
         tokio::spawn(async move {
             let t = Instant::now();
             let id = submit(&mut c, "workflow", payload).await?;
-            loop {
-                let item = c
-                    .get_work(GetWorkRequest {
-                        id: id.clone(),
-                        consistency: ReadConsistency::Local as i32,
-                    })
-                    .await?
-                    .into_inner()
-                    .item
-                    .context("no item")?;
-                match WorkStatus::try_from(item.status) {
-                    Ok(WorkStatus::Completed) => return anyhow::Ok(t.elapsed()),
-                    Ok(WorkStatus::Failed | WorkStatus::Cancelled) => {
-                        bail!("workflow {id} ended {:?}: {:?}", item.status, item.error)
+            let mut events = c
+                .watch_work(WatchWorkRequest {
+                    id: id.clone(),
+                    from_start: true,
+                })
+                .await?
+                .into_inner();
+            while let Some(ev) = events.message().await? {
+                match ev.kind.as_str() {
+                    "completed" => return anyhow::Ok(t.elapsed()),
+                    "failed" | "cancelled" => {
+                        bail!("workflow {id} ended {}: {}", ev.kind, ev.detail)
                     }
-                    _ => tokio::time::sleep(Duration::from_millis(2)).await,
+                    _ => {}
                 }
             }
+            bail!("watch of {id} ended before the workflow did")
         })
     });
     let mut lat = Vec::new();
     for t in futures::future::join_all(tasks).await {
         lat.push(t??);
     }
-    report("workflows (5 no-op steps, submit to completed)", lat, start.elapsed(), count);
+    report(
+        "workflows (5 no-op steps, submit to completed)",
+        lat,
+        start.elapsed(),
+        count,
+    );
     Ok(())
 }
 
