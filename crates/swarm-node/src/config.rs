@@ -23,6 +23,8 @@ pub struct Config {
     pub bootstrap: bool,
     /// Nodes to ask for membership on start, when not yet a member.
     pub join: Vec<String>,
+    /// Peer address -> address to dial instead (a fault-injection proxy).
+    pub peer_routes: Vec<(String, String)>,
     pub sled_cache_mb: u64,
     pub max_payload_bytes: usize,
     /// Lease granted when a claim does not ask for one.
@@ -67,6 +69,7 @@ impl Default for Config {
             capabilities: Vec::new(),
             bootstrap: false,
             join: Vec::new(),
+            peer_routes: Vec::new(),
             sled_cache_mb: 64,
             max_payload_bytes: 1024 * 1024,
             default_lease: Duration::from_secs(30),
@@ -97,6 +100,7 @@ struct FileConfig {
     capabilities: Option<Vec<String>>,
     bootstrap: Option<bool>,
     join: Option<Vec<String>>,
+    peer_routes: Option<Vec<String>>,
     sled_cache_mb: Option<u64>,
     max_payload_bytes: Option<usize>,
     #[serde(default, with = "humantime_serde")]
@@ -160,6 +164,10 @@ pub struct Flags {
     /// Nodes to ask to add this one to the cluster, comma separated host:port.
     #[arg(long, env = "SWARM_JOIN", value_delimiter = ',')]
     pub join: Option<Vec<String>>,
+    /// Reach a peer through another address: PEER=VIA (host:port each),
+    /// comma separated; used to put a fault-injection proxy on one link.
+    #[arg(long, env = "SWARM_PEER_ROUTES", value_delimiter = ',')]
+    pub peer_routes: Option<Vec<String>>,
     /// sled page cache size in MiB.
     #[arg(long, env = "SWARM_SLED_CACHE_MB")]
     pub sled_cache_mb: Option<u64>,
@@ -254,6 +262,7 @@ impl Config {
         if let Some(v) = file.join {
             c.join = v;
         }
+        let mut route_text = file.peer_routes.unwrap_or_default();
         if let Some(v) = file.sled_cache_mb {
             c.sled_cache_mb = v;
         }
@@ -316,6 +325,15 @@ impl Config {
         }
         if let Some(v) = flags.join {
             c.join = v.into_iter().filter(|s| !s.is_empty()).collect();
+        }
+        if let Some(v) = flags.peer_routes {
+            route_text = v.into_iter().filter(|s| !s.is_empty()).collect();
+        }
+        for route in &route_text {
+            let (peer, via) = route
+                .split_once('=')
+                .ok_or_else(|| invalid("peer_routes", format!("{route:?} is not PEER=VIA")))?;
+            c.peer_routes.push((peer.to_string(), via.to_string()));
         }
         if let Some(v) = flags.sled_cache_mb {
             c.sled_cache_mb = v;
@@ -383,6 +401,15 @@ impl Config {
             limits
                 .name("capabilities", cap)
                 .map_err(|e| invalid("capabilities", e.to_string()))?;
+        }
+        for (peer, via) in &self.peer_routes {
+            for a in [peer, via] {
+                if a.rsplit_once(':')
+                    .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+                {
+                    return Err(invalid("peer_routes", format!("{a:?} is not host:port")));
+                }
+            }
         }
         for addr in self.join.iter().chain(std::iter::once(&self.advertise)) {
             if addr
@@ -530,6 +557,17 @@ mod tests {
         let all = ["swarmd", "--heartbeat", "soon"];
         let err = Flags::try_parse_from(all).unwrap_err();
         assert!(err.to_string().contains("--heartbeat"), "{err}");
+    }
+
+    #[test]
+    fn peer_routes_parse_and_are_checked() {
+        let c = Config::load(flags(&["--peer-routes", "127.0.0.1:7102=127.0.0.1:9102"])).unwrap();
+        assert_eq!(
+            c.peer_routes,
+            vec![("127.0.0.1:7102".into(), "127.0.0.1:9102".into())]
+        );
+        let err = Config::load(flags(&["--peer-routes", "127.0.0.1:7102"])).unwrap_err();
+        assert!(err.to_string().contains("peer_routes"), "{err}");
     }
 
     #[test]

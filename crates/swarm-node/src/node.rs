@@ -105,7 +105,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     .validate()
     .context("raft configuration")?;
 
-    let peers = PeerChannels::default();
+    let peers = PeerChannels::with_routes(config.peer_routes.iter().cloned().collect());
     let raft = Raft::new(
         config.id,
         Arc::new(raft_config),

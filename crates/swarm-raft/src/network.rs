@@ -35,16 +35,29 @@ const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 #[derive(Clone, Default)]
 pub struct PeerChannels {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// Peer address -> the address to dial instead (a proxy in front of
+    /// that peer, so that fault injection can cut or slow one link).
+    routes: Arc<HashMap<String, String>>,
 }
 
 impl PeerChannels {
+    /// Channels that dial `routes[addr]` instead of `addr` where a route is
+    /// given.
+    pub fn with_routes(routes: HashMap<String, String>) -> PeerChannels {
+        PeerChannels {
+            channels: Arc::default(),
+            routes: Arc::new(routes),
+        }
+    }
+
     /// The cached channel to `addr` ("host:port"), created on first use.
     pub fn get(&self, addr: &str) -> Result<Channel, Status> {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(ch) = map.get(addr) {
             return Ok(ch.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        let dial = self.routes.get(addr).map_or(addr, String::as_str);
+        let endpoint = Endpoint::from_shared(format!("http://{dial}"))
             .map_err(|e| Status::invalid_argument(format!("peer address {addr:?}: {e}")))?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
