@@ -1,0 +1,76 @@
+//! What every node serves besides the Swarm API: gRPC health and reflection,
+//! so that grpcurl and load balancers work out of the box.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use swarm_tests::{Cluster, within};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t10_every_node_serves_health_and_reflection() {
+    within(Duration::from_secs(90), "health and reflection", async {
+        let cluster = Cluster::start(3).await?;
+        for node in cluster.node_ids() {
+            let channel =
+                tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.addr(node)?))?
+                    .connect()
+                    .await?;
+            let mut health = HealthClient::new(channel.clone());
+            for service in [
+                "",
+                "swarm.v1.WorkService",
+                "swarm.v1.AdminService",
+                "swarm.v1.RaftService",
+            ] {
+                let status = health
+                    .check(HealthCheckRequest {
+                        service: service.into(),
+                    })
+                    .await?
+                    .into_inner()
+                    .status;
+                assert_eq!(
+                    status,
+                    ServingStatus::Serving as i32,
+                    "node {node} {service:?}"
+                );
+            }
+            let mut reflection = ServerReflectionClient::new(channel);
+            let request = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            };
+            let mut answers = reflection
+                .server_reflection_info(futures::stream::iter([request]))
+                .await?
+                .into_inner();
+            let answer = answers.next().await.expect("a reflection answer")?;
+            let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+                panic!("node {node}: unexpected reflection answer");
+            };
+            let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+            for wanted in [
+                "swarm.v1.WorkService",
+                "swarm.v1.AdminService",
+                "grpc.health.v1.Health",
+            ] {
+                assert!(
+                    names.iter().any(|n| n == wanted),
+                    "node {node} lists {wanted}: {names:?}"
+                );
+            }
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
