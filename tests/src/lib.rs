@@ -32,6 +32,11 @@
 //! - [`within`], [`wait_until`], [`poll_until`]: every wait is bounded.
 //! - [`swarmd_binary`]: finds `target/<profile>/swarmd` next to the test
 //!   executable, building it once when it is missing or older than its sources.
+//! - [`chaos`]: the chaos suite (link proxies, nemeses, workload, history,
+//!   fenced resource, checker, runner); `src/bin/swarm-chaos.rs` drives it
+//!   for `scripts/chaos.sh`.
+
+pub mod chaos;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -134,6 +139,12 @@ pub struct ClusterOptions {
     pub start_timeout: Duration,
     /// Any further flags, passed to every node.
     pub extra_args: Vec<String>,
+    /// Flags for one node only, after `extra_args` (the chaos suite's
+    /// `--peer-routes` through its link proxies).
+    pub per_node_args: BTreeMap<NodeId, Vec<String>>,
+    /// The nodes' ports, reserved by the caller (with [`free_ports`]) when
+    /// something must know the addresses before launch; `None` picks them.
+    pub ports: Option<Vec<u16>>,
 }
 
 impl Default for ClusterOptions {
@@ -146,6 +157,8 @@ impl Default for ClusterOptions {
             max_payload_bytes: None,
             start_timeout: Duration::from_secs(60),
             extra_args: Vec::new(),
+            per_node_args: BTreeMap::new(),
+            ports: None,
         }
     }
 }
@@ -256,7 +269,11 @@ impl Cluster {
             .prefix("swarm-e2e-")
             .tempdir()
             .context("create the cluster's temporary directory")?;
-        let ports = free_ports(n)?;
+        let ports = match &options.ports {
+            Some(ports) if ports.len() == n => ports.clone(),
+            Some(ports) => bail!("{} ports given for {n} nodes", ports.len()),
+            None => free_ports(n)?,
+        };
         let first = SocketAddr::from(([127, 0, 0, 1], ports[0]));
         let mut nodes = BTreeMap::new();
         for (i, port) in ports.into_iter().enumerate() {
@@ -429,6 +446,17 @@ impl Cluster {
         *n.paused() = false;
         self.note(node, "resumed (SIGCONT)");
         Ok(())
+    }
+
+    /// Whether the node is stopped by SIGSTOP.
+    pub fn is_paused(&self, node: NodeId) -> bool {
+        self.node(node).is_ok_and(|n| *n.paused())
+    }
+
+    /// Appends a line about a fault injected from outside the harness (a
+    /// link proxy) to the node's log, so the log tells what was done.
+    pub fn note_fault(&self, node: NodeId, what: &str) {
+        self.note(node, what);
     }
 
     /// The exit status of a node's process if it has exited on its own
@@ -684,6 +712,9 @@ impl Cluster {
         }
         args.extend(n.membership_args.iter().cloned());
         args.extend(o.extra_args.iter().cloned());
+        if let Some(own) = o.per_node_args.get(&node) {
+            args.extend(own.iter().cloned());
+        }
 
         let mut log = OpenOptions::new()
             .create(true)

@@ -2,7 +2,10 @@
 //! change its membership, submit, claim, finish and watch work items, and
 //! list live claims. Its `workflow` commands validate, plan and run reactor
 //! workflows locally, without a cluster, and `workflow run` submits one to
-//! the cluster and (with `--wait`) follows it to its end.
+//! the cluster and (with `--wait`) follows it to its end. Its `chaos`
+//! commands kill, pause and resume nodes of the local cluster of
+//! `scripts/cluster-up.sh` by their recorded PIDs, and check a live
+//! cluster's replicas for divergence, double holders and token order.
 //!
 //! Data goes to stdout, as a table (`-o table`, the default) or as JSON
 //! (`-o json`, the shapes scripts rely on); messages and errors go to stderr.

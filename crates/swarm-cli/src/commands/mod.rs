@@ -3,6 +3,7 @@
 //! cluster, or for `workflow`, runs the reactor in-process) and prints the
 //! result.
 
+pub mod chaos;
 pub mod claims;
 pub mod cluster;
 pub mod node;
@@ -34,6 +35,9 @@ pub enum Command {
     /// Validate, plan and run workflows, locally or on the cluster
     #[command(subcommand)]
     Workflow(workflow::Workflow),
+    /// Kill, pause and resume nodes of a local cluster; check its replicas
+    #[command(subcommand)]
+    Chaos(chaos::Chaos),
 }
 
 /// What every command runs with.
@@ -51,6 +55,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Claims(cmd) => cmd.run(&connect(global)?).await,
         // Connects only for `workflow run`: the others run in this process.
         Command::Workflow(cmd) => cmd.run(global).await,
+        // Signals need no connection; `chaos check` makes its own, per node.
+        Command::Chaos(cmd) => cmd.run(global).await,
     }
 }
 

@@ -1,0 +1,998 @@
+//! The checker: reads a run's history, the fenced resource's log and every
+//! replica's final state, and reports every anomaly it can prove.
+//!
+//! Each check is sound rather than complete: it reports only what the
+//! evidence shows beyond doubt, treating an operation with an unknown outcome
+//! as possibly having taken effect at any moment after its invocation, and a
+//! failed one as certainly not. A clean report is therefore only as strong as
+//! the history is honest; the tests in `tests/chaos_checker.rs` prove that
+//! each anomaly, when present, is reported.
+//!
+//! Anomaly kinds (the keys of [`CheckReport::anomalies`], see
+//! [`ANOMALY_KINDS`]):
+//! - `double_grant`: an item held by two holders over overlapping intervals.
+//! - `token_not_increasing`: an item's grant tokens not strictly increasing,
+//!   or one token granted for two items.
+//! - `stale_write_accepted`: the fenced resource accepted a token lower than
+//!   one it had already accepted for the item.
+//! - `lost_ack`: an acknowledged operation whose effect some replica lacks.
+//! - `duplicate_completion`: an item completed more than once.
+//! - `stuck`: an item not in a terminal state after the liveness deadline.
+//! - `replica_divergence`: replicas disagree about the items they hold.
+//! - `two_leaders_in_term`: two different leaders observed for one term.
+//! - `unknown_applied_twice`: one keyed submit that produced two items.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
+use serde_json::{Value, json};
+use swarm_proto::v1::{ListWorkRequest, ReadConsistency, WorkItem, WorkStatus};
+
+use super::fenced::WriteAttempt;
+use super::history::{Grant, History, Op, OpKind, Outcome};
+use crate::{Cluster, NodeId};
+
+pub const DOUBLE_GRANT: &str = "double_grant";
+pub const TOKEN_NOT_INCREASING: &str = "token_not_increasing";
+pub const STALE_WRITE_ACCEPTED: &str = "stale_write_accepted";
+pub const LOST_ACK: &str = "lost_ack";
+pub const DUPLICATE_COMPLETION: &str = "duplicate_completion";
+pub const STUCK: &str = "stuck";
+pub const REPLICA_DIVERGENCE: &str = "replica_divergence";
+pub const TWO_LEADERS_IN_TERM: &str = "two_leaders_in_term";
+pub const UNKNOWN_APPLIED_TWICE: &str = "unknown_applied_twice";
+
+/// Every anomaly kind; each is a key of every report.
+pub const ANOMALY_KINDS: [&str; 9] = [
+    DOUBLE_GRANT,
+    TOKEN_NOT_INCREASING,
+    STALE_WRITE_ACCEPTED,
+    LOST_ACK,
+    DUPLICATE_COMPLETION,
+    STUCK,
+    REPLICA_DIVERGENCE,
+    TWO_LEADERS_IN_TERM,
+    UNKNOWN_APPLIED_TWICE,
+];
+
+/// One node's replica, read locally once every replica applied the same
+/// index.
+#[derive(Debug, Clone, Default)]
+pub struct ReplicaState {
+    pub node: NodeId,
+    /// The applied index the items were read at.
+    pub applied: u64,
+    pub items: Vec<WorkItem>,
+}
+
+/// What the liveness check may expect at the end of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Liveness {
+    /// The run lasted past its liveness deadline (workload stopped, faults
+    /// healed, and time enough for leases to expire and work to finish).
+    /// Until then nothing counts as stuck.
+    pub deadline_passed: bool,
+    /// Items in the claimed state are held by a workload that is still
+    /// running: they are not stuck.
+    pub exempt_claimed: bool,
+    /// Items the caller knows are legitimately unfinished.
+    pub exempt_items: BTreeSet<String>,
+}
+
+/// Everything the checker reads. Leader observations travel in
+/// [`History::leaders`].
+#[derive(Debug, Clone, Default)]
+pub struct CheckInput {
+    pub history: History,
+    /// [`super::fenced::FencedResource::log`].
+    pub fenced: Vec<WriteAttempt>,
+    /// Every reachable node's replica after healing ([`collect_replicas`]).
+    pub replicas: Vec<ReplicaState>,
+    pub liveness: Liveness,
+}
+
+/// The checker's verdict.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CheckReport {
+    /// Operations of the history checked.
+    pub ops_checked: u64,
+    /// Every kind of [`ANOMALY_KINDS`], each with one line per anomaly found
+    /// (empty when none).
+    pub anomalies: BTreeMap<String, Vec<String>>,
+    /// Stale writes the fenced resource rejected: more than zero proves the
+    /// fault paths ran.
+    pub stale_rejected: u64,
+    /// Per node: a stable hash (FNV-1a 64, hex) of its items' canonical JSON
+    /// sorted by id. Equal hashes = equal replicas.
+    pub replica_hashes: BTreeMap<NodeId, String>,
+}
+
+impl CheckReport {
+    /// No anomaly of any kind.
+    pub fn is_clean(&self) -> bool {
+        self.anomalies.values().all(Vec::is_empty)
+    }
+
+    /// How many anomalies of each kind.
+    pub fn counts(&self) -> BTreeMap<String, usize> {
+        self.anomalies
+            .iter()
+            .map(|(k, v)| (k.clone(), v.len()))
+            .collect()
+    }
+
+    /// The anomalies of one kind.
+    pub fn of(&self, kind: &str) -> &[String] {
+        self.anomalies.get(kind).map_or(&[], Vec::as_slice)
+    }
+
+    fn add(&mut self, kind: &str, example: String) {
+        self.anomalies
+            .entry(kind.to_string())
+            .or_default()
+            .push(example);
+    }
+}
+
+impl std::fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "checked {} operations; {} stale writes rejected",
+            self.ops_checked, self.stale_rejected
+        )?;
+        for (kind, found) in &self.anomalies {
+            writeln!(f, "  {kind}: {}", found.len())?;
+            for example in found.iter().take(10) {
+                writeln!(f, "    - {example}")?;
+            }
+            if found.len() > 10 {
+                writeln!(f, "    - ... and {} more", found.len() - 10)?;
+            }
+        }
+        for (node, hash) in &self.replica_hashes {
+            writeln!(f, "  replica of node {node}: {hash}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs every check.
+pub fn check(input: &CheckInput) -> CheckReport {
+    let mut report = CheckReport {
+        ops_checked: input.history.ops.len() as u64,
+        anomalies: ANOMALY_KINDS
+            .iter()
+            .map(|k| (k.to_string(), Vec::new()))
+            .collect(),
+        stale_rejected: input.fenced.iter().filter(|w| !w.accepted).count() as u64,
+        replica_hashes: BTreeMap::new(),
+    };
+    let grants = client_grants(&input.history);
+    check_client_double_grants(&input.history, &grants, &mut report);
+    check_client_token_order(&grants, &mut report);
+    check_client_completions(&input.history, &mut report);
+    check_client_keys(&input.history, &mut report);
+    for replica in &input.replicas {
+        check_replica(replica, &mut report);
+    }
+    check_tokens_unique_across_items(&input.replicas, &grants, &mut report);
+    check_stale_writes(&input.fenced, &mut report);
+    check_lost_acks(&input.history, &input.replicas, &mut report);
+    check_stuck(&input.replicas, &input.liveness, &mut report);
+    check_divergence(&input.replicas, &mut report);
+    check_leaders(&input.history, &mut report);
+    report
+}
+
+// ---------------------------------------------------------------------------
+// The client history.
+
+/// A grant the client history proves: an acknowledged claim or handoff.
+struct ClientGrant<'a> {
+    op: &'a Op,
+    grant: &'a Grant,
+}
+
+fn client_grants(history: &History) -> Vec<ClientGrant<'_>> {
+    history
+        .ops
+        .iter()
+        .filter(|op| {
+            op.outcome == Outcome::Ok && matches!(op.kind, OpKind::Claim | OpKind::Handoff)
+        })
+        .flat_map(|op| {
+            op.result
+                .grants
+                .iter()
+                .map(move |grant| ClientGrant { op, grant })
+        })
+        .collect()
+}
+
+fn by_item<'a, 'b>(grants: &'b [ClientGrant<'a>]) -> BTreeMap<&'a str, Vec<&'b ClientGrant<'a>>> {
+    let mut map: BTreeMap<&str, Vec<&ClientGrant<'_>>> = BTreeMap::new();
+    for g in grants {
+        map.entry(g.grant.item.as_str()).or_default().push(g);
+    }
+    map
+}
+
+/// The latest lease expiry the history proves for a claim: the grant's own,
+/// or a later one from an acknowledged renew. A renew with an unknown
+/// outcome or a new leader's extension can only make the true expiry later,
+/// so a grant before this moment overlaps the claim for certain.
+fn proven_expiry(history: &History, item: &str, token: u64, granted_expiry: u64) -> u64 {
+    history
+        .ops
+        .iter()
+        .filter(|op| op.outcome == Outcome::Ok && op.kind == OpKind::Renew)
+        .flat_map(|op| op.result.grants.iter())
+        .filter(|g| g.item == item && g.token == token)
+        .map(|g| g.lease_expires_at_ms)
+        .fold(granted_expiry, u64::max)
+}
+
+/// Whether some operation that may have ended the claim `(item, token)` may
+/// have taken effect before `before_ms` (history clock): an acknowledged or
+/// unknown complete, fail, release or handoff of that token, or cancel of
+/// the item, invoked before then.
+fn possibly_ended_before(history: &History, item: &str, token: u64, before_ms: u64) -> bool {
+    history.ops.iter().any(|op| {
+        op.outcome != Outcome::Failed
+            && op.invoked_at_ms < before_ms
+            && op.fields.item.as_deref() == Some(item)
+            && match op.kind {
+                OpKind::Complete | OpKind::Fail | OpKind::Release | OpKind::Handoff => {
+                    op.fields.token == Some(token)
+                }
+                OpKind::Cancel => true,
+                _ => false,
+            }
+    })
+}
+
+fn check_client_double_grants(
+    history: &History,
+    grants: &[ClientGrant<'_>],
+    report: &mut CheckReport,
+) {
+    for (item, list) in by_item(grants) {
+        for a in &list {
+            for b in &list {
+                if std::ptr::eq(*a, *b) {
+                    continue;
+                }
+                let (ga, gb) = (a.grant, b.grant);
+                if ga.token == gb.token {
+                    // Reported once per pair, from the earlier operation.
+                    if a.op.index < b.op.index {
+                        report.add(
+                            DOUBLE_GRANT,
+                            format!(
+                                "item {item}: token {} granted twice, to {} (op {}) and to {} (op {})",
+                                ga.token, ga.agent, a.op.index, gb.agent, b.op.index
+                            ),
+                        );
+                    }
+                    continue;
+                }
+                // `a` was granted first when its claim was acknowledged
+                // before `b`'s was invoked; for concurrent claims, token
+                // order is apply order.
+                let a_first = if a.op.effect_deadline_ms() < b.op.invoked_at_ms {
+                    true
+                } else if b.op.effect_deadline_ms() < a.op.invoked_at_ms {
+                    false
+                } else {
+                    ga.token < gb.token
+                };
+                if !a_first {
+                    continue;
+                }
+                // `b` was legitimate only if `a` had ended (or may have) or
+                // its lease had run out.
+                let expiry = proven_expiry(history, item, ga.token, ga.lease_expires_at_ms);
+                if gb.granted_at_ms >= expiry {
+                    continue;
+                }
+                if possibly_ended_before(history, item, ga.token, b.op.effect_deadline_ms()) {
+                    continue;
+                }
+                report.add(
+                    DOUBLE_GRANT,
+                    format!(
+                        "item {item}: token {} granted to {} (op {}) at {} while token {} of {} (op {}) was live until at least {} and never ended",
+                        gb.token,
+                        gb.agent,
+                        b.op.index,
+                        gb.granted_at_ms,
+                        ga.token,
+                        ga.agent,
+                        a.op.index,
+                        expiry
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Grants in real-time order (one acknowledged before the other was even
+/// invoked) must carry increasing tokens.
+fn check_client_token_order(grants: &[ClientGrant<'_>], report: &mut CheckReport) {
+    for (item, list) in by_item(grants) {
+        for a in &list {
+            for b in &list {
+                let a_done = a.op.completed_at_ms.unwrap_or(u64::MAX);
+                if a_done < b.op.invoked_at_ms && a.grant.token >= b.grant.token {
+                    report.add(
+                        TOKEN_NOT_INCREASING,
+                        format!(
+                            "item {item}: token {} (op {}, acknowledged at {} ms) then token {} (op {}, invoked at {} ms)",
+                            a.grant.token,
+                            a.op.index,
+                            a_done,
+                            b.grant.token,
+                            b.op.index,
+                            b.op.invoked_at_ms
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn check_client_completions(history: &History, report: &mut CheckReport) {
+    let mut completed: BTreeMap<&str, BTreeMap<u64, u64>> = BTreeMap::new();
+    for op in &history.ops {
+        if op.kind == OpKind::Complete
+            && op.outcome == Outcome::Ok
+            && let (Some(item), Some(token)) = (op.fields.item.as_deref(), op.fields.token)
+        {
+            completed
+                .entry(item)
+                .or_default()
+                .entry(token)
+                .or_insert(op.index);
+        }
+    }
+    for (item, tokens) in completed {
+        if tokens.len() > 1 {
+            let list: Vec<String> = tokens
+                .iter()
+                .map(|(t, op)| format!("token {t} (op {op})"))
+                .collect();
+            report.add(
+                DUPLICATE_COMPLETION,
+                format!(
+                    "item {item}: completions acknowledged for {}",
+                    list.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+/// Acknowledged submits with one idempotency key must name one item.
+fn check_client_keys(history: &History, report: &mut CheckReport) {
+    let mut by_key: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
+    for op in &history.ops {
+        if op.kind == OpKind::Submit
+            && op.outcome == Outcome::Ok
+            && let (Some(key), Some(item)) = (
+                op.fields.idempotency_key.as_deref(),
+                op.result.item.as_deref(),
+            )
+            && !key.is_empty()
+        {
+            by_key
+                .entry(key)
+                .or_default()
+                .entry(item)
+                .or_insert(op.index);
+        }
+    }
+    for (key, items) in by_key {
+        if items.len() > 1 {
+            let list: Vec<String> = items
+                .iter()
+                .map(|(item, op)| format!("{item} (op {op})"))
+                .collect();
+            report.add(
+                UNKNOWN_APPLIED_TWICE,
+                format!(
+                    "idempotency key {key:?} acknowledged as different items: {}",
+                    list.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Replicas.
+
+/// The event kinds that end the live claim when they carry its token;
+/// `cancelled` ends it whatever it carries.
+const CLAIM_ENDING_EVENTS: [&str; 5] = ["expired", "released", "completed", "failed", "retrying"];
+
+fn check_replica(replica: &ReplicaState, report: &mut CheckReport) {
+    let node = replica.node;
+    let mut by_key: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for item in &replica.items {
+        let id = &item.id;
+        if !item.idempotency_key.is_empty() {
+            by_key
+                .entry(item.idempotency_key.as_str())
+                .or_default()
+                .push(id);
+        }
+
+        // Holder records: at most one live, and only the last.
+        let live: Vec<u64> = item
+            .history
+            .iter()
+            .filter(|h| h.ended.is_empty())
+            .map(|h| h.token)
+            .collect();
+        if live.len() > 1 {
+            report.add(
+                DOUBLE_GRANT,
+                format!("node {node}, item {id}: holders with tokens {live:?} are all live"),
+            );
+        } else if let Some(pos) = item.history.iter().position(|h| h.ended.is_empty())
+            && let Some(next) = item.history.get(pos + 1)
+        {
+            report.add(
+                DOUBLE_GRANT,
+                format!(
+                    "node {node}, item {id}: token {} granted to {} while token {} of {} was live",
+                    next.token, next.agent, item.history[pos].token, item.history[pos].agent
+                ),
+            );
+        }
+        match (&item.claim, item.history.iter().rfind(|h| h.ended.is_empty())) {
+            (Some(claim), Some(h)) if claim.token != h.token => report.add(
+                DOUBLE_GRANT,
+                format!(
+                    "node {node}, item {id}: the claim has token {} but the live holder record token {}",
+                    claim.token, h.token
+                ),
+            ),
+            (Some(claim), None) => report.add(
+                DOUBLE_GRANT,
+                format!(
+                    "node {node}, item {id}: claim with token {} of {} has no live holder record",
+                    claim.token, claim.agent
+                ),
+            ),
+            _ => {}
+        }
+
+        // Events: a grant while another claim is live.
+        let mut live_token: Option<u64> = None;
+        for event in &item.events {
+            match event.kind.as_str() {
+                "claimed" => {
+                    if let Some(previous) = live_token {
+                        report.add(
+                            DOUBLE_GRANT,
+                            format!(
+                                "node {node}, item {id}: event {} claimed with token {} by {} while token {previous} was live",
+                                event.seq, event.token, event.agent
+                            ),
+                        );
+                    }
+                    live_token = Some(event.token);
+                }
+                "handed_off" => live_token = Some(event.token),
+                "cancelled" => live_token = None,
+                kind if CLAIM_ENDING_EVENTS.contains(&kind) && live_token == Some(event.token) => {
+                    live_token = None;
+                }
+                _ => {}
+            }
+        }
+
+        // Tokens: strictly increasing in holder order and in grant events,
+        // and the item's token is the latest.
+        for pair in item.history.windows(2) {
+            if pair[1].token <= pair[0].token {
+                report.add(
+                    TOKEN_NOT_INCREASING,
+                    format!(
+                        "node {node}, item {id}: holder token {} follows {}",
+                        pair[1].token, pair[0].token
+                    ),
+                );
+            }
+        }
+        let granted: Vec<u64> = item
+            .events
+            .iter()
+            .filter(|e| e.kind == "claimed" || e.kind == "handed_off")
+            .map(|e| e.token)
+            .collect();
+        for pair in granted.windows(2) {
+            if pair[1] <= pair[0] {
+                report.add(
+                    TOKEN_NOT_INCREASING,
+                    format!(
+                        "node {node}, item {id}: grant event token {} follows {}",
+                        pair[1], pair[0]
+                    ),
+                );
+            }
+        }
+        if let Some(max) = item.history.iter().map(|h| h.token).max()
+            && item.token < max
+        {
+            report.add(
+                TOKEN_NOT_INCREASING,
+                format!(
+                    "node {node}, item {id}: item token {} is below holder token {max}",
+                    item.token
+                ),
+            );
+        }
+
+        // Completions: at most one.
+        let completed_holders: Vec<u64> = item
+            .history
+            .iter()
+            .filter(|h| h.ended == "completed")
+            .map(|h| h.token)
+            .collect();
+        let completed_events = item.events.iter().filter(|e| e.kind == "completed").count();
+        if completed_holders.len() > 1 || completed_events > 1 {
+            report.add(
+                DUPLICATE_COMPLETION,
+                format!(
+                    "node {node}, item {id}: completed by tokens {completed_holders:?}, {completed_events} completed events"
+                ),
+            );
+        }
+    }
+    for (key, ids) in by_key {
+        if ids.len() > 1 {
+            report.add(
+                UNKNOWN_APPLIED_TWICE,
+                format!("node {node}: idempotency key {key:?} has items {ids:?}"),
+            );
+        }
+    }
+}
+
+/// A token is granted once, for one item: every replica, and the client
+/// history, must agree.
+fn check_tokens_unique_across_items(
+    replicas: &[ReplicaState],
+    grants: &[ClientGrant<'_>],
+    report: &mut CheckReport,
+) {
+    for replica in replicas {
+        let mut owner: BTreeMap<u64, &str> = BTreeMap::new();
+        for item in &replica.items {
+            for h in &item.history {
+                if let Some(other) = owner.insert(h.token, &item.id)
+                    && other != item.id
+                {
+                    report.add(
+                        TOKEN_NOT_INCREASING,
+                        format!(
+                            "node {}: token {} granted for items {other} and {}",
+                            replica.node, h.token, item.id
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    let mut owner: BTreeMap<u64, (&str, u64)> = BTreeMap::new();
+    for g in grants {
+        match owner.get(&g.grant.token) {
+            Some((item, op)) if *item != g.grant.item => report.add(
+                TOKEN_NOT_INCREASING,
+                format!(
+                    "token {} granted for item {item} (op {op}) and item {} (op {})",
+                    g.grant.token, g.grant.item, g.op.index
+                ),
+            ),
+            Some(_) => {}
+            None => {
+                owner.insert(g.grant.token, (&g.grant.item, g.op.index));
+            }
+        }
+    }
+}
+
+/// Recomputed from the log, never from the resource's own verdicts.
+fn check_stale_writes(log: &[WriteAttempt], report: &mut CheckReport) {
+    let mut attempts: Vec<&WriteAttempt> = log.iter().collect();
+    attempts.sort_by_key(|w| w.seq);
+    let mut highest: BTreeMap<&str, u64> = BTreeMap::new();
+    for w in attempts {
+        if !w.accepted {
+            continue;
+        }
+        let seen = highest.entry(w.item.as_str()).or_insert(w.token);
+        if w.token < *seen {
+            report.add(
+                STALE_WRITE_ACCEPTED,
+                format!(
+                    "item {}: write {} by {} with token {} accepted after token {} was",
+                    w.item, w.seq, w.writer, w.token, seen
+                ),
+            );
+        } else {
+            *seen = w.token;
+        }
+    }
+}
+
+/// Acknowledged effects must be on every replica: submitted items exist, and
+/// a claim ended by an acknowledged complete, fail, release or handoff is
+/// recorded as ended that way.
+fn check_lost_acks(history: &History, replicas: &[ReplicaState], report: &mut CheckReport) {
+    let indexed: Vec<(NodeId, BTreeMap<&str, &WorkItem>)> = replicas
+        .iter()
+        .map(|r| (r.node, r.items.iter().map(|i| (i.id.as_str(), i)).collect()))
+        .collect();
+    for op in history.ops.iter().filter(|op| op.outcome == Outcome::Ok) {
+        match op.kind {
+            OpKind::Submit => {
+                let Some(id) = op.result.item.as_deref() else {
+                    continue;
+                };
+                for (node, items) in &indexed {
+                    if !items.contains_key(id) {
+                        report.add(
+                            LOST_ACK,
+                            format!(
+                                "node {node}: item {id} of acknowledged submit op {} is missing",
+                                op.index
+                            ),
+                        );
+                    }
+                }
+            }
+            OpKind::Complete | OpKind::Fail | OpKind::Release | OpKind::Handoff => {
+                let (Some(id), Some(token)) = (op.fields.item.as_deref(), op.fields.token) else {
+                    continue;
+                };
+                let ended = match op.kind {
+                    OpKind::Complete => "completed",
+                    OpKind::Fail => "failed",
+                    OpKind::Release => "released",
+                    _ => "handed_off",
+                };
+                for (node, items) in &indexed {
+                    let found = items
+                        .get(id)
+                        .and_then(|item| item.history.iter().find(|h| h.token == token))
+                        .map(|h| h.ended.as_str());
+                    if found != Some(ended) {
+                        report.add(
+                            LOST_ACK,
+                            format!(
+                                "node {node}: item {id} token {token} should have ended {ended} (op {}) but is {}",
+                                op.index,
+                                match found {
+                                    None => "unknown to the replica".to_string(),
+                                    Some("") => "still live".to_string(),
+                                    Some(other) => format!("ended {other}"),
+                                }
+                            ),
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn is_terminal(status: i32) -> bool {
+    matches!(
+        WorkStatus::try_from(status),
+        Ok(WorkStatus::Completed | WorkStatus::Failed | WorkStatus::Cancelled)
+    )
+}
+
+fn status_name(status: i32) -> String {
+    WorkStatus::try_from(status)
+        .map(|s| s.as_str_name().to_string())
+        .unwrap_or_else(|_| format!("status {status}"))
+}
+
+fn check_stuck(replicas: &[ReplicaState], liveness: &Liveness, report: &mut CheckReport) {
+    if !liveness.deadline_passed {
+        return;
+    }
+    let mut stuck: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for replica in replicas {
+        for item in &replica.items {
+            if is_terminal(item.status)
+                || liveness.exempt_items.contains(&item.id)
+                || (liveness.exempt_claimed && item.status == WorkStatus::Claimed as i32)
+            {
+                continue;
+            }
+            stuck.entry(item.id.as_str()).or_default().push(format!(
+                "node {} {}",
+                replica.node,
+                status_name(item.status)
+            ));
+        }
+    }
+    for (id, seen) in stuck {
+        report.add(
+            STUCK,
+            format!(
+                "item {id} unfinished after the liveness deadline: {}",
+                seen.join(", ")
+            ),
+        );
+    }
+}
+
+/// An item as canonical JSON: every field, in a fixed order, with enums by
+/// name. Two replicas agree when these agree.
+pub fn canonical_item(item: &WorkItem) -> Value {
+    json!({
+        "id": item.id,
+        "type": item.r#type,
+        "priority": item.priority,
+        "requires": item.requires,
+        "payload_json": item.payload_json,
+        "status": status_name(item.status),
+        "attempt": item.attempt,
+        "max_attempts": item.max_attempts,
+        "claim": item.claim.as_ref().map(|c| json!({
+            "agent": c.agent,
+            "token": c.token,
+            "lease_expires_at_ms": c.lease_expires_at_ms,
+            "lease_ms": c.lease_ms,
+            "granted_at_ms": c.granted_at_ms,
+            "progress": c.progress,
+        })),
+        "token": item.token,
+        "result_json": item.result_json,
+        "error": item.error,
+        "idempotency_key": item.idempotency_key,
+        "submitted_at_ms": item.submitted_at_ms,
+        "updated_at_ms": item.updated_at_ms,
+        "history": item.history.iter().map(|h| json!({
+            "agent": h.agent,
+            "token": h.token,
+            "granted_at_ms": h.granted_at_ms,
+            "ended": h.ended,
+        })).collect::<Vec<_>>(),
+        "journal": item.journal.iter().map(|j| json!({
+            "step": j.step,
+            "token": j.token,
+            "outcome_json": j.outcome_json,
+        })).collect::<Vec<_>>(),
+        "events": item.events.iter().map(|e| json!({
+            "seq": e.seq,
+            "at_ms": e.at_ms,
+            "kind": e.kind,
+            "agent": e.agent,
+            "token": e.token,
+            "step": e.step,
+            "detail": e.detail,
+            "outcome_json": e.outcome_json,
+            "status": status_name(e.status),
+        })).collect::<Vec<_>>(),
+        "cancel_requested": item.cancel_requested,
+    })
+}
+
+/// FNV-1a, 64 bits: stable across runs, platforms and Rust versions, which
+/// `std`'s hashers do not promise.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// A replica's items as canonical JSON text, by id.
+fn canonical_items(replica: &ReplicaState) -> BTreeMap<&str, String> {
+    replica
+        .items
+        .iter()
+        .map(|i| (i.id.as_str(), canonical_item(i).to_string()))
+        .collect()
+}
+
+/// The hash of a replica's items, canonical JSON sorted by id.
+pub fn replica_hash(replica: &ReplicaState) -> String {
+    let items: Vec<String> = canonical_items(replica).into_values().collect();
+    format!(
+        "{:016x}",
+        stable_hash(format!("[{}]", items.join(",")).as_bytes())
+    )
+}
+
+fn check_divergence(replicas: &[ReplicaState], report: &mut CheckReport) {
+    let canon: Vec<(NodeId, u64, BTreeMap<&str, String>)> = replicas
+        .iter()
+        .map(|r| (r.node, r.applied, canonical_items(r)))
+        .collect();
+    for replica in replicas {
+        report
+            .replica_hashes
+            .insert(replica.node, replica_hash(replica));
+    }
+    let distinct: BTreeSet<&String> = report.replica_hashes.values().collect();
+    if distinct.len() <= 1 {
+        return;
+    }
+    let hashes: Vec<String> = canon
+        .iter()
+        .map(|(node, applied, _)| {
+            format!(
+                "node {node} at index {applied}: {}",
+                report.replica_hashes.get(node).map_or("", String::as_str)
+            )
+        })
+        .collect();
+    let ids: BTreeSet<&str> = canon
+        .iter()
+        .flat_map(|(_, _, items)| items.keys().copied())
+        .collect();
+    let mut differing = Vec::new();
+    for id in ids {
+        // Nodes grouped by what they hold for the item ("" = nothing).
+        let mut versions: BTreeMap<&str, Vec<NodeId>> = BTreeMap::new();
+        for (node, _, items) in &canon {
+            versions
+                .entry(items.get(id).map_or("", String::as_str))
+                .or_default()
+                .push(*node);
+        }
+        if versions.len() > 1 {
+            let missing = versions.get("").cloned().unwrap_or_default();
+            let variants = versions.len() - usize::from(!missing.is_empty());
+            differing.push(if missing.is_empty() {
+                format!("item {id}: {variants} different versions")
+            } else {
+                format!("item {id}: missing on nodes {missing:?}, {variants} versions elsewhere")
+            });
+        }
+    }
+    let shown: Vec<&String> = differing.iter().take(20).collect();
+    report.add(
+        REPLICA_DIVERGENCE,
+        format!(
+            "replicas differ ({}); {} items differ: {}{}",
+            hashes.join("; "),
+            differing.len(),
+            shown
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+            if differing.len() > shown.len() {
+                "; ..."
+            } else {
+                ""
+            }
+        ),
+    );
+}
+
+fn check_leaders(history: &History, report: &mut CheckReport) {
+    // term -> leader -> (observer, at_ms) of its first sighting.
+    let mut terms: BTreeMap<u64, BTreeMap<NodeId, (NodeId, u64)>> = BTreeMap::new();
+    for o in history.leaders.iter().filter(|o| o.leader != 0) {
+        terms
+            .entry(o.term)
+            .or_default()
+            .entry(o.leader)
+            .or_insert((o.node, o.at_ms));
+    }
+    for (term, leaders) in terms {
+        if leaders.len() > 1 {
+            let list: Vec<String> = leaders
+                .iter()
+                .map(|(leader, (by, at))| format!("{leader} (seen by node {by} at {at} ms)"))
+                .collect();
+            report.add(
+                TWO_LEADERS_IN_TERM,
+                format!("term {term}: leaders {}", list.join(", ")),
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reading the replicas of a live cluster.
+
+/// How long [`collect_replicas`] waits for the replicas to agree.
+pub const COLLECT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one ListWork may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// [`collect_replicas_within`] with [`COLLECT_TIMEOUT`].
+pub async fn collect_replicas(cluster: &Cluster) -> Result<Vec<ReplicaState>> {
+    collect_replicas_within(cluster, COLLECT_TIMEOUT).await
+}
+
+/// Reads every running node's replica (ListWork, LOCAL) once all of them
+/// report the same `last_applied`, and checks that none applied anything
+/// while it was read, so the replicas are compared at one index. Retries
+/// until `timeout`.
+pub async fn collect_replicas_within(
+    cluster: &Cluster,
+    timeout: Duration,
+) -> Result<Vec<ReplicaState>> {
+    let deadline = Instant::now() + timeout;
+    let mut last_problem = anyhow!("no attempt made");
+    loop {
+        match tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            read_replicas_at_one_index(cluster),
+        )
+        .await
+        {
+            Ok(Ok(replicas)) => return Ok(replicas),
+            Ok(Err(e)) => last_problem = e,
+            Err(_) => {}
+        }
+        if Instant::now() >= deadline {
+            return Err(last_problem.context(format!(
+                "replicas did not agree on an applied index within {timeout:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn applied_indexes(cluster: &Cluster, nodes: &[NodeId]) -> Result<BTreeMap<NodeId, u64>> {
+    let mut applied = BTreeMap::new();
+    for &node in nodes {
+        applied.insert(node, cluster.applied(node).await?);
+    }
+    Ok(applied)
+}
+
+async fn read_replicas_at_one_index(cluster: &Cluster) -> Result<Vec<ReplicaState>> {
+    let nodes = cluster.running();
+    if nodes.is_empty() {
+        bail!("no node is running");
+    }
+    let before = applied_indexes(cluster, &nodes).await?;
+    let indexes: BTreeSet<u64> = before.values().copied().collect();
+    if indexes.len() != 1 {
+        bail!("nodes are at different applied indexes: {before:?}");
+    }
+    let mut replicas = Vec::with_capacity(nodes.len());
+    for &node in &nodes {
+        let mut request = tonic::Request::new(ListWorkRequest {
+            consistency: ReadConsistency::Local as i32,
+            ..ListWorkRequest::default()
+        });
+        request.set_timeout(READ_TIMEOUT);
+        let items = tokio::time::timeout(READ_TIMEOUT, cluster.work(node)?.list_work(request))
+            .await
+            .map_err(|_| anyhow!("list work on node {node}: no answer within {READ_TIMEOUT:?}"))?
+            .with_context(|| format!("list work on node {node}"))?
+            .into_inner()
+            .items;
+        replicas.push(ReplicaState {
+            node,
+            applied: before.get(&node).copied().unwrap_or_default(),
+            items,
+        });
+    }
+    let after = applied_indexes(cluster, &nodes).await?;
+    if after != before {
+        bail!("nodes applied entries while being read: {before:?} then {after:?}");
+    }
+    Ok(replicas)
+}

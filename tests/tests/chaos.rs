@@ -1,0 +1,62 @@
+//! The CI tier of the chaos suite: a bounded run of real `swarmd` processes
+//! under every nemesis, with fixed seeds printed in the output, that must
+//! check at least 10,000 operations and find no anomaly. Long runs:
+//! `scripts/chaos.sh --duration 10m`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use swarm_tests::chaos::nemesis::FaultKind;
+use swarm_tests::chaos::runner::{self, ChaosConfig};
+
+/// The seed of the CI run; change it only with a reason in the commit.
+const CI_SEED: u64 = 20261124;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ci_tier_every_nemesis_no_anomaly() {
+    let seed = std::env::var("SWARM_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(CI_SEED);
+    let duration = std::env::var("SWARM_CHAOS_DURATION")
+        .ok()
+        .and_then(|s| humantime::parse_duration(&s).ok())
+        .unwrap_or(Duration::from_secs(120));
+    eprintln!(
+        "chaos CI tier: seed {seed}, duration {duration:?} (SWARM_CHAOS_SEED / SWARM_CHAOS_DURATION to change)"
+    );
+    let mut config = ChaosConfig::new(seed, duration);
+    config.history_path = Some(std::env::temp_dir().join(format!("swarm-chaos-ci-{seed}.json")));
+    config.save_history_on_anomaly_only = true;
+    let report = runner::run(config).await.expect("the chaos run itself");
+    eprintln!("{report}");
+    eprintln!("{}", serde_json::to_string(&report.to_json()).unwrap());
+
+    assert!(
+        report.passed(),
+        "anomalies found (seed {seed}): {:?}",
+        report.anomalies()
+    );
+    assert!(
+        report.liveness_error.is_none(),
+        "{:?}",
+        report.liveness_error
+    );
+    assert!(
+        report.check.stale_rejected > 0,
+        "no stale write was rejected: the fault paths did not run"
+    );
+    for kind in FaultKind::ALL {
+        assert!(
+            report.faults.get(kind.name()).is_some_and(|s| s.count > 0),
+            "nemesis {} never ran (seed {seed})",
+            kind.name()
+        );
+    }
+    assert!(
+        report.check.ops_checked >= 10_000,
+        "only {} operations checked (seed {seed})",
+        report.check.ops_checked
+    );
+}
