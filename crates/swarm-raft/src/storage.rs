@@ -195,7 +195,13 @@ impl RaftLogReader<TypeConfig> for LogStore {
             let index = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| {
                 io::Error::new(io::ErrorKind::InvalidData, "log key is not 8 bytes")
             })?);
-            if !range.contains(&index) {
+            // Only a contiguous run: entries past a hole would let a caller
+            // apply index i+2 as if it followed i. (The run may begin after
+            // `start` when the log before it was purged.)
+            let follows = out
+                .last()
+                .is_none_or(|prev: &Entry| prev.index() + 1 == index);
+            if !range.contains(&index) || !follows {
                 break;
             }
             out.push(decode_entry(&value)?);
@@ -328,6 +334,8 @@ pub struct StateMachineStore {
     store: SledStore,
     /// Tells readers the index applied so far.
     applied_tx: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Serializes snapshot writes (a build and an install may overlap).
+    persisting: Arc<Mutex<()>>,
 }
 
 impl StateMachineStore {
@@ -365,6 +373,7 @@ impl StateMachineStore {
             current: Arc::new(Mutex::new(current)),
             store,
             applied_tx: Arc::new(tokio::sync::watch::channel(index).0),
+            persisting: Arc::new(Mutex::new(())),
         })
     }
 
@@ -379,7 +388,15 @@ impl StateMachineStore {
         self.applied_tx.subscribe()
     }
 
-    fn persist_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
+    /// Stores a snapshot unless a newer one is stored already: a slow build
+    /// that finishes after a newer snapshot was installed must not put the
+    /// stored state behind the purged log. Returns whether it was stored.
+    fn persist_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<bool> {
+        let _one_at_a_time = self.persisting.lock().unwrap_or_else(|p| p.into_inner());
+        let stored: Option<SnapshotMeta> = self.store.get_meta(KEY_SNAPSHOT_META)?;
+        if stored.is_some_and(|m| m.last_log_id > meta.last_log_id) {
+            return Ok(false);
+        }
         let meta_bytes =
             serde_json::to_vec(meta).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let mut batch = sled::Batch::default();
@@ -389,7 +406,8 @@ impl StateMachineStore {
             .meta
             .apply_batch(batch)
             .map_err(io::Error::other)?;
-        self.store.sync()
+        self.store.sync()?;
+        Ok(true)
     }
 }
 
@@ -414,9 +432,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 last_membership: membership,
             };
             // Durable before openraft may purge the log behind it.
-            this.persist_snapshot(&meta, &data)?;
-            *this.current.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some((meta.clone(), data.clone()));
+            if this.persist_snapshot(&meta, &data)? {
+                *this.current.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((meta.clone(), data.clone()));
+            }
             Ok(Snapshot {
                 meta,
                 snapshot: data,

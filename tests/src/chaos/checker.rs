@@ -859,7 +859,10 @@ fn check_divergence(replicas: &[ReplicaState], report: &mut CheckReport) {
             let missing = versions.get("").cloned().unwrap_or_default();
             let variants = versions.len() - usize::from(!missing.is_empty());
             differing.push(if missing.is_empty() {
-                format!("item {id}: {variants} different versions")
+                format!(
+                    "item {id}: {variants} different versions: {}",
+                    field_differences(versions.keys().copied().collect())
+                )
             } else {
                 format!("item {id}: missing on nodes {missing:?}, {variants} versions elsewhere")
             });
@@ -995,4 +998,24 @@ async fn read_replicas_at_one_index(cluster: &Cluster) -> Result<Vec<ReplicaStat
         bail!("nodes applied entries while being read: {before:?} then {after:?}");
     }
     Ok(replicas)
+}
+
+/// The top-level fields in which the versions of one item differ, with each
+/// version's value, so a divergence report says what diverged.
+fn field_differences(versions: Vec<&str>) -> String {
+    let parsed: Vec<serde_json::Value> = versions
+        .iter()
+        .filter_map(|v| serde_json::from_str(v).ok())
+        .collect();
+    let Some(first) = parsed.first().and_then(|v| v.as_object()) else {
+        return String::new();
+    };
+    let mut out = Vec::new();
+    for key in first.keys() {
+        let values: Vec<String> = parsed.iter().map(|v| v[key].to_string()).collect();
+        if values.iter().any(|v| *v != values[0]) {
+            out.push(format!("{key}: {}", values.join(" vs ")));
+        }
+    }
+    out.join("; ")
 }
