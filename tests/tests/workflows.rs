@@ -296,7 +296,7 @@ async fn t30_sigkill_of_the_holder_mid_run_resumes_elsewhere_without_rerunning_d
 async fn t40_sigterm_drains_held_work_to_peers_with_nothing_lost() {
     within(Duration::from_secs(150), "t40_sigterm_drains_held_work_to_peers_with_nothing_lost", async {
         let cluster = Cluster::start(3).await?;
-        let spec = "name: drained\nsteps:\n  - { name: a, run: sleep, with: { duration: 1s } }\n  - { name: b, run: sleep, with: { duration: 1s }, wait_for: [a] }\n  - { name: c, run: echo, arguments: { v: value(3) }, wait_for: [b] }\nreturn: c.v\n";
+        let spec = "name: drained\nsteps:\n  - { name: a, run: sleep, with: { duration: 3s } }\n  - { name: b, run: sleep, with: { duration: 3s }, wait_for: [a] }\n  - { name: c, run: echo, arguments: { v: value(3) }, wait_for: [b] }\nreturn: c.v\n";
         let mut ids = Vec::new();
         for i in 0..6 {
             ids.push(submit_workflow(&cluster, (i % 3) + 1, spec).await?);
@@ -305,9 +305,8 @@ async fn t40_sigterm_drains_held_work_to_peers_with_nothing_lost() {
         let holder = poll_until(Duration::from_secs(30), "a node holds work", || async {
             for id in &ids {
                 let item = get(&cluster, id).await?;
-                if let Some(c) = item.claim
-                    && c.agent != "node-1"
-                {
+                // Any holder will do: one node may well have claimed them all.
+                if let Some(c) = item.claim {
                     return Ok(Some(c.agent));
                 }
             }
