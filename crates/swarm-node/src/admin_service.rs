@@ -140,11 +140,12 @@ fn membership_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> S
 }
 
 fn valid_addr(addr: &str) -> Result<(), Status> {
-    match addr.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(()),
-        _ => Err(Status::invalid_argument(format!(
+    if crate::config::is_host_port(addr) {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(format!(
             "invalid addr: {addr:?} is not host:port"
-        ))),
+        )))
     }
 }
 

@@ -183,17 +183,20 @@ impl Agent {
     /// Starts runs for items this node holds but is not running: work handed
     /// to it, or held from before a restart.
     fn adopt_held(self: &Arc<Self>) {
-        let held: Vec<WorkItem> = self.ctx.state.read(|s| {
-            s.claims_of(&self.agent)
-                .into_iter()
-                .filter(|i| i.kind == WORKFLOW_KIND)
-                .cloned()
-                .collect()
-        });
-        for item in held {
-            if !self.runs().contains_key(&item.id) {
-                self.clone().start_run(item);
-            }
+        // Runs on every applied entry: clone only items not running yet
+        // (normally none), not every held item with its journal.
+        let new: Vec<WorkItem> = {
+            let runs = self.runs();
+            self.ctx.state.read(|s| {
+                s.claims_of(&self.agent)
+                    .into_iter()
+                    .filter(|i| i.kind == WORKFLOW_KIND && !runs.contains_key(&i.id))
+                    .cloned()
+                    .collect()
+            })
+        };
+        for item in new {
+            self.clone().start_run(item);
         }
     }
 

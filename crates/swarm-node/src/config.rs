@@ -404,18 +404,13 @@ impl Config {
         }
         for (peer, via) in &self.peer_routes {
             for a in [peer, via] {
-                if a.rsplit_once(':')
-                    .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
-                {
+                if !is_host_port(a) {
                     return Err(invalid("peer_routes", format!("{a:?} is not host:port")));
                 }
             }
         }
         for addr in self.join.iter().chain(std::iter::once(&self.advertise)) {
-            if addr
-                .rsplit_once(':')
-                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
-            {
+            if !is_host_port(addr) {
                 let key = if *addr == self.advertise {
                     "advertise"
                 } else {
@@ -480,6 +475,12 @@ impl Config {
         }
         Ok(self)
     }
+}
+
+/// Whether `addr` looks like `host:port` (a non-empty host and a port number).
+pub fn is_host_port(addr: &str) -> bool {
+    addr.rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

@@ -32,24 +32,11 @@ impl RaftJournal {
     }
 }
 
-/// The step name an entry concerns, for the item's journal listing.
-fn step_of(entry: &JournalEntry) -> Option<&str> {
-    match entry {
-        JournalEntry::StepStarted { step, .. }
-        | JournalEntry::StepSucceeded { step, .. }
-        | JournalEntry::StepFailed { step, .. }
-        | JournalEntry::StepRetried { step, .. }
-        | JournalEntry::StepCancelled { step }
-        | JournalEntry::StepUndone { step }
-        | JournalEntry::StepUndoFailed { step, .. } => Some(step),
-        _ => None,
-    }
-}
-
 #[async_trait]
 impl Journal for RaftJournal {
     async fn append(&self, run_id: &str, entry: JournalEntry) -> Result<(), JournalError> {
-        let step = step_of(&entry)
+        let step = entry
+            .step()
             .filter(|s| self.ctx.limits.name("step", s).is_ok())
             .unwrap_or("run")
             .to_string();

@@ -77,6 +77,24 @@ pub enum JournalEntry {
     },
 }
 
+impl JournalEntry {
+    /// The step this entry concerns: a step entry's step, the step a run
+    /// suspended at, `None` for the run's start and end.
+    pub fn step(&self) -> Option<&str> {
+        match self {
+            JournalEntry::StepStarted { step, .. }
+            | JournalEntry::StepSucceeded { step, .. }
+            | JournalEntry::StepFailed { step, .. }
+            | JournalEntry::StepRetried { step, .. }
+            | JournalEntry::StepCancelled { step }
+            | JournalEntry::StepUndone { step }
+            | JournalEntry::StepUndoFailed { step, .. } => Some(step),
+            JournalEntry::RunSuspended { step, .. } => step.as_deref(),
+            JournalEntry::RunStarted { .. } | JournalEntry::RunFinished { .. } => None,
+        }
+    }
+}
+
 /// Durable storage for run outcomes.
 #[async_trait]
 pub trait Journal: Send + Sync + 'static {

@@ -254,17 +254,7 @@ pub fn describe(entry: &JournalEntry) -> String {
 /// The step an entry concerns, as people read it: `build` in the top-level
 /// run, `deploy/build` inside the sub-workflow run by step `deploy`.
 pub fn step_label(item_id: &str, recorded: &Recorded) -> Option<String> {
-    let step = match &recorded.entry {
-        JournalEntry::StepStarted { step, .. }
-        | JournalEntry::StepSucceeded { step, .. }
-        | JournalEntry::StepFailed { step, .. }
-        | JournalEntry::StepRetried { step, .. }
-        | JournalEntry::StepCancelled { step }
-        | JournalEntry::StepUndone { step }
-        | JournalEntry::StepUndoFailed { step, .. } => Some(step.as_str()),
-        JournalEntry::RunSuspended { step, .. } => step.as_deref(),
-        JournalEntry::RunStarted { .. } | JournalEntry::RunFinished { .. } => None,
-    };
+    let step = recorded.entry.step();
     let sub_run = recorded
         .run
         .strip_prefix(item_id)
