@@ -634,6 +634,16 @@ impl Cluster {
         }
     }
 
+    /// Keeps the cluster's directory (data dirs and full node logs) after
+    /// the cluster is dropped, and says where it is: for a run that found an
+    /// anomaly.
+    pub fn keep_dir(&mut self) {
+        if let Some(dir) = self.dir.as_mut() {
+            dir.disable_cleanup(true);
+            eprintln!("==== kept {} for inspection", dir.path().display());
+        }
+    }
+
     /// Prints the tail of every node's log to stderr.
     pub fn print_log_tails(&self) {
         let mut err = std::io::stderr().lock();
@@ -776,17 +786,50 @@ pub fn is_voter(role: i32) -> bool {
     role == MemberRole::Leader as i32 || role == MemberRole::Follower as i32
 }
 
-/// `n` distinct free TCP ports on 127.0.0.1. All listeners are held until
-/// every port is chosen, so the ports differ; another process may still take
-/// one before `swarmd` binds it, which is rare enough to accept in tests.
+/// `n` distinct free TCP ports on 127.0.0.1, chosen below the kernel's
+/// ephemeral range. A port from `bind(:0)` is one the kernel may hand out
+/// again the moment it is released: to the next `bind(:0)` (a link proxy
+/// once took a node's port that way, and the node could not start) or as
+/// the local port of an outgoing connection while a killed node waits to be
+/// restarted. Ports below the range are never handed out like that. All
+/// listeners are held until every port is chosen, so the ports differ;
+/// another test picking the same random port before `swarmd` binds it is
+/// rare enough to accept.
 pub fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0"))
-        .collect::<Result<Vec<_>>>()?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr().context("read a bound port")?.port()))
-        .collect()
+    use rand::Rng;
+    const FLOOR: u16 = 10_000;
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_start <= FLOOR + 1_000 {
+        bail!(
+            "the ephemeral port range starts at {ephemeral_start}: no room below it for test ports"
+        );
+    }
+    let mut rng = rand::rng();
+    let mut held = Vec::with_capacity(n);
+    let mut ports = Vec::with_capacity(n);
+    for _ in 0..10_000 {
+        if ports.len() == n {
+            break;
+        }
+        let port = rng.random_range(FLOOR..ephemeral_start);
+        if ports.contains(&port) {
+            continue;
+        }
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            held.push(listener);
+            ports.push(port);
+        }
+    }
+    if ports.len() < n {
+        bail!(
+            "found only {} free ports of {n} in {FLOOR}..{ephemeral_start}",
+            ports.len()
+        );
+    }
+    Ok(ports)
 }
 
 fn channel_to(addr: SocketAddr) -> Result<Channel> {
@@ -986,6 +1029,19 @@ mod tests {
         let ports = free_ports(5).unwrap();
         let unique: std::collections::BTreeSet<_> = ports.iter().collect();
         assert_eq!(unique.len(), 5);
+    }
+
+    /// Regression: a chaos run's link proxy, binding 127.0.0.1:0, was given
+    /// the port just chosen for node 1, and node 1 could not start.
+    #[test]
+    fn free_ports_are_never_ones_the_kernel_hands_out_to_bind_zero() {
+        let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(32_768);
+        for port in free_ports(50).unwrap() {
+            assert!(port < start, "port {port} is in the ephemeral range");
+        }
     }
 
     #[test]

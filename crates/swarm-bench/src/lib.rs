@@ -5,13 +5,22 @@
 //! # Layout
 //! - `benches/state_machine.rs`: `apply()` throughput for submits and claims,
 //!   one command per entry and grouped in `Batch` entries.
-//! - [`workload`]: command generators shared by the benches.
+//! - [`workload`]: command generators and the five-step workflow shared by
+//!   the benches and the load tools.
+//! - `src/bin/swarm-load.rs`: load against a running cluster.
+//! - `src/bin/swarm-vs-etcd.rs`: the claim workload against Swarm and etcd,
+//!   failover and memory fill (etcd side behind the `etcd` feature), for
+//!   `scripts/bench.sh`.
 
 pub mod workload {
     //! Deterministic command streams for the benches.
 
     use swarm_claims::Command;
     use swarm_claims::command::{Claim, Submit};
+
+    /// A workflow of five no-op `echo` steps, each depending on the one
+    /// before: the reactor's cost per step with nothing else in the way.
+    pub const FIVE_NOOP_STEPS: &str = "name: noop5\nsteps:\n  - { name: s1, run: echo, arguments: { v: value(1) } }\n  - { name: s2, run: echo, arguments: { v: result(s1.v) } }\n  - { name: s3, run: echo, arguments: { v: result(s2.v) } }\n  - { name: s4, run: echo, arguments: { v: result(s3.v) } }\n  - { name: s5, run: echo, arguments: { v: result(s4.v) } }\nreturn: s5.v\n";
 
     /// `n` submits of type `task`, priority cycling over 0..8.
     pub fn submits(n: usize, now: u64) -> Vec<Command> {

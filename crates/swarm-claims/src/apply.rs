@@ -99,7 +99,7 @@ fn submit(state: &mut State, c: Submit) -> Result<Response, ClaimError> {
             .and_then(|id| state.items.get(id))
     {
         return Ok(Response::Submitted {
-            item: item.clone(),
+            item: WorkItem::clone(item),
             created: false,
         });
     }
@@ -141,7 +141,7 @@ fn submit(state: &mut State, c: Submit) -> Result<Response, ClaimError> {
         state.by_key.insert(c.idempotency_key, c.id.clone());
     }
     state.enqueue(queue_key(&item), &item.kind);
-    state.items.insert(c.id, item.clone());
+    state.items.insert(c.id, Box::new(item.clone()));
     Ok(Response::Submitted {
         item,
         created: true,
@@ -198,6 +198,9 @@ fn grant(
         lease_ms,
         progress: None,
     });
+    // Exact growth: most items keep one or two entries for their whole
+    // life, and a doubling Vec would reserve four.
+    item.history.reserve_exact(1);
     item.history.push(Holder {
         agent: agent.to_string(),
         token,
@@ -212,7 +215,7 @@ fn grant(
         .or_default()
         .insert(token);
     state.expiry.insert((expires_at, token));
-    Some(item.clone())
+    Some(WorkItem::clone(item))
 }
 
 /// Ends the live claim of `item` (which must have one) and drops it from
@@ -320,7 +323,7 @@ fn renew(state: &mut State, c: Renew) -> Result<Response, ClaimError> {
                 }
             }
             item.updated_at = now;
-            renewed.push(item.clone());
+            renewed.push(WorkItem::clone(item));
         }
     }
     Ok(Response::Renewed { renewed, rejected })
@@ -347,13 +350,14 @@ fn step_done(state: &mut State, c: StepDone) -> Result<Response, ClaimError> {
         Some(c.step.clone()),
         Some(index.to_string()),
     );
+    item.journal.reserve_exact(1);
     item.journal.push(JournalEntry {
         step: c.step,
         token: c.token,
         outcome: c.outcome,
     });
     item.updated_at = now;
-    Ok(Response::Item(item.clone()))
+    Ok(Response::Item(WorkItem::clone(item)))
 }
 
 fn complete(state: &mut State, c: Complete) -> Result<Response, ClaimError> {
@@ -362,7 +366,7 @@ fn complete(state: &mut State, c: Complete) -> Result<Response, ClaimError> {
         && item.status == Status::Completed
         && item.token == c.token
     {
-        return Ok(Response::Item(item.clone()));
+        return Ok(Response::Item(WorkItem::clone(item)));
     }
     held(state, &c.id, c.token)?;
     let now = advance(state, c.now);
@@ -448,7 +452,7 @@ fn cancel(state: &mut State, c: Cancel) -> Result<Response, ClaimError> {
         .get(&c.id)
         .ok_or_else(|| ClaimError::NotFound { id: c.id.clone() })?;
     match item.status {
-        Status::Cancelled => return Ok(Response::Item(item.clone())),
+        Status::Cancelled => return Ok(Response::Item(WorkItem::clone(item))),
         s if s.is_terminal() => {
             return Err(ClaimError::WrongStatus {
                 id: c.id,
@@ -482,7 +486,7 @@ fn cancel(state: &mut State, c: Cancel) -> Result<Response, ClaimError> {
             item.cancel_requested = Some(c.reason);
             item.updated_at = now;
         }
-        return Ok(Response::Item(item.clone()));
+        return Ok(Response::Item(WorkItem::clone(item)));
     }
     state.dequeue(&key, &kind);
     end_claim(state, &c.id, ClaimEnd::Cancelled, now);
@@ -639,6 +643,7 @@ fn record(
     step: Option<String>,
     detail: Option<String>,
 ) {
+    item.events.reserve_exact(1);
     item.events.push(ItemEvent {
         at,
         kind,

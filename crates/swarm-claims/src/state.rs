@@ -213,7 +213,9 @@ pub(crate) struct QueueKey {
 /// field by field.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
-    pub(crate) items: BTreeMap<WorkId, WorkItem>,
+    /// Boxed: a B-tree node reserves room for eleven values, and a work item
+    /// is a few hundred bytes inline.
+    pub(crate) items: BTreeMap<WorkId, Box<WorkItem>>,
     pub(crate) by_key: BTreeMap<String, WorkId>,
     /// Pending items in claim order.
     pub(crate) queue: BTreeSet<QueueKey>,
@@ -241,12 +243,12 @@ impl State {
     }
 
     pub fn get(&self, id: &str) -> Option<&WorkItem> {
-        self.items.get(id)
+        self.items.get(id).map(|b| &**b)
     }
 
     /// Every item, in id order.
     pub fn items(&self) -> impl Iterator<Item = &WorkItem> {
-        self.items.values()
+        self.items.values().map(|b| &**b)
     }
 
     pub fn len(&self) -> usize {
@@ -343,6 +345,7 @@ impl State {
             .flatten()
             .filter_map(|t| self.live.get(t))
             .filter_map(|id| self.items.get(id))
+            .map(|b| &**b)
             .collect()
     }
 }

@@ -323,14 +323,12 @@ struct SnapshotBody {
     state: State,
 }
 
-/// The latest snapshot: its Raft metadata and its encoded body.
-type StoredSnapshot = (SnapshotMeta, Vec<u8>);
-
-/// The replicated [`State`] in memory, its snapshots in sled.
+/// The replicated [`State`] in memory, its snapshots in sled (only in sled:
+/// the encoded snapshot is as large as the state, and is read back only to
+/// send it to a lagging follower).
 #[derive(Clone)]
 pub struct StateMachineStore {
     applied: Arc<RwLock<Applied>>,
-    current: Arc<Mutex<Option<StoredSnapshot>>>,
     store: SledStore,
     /// Tells readers the index applied so far.
     applied_tx: Arc<tokio::sync::watch::Sender<u64>>,
@@ -352,16 +350,14 @@ impl StateMachineStore {
             .get(KEY_SNAPSHOT_DATA)
             .map_err(|e| snap_err(e.to_string()))?;
         let mut applied = Applied::default();
-        let mut current = None;
         if let (Some(meta), Some(data)) = (meta, data) {
             let body: SnapshotBody =
                 serde_json::from_slice(&data).map_err(|e| snap_err(e.to_string()))?;
             applied = Applied {
                 state: body.state,
                 last_applied: meta.last_log_id,
-                membership: meta.last_membership.clone(),
+                membership: meta.last_membership,
             };
-            current = Some((meta, data.to_vec()));
         }
         let index = applied
             .last_applied
@@ -370,7 +366,6 @@ impl StateMachineStore {
             .unwrap_or(0);
         Ok(StateMachineStore {
             applied: Arc::new(RwLock::new(applied)),
-            current: Arc::new(Mutex::new(current)),
             store,
             applied_tx: Arc::new(tokio::sync::watch::channel(index).0),
             persisting: Arc::new(Mutex::new(())),
@@ -432,10 +427,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 last_membership: membership,
             };
             // Durable before openraft may purge the log behind it.
-            if this.persist_snapshot(&meta, &data)? {
-                *this.current.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((meta.clone(), data.clone()));
-            }
+            this.persist_snapshot(&meta, &data)?;
             Ok(Snapshot {
                 meta,
                 snapshot: data,
@@ -499,7 +491,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let body: SnapshotBody = serde_json::from_slice(&snapshot)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let this = self.clone();
-        let (m, data) = (meta.clone(), snapshot.clone());
+        let (m, data) = (meta.clone(), snapshot);
         tokio::task::spawn_blocking(move || this.persist_snapshot(&m, &data))
             .await
             .map_err(io::Error::other)??;
@@ -512,7 +504,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 membership: meta.last_membership.clone(),
             };
         }
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((meta.clone(), snapshot));
         self.applied_tx
             .send_replace(meta.last_log_id.as_ref().map(|l| l.index()).unwrap_or(0));
         tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");
@@ -520,14 +511,25 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        let current = self
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        Ok(current.map(|(meta, data)| Snapshot {
-            meta,
-            snapshot: data,
-        }))
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || -> io::Result<Option<Snapshot>> {
+            // Meta and body from the same write, never a torn pair.
+            let _no_write = this.persisting.lock().unwrap_or_else(|p| p.into_inner());
+            let meta: Option<SnapshotMeta> = this.store.get_meta(KEY_SNAPSHOT_META)?;
+            let data = this
+                .store
+                .meta
+                .get(KEY_SNAPSHOT_DATA)
+                .map_err(io::Error::other)?;
+            Ok(match (meta, data) {
+                (Some(meta), Some(data)) => Some(Snapshot {
+                    meta,
+                    snapshot: data.to_vec(),
+                }),
+                _ => None,
+            })
+        })
+        .await
+        .map_err(io::Error::other)?
     }
 }

@@ -298,7 +298,7 @@ async fn run_unbounded(config: ChaosConfig) -> Result<ChaosReport> {
         ..ClusterOptions::default()
     };
     let election_max = options.election_max;
-    let cluster = Cluster::start_with(config.nodes, options).await?;
+    let mut cluster = Cluster::start_with(config.nodes, options).await?;
 
     let recorder = super::history::Recorder::new();
     let epoch = Instant::now();
@@ -387,6 +387,7 @@ async fn run_unbounded(config: ChaosConfig) -> Result<ChaosReport> {
     };
     if !check.is_clean() {
         cluster.print_log_tails();
+        cluster.keep_dir();
     }
 
     let kill_ms: Vec<u64> = faults

@@ -177,11 +177,11 @@ async fn claims(endpoints: &[String], n: usize, duration: Duration) -> Result<()
     Ok(())
 }
 
-const FIVE_STEPS: &str = "name: noop5\nsteps:\n  - { name: s1, run: echo, arguments: { v: value(1) } }\n  - { name: s2, run: echo, arguments: { v: result(s1.v) } }\n  - { name: s3, run: echo, arguments: { v: result(s2.v) } }\n  - { name: s4, run: echo, arguments: { v: result(s3.v) } }\n  - { name: s5, run: echo, arguments: { v: result(s4.v) } }\nreturn: s5.v\n";
-
 async fn workflows(endpoints: &[String], count: usize) -> Result<()> {
     let conns = clients(endpoints)?;
-    let payload = serde_json::json!({ "spec": FIVE_STEPS, "inputs": {} }).to_string();
+    let payload =
+        serde_json::json!({ "spec": swarm_bench::workload::FIVE_NOOP_STEPS, "inputs": {} })
+            .to_string();
     let start = Instant::now();
     let tasks = (0..count).map(|i| {
         let mut c = conns[i % conns.len()].clone();
