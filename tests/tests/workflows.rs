@@ -449,3 +449,69 @@ async fn t60_a_paused_stale_holder_cannot_record_a_step_or_complete() {
     .await
     .unwrap();
 }
+
+/// A step that finishes within the journal's linger costs one Raft entry:
+/// its "started" record rides with its outcome. Nothing is lost by that:
+/// every step still has its start recorded, before its outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t70_a_quick_step_shares_one_raft_entry_with_its_start_record() {
+    within(
+        Duration::from_secs(120),
+        "t70_a_quick_step_shares_one_raft_entry_with_its_start_record",
+        async {
+            let cluster = Cluster::start(3).await?;
+            let steps: String = (1..=5)
+                .map(|i| {
+                    let arg = if i == 1 {
+                        "value(1)".to_string()
+                    } else {
+                        format!("result(s{}.v)", i - 1)
+                    };
+                    format!("  - {{ name: s{i}, run: echo, arguments: {{ v: {arg} }} }}\n")
+                })
+                .collect();
+            let spec = format!("name: quick5\nsteps:\n{steps}return: s5.v\n");
+            let leader = cluster.wait_for_leader(Duration::from_secs(10)).await?;
+            let before = cluster.status(leader).await?.commit_index;
+            let id = submit_workflow(&cluster, leader, &spec).await?;
+            let item = wait_status(
+                &cluster,
+                &id,
+                WorkStatus::Completed,
+                Duration::from_secs(60),
+            )
+            .await?;
+            let after = cluster.status(leader).await?.commit_index;
+
+            let entries = journal(&item);
+            for i in 1..=5 {
+                let step = format!("s{i}");
+                let at = |event: &str| {
+                    entries
+                        .iter()
+                        .position(|(_, e)| e["event"] == event && e["step"] == step.as_str())
+                };
+                let started =
+                    at("step_started").with_context(|| format!("{step}: no start recorded"))?;
+                let succeeded =
+                    at("step_succeeded").with_context(|| format!("{step}: no outcome recorded"))?;
+                assert!(
+                    started < succeeded,
+                    "{step}: start recorded after its outcome: {entries:?}"
+                );
+            }
+            // submit, claim, one entry per step (the run's start rides with
+            // the first), the run's end, complete: 9. Two more allowed for a
+            // lease renewal or a tick landing meanwhile; a start written on its
+            // own would make it 15.
+            let used = after - before;
+            assert!(
+                used <= 11,
+                "a five-step quick workflow used {used} Raft entries"
+            );
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
+}

@@ -1,14 +1,20 @@
 //! The Raft-backed reactor journal: every step outcome of a run becomes a
 //! `StepDone` entry in the work item's journal, under the holder's fencing
-//! token. A holder whose token went stale gets an error from `append`, and
-//! the reactor stops the run without undoing anything (another holder owns
-//! the work now).
+//! token. Progress entries (a step started) ride in the same Raft entry as
+//! the outcome that follows them when it comes within a few milliseconds,
+//! so a quick step costs one commit instead of two. A holder whose token
+//! went stale gets an error from `append`, and the reactor stops the run
+//! without undoing anything (another holder owns the work now).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use swarm_claims::command::StepDone;
-use swarm_claims::{Command, FencingToken};
+use swarm_claims::{Command, FencingToken, Response};
 use swarm_reactor::{Journal, JournalEntry, JournalError};
+use tokio::sync::oneshot;
 
 use crate::node::NodeContext;
 
@@ -20,24 +26,128 @@ struct Recorded {
     entry: JournalEntry,
 }
 
+/// How long a progress entry (a step started) waits for the step's outcome
+/// to share its Raft entry before it is written alone.
+const PROGRESS_LINGER: Duration = Duration::from_millis(5);
+
 pub struct RaftJournal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     ctx: NodeContext,
     item: String,
     token: FencingToken,
+    /// Entries not yet proposed, in the order the run appended them.
+    queue: Mutex<Queue>,
+    /// One proposal at a time, so entries reach the log in queue order.
+    sending: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Waiting>,
+    /// A task will flush the progress entries waiting here.
+    linger_armed: bool,
+    /// Why a progress entry written on its own was refused: the next append
+    /// reports it, as if that entry had been awaited.
+    refused: Option<String>,
+}
+
+struct Waiting {
+    cmd: Command,
+    /// Who waits for the outcome; `None` for a progress entry.
+    done: Option<oneshot::Sender<Result<(), JournalError>>>,
 }
 
 impl RaftJournal {
     pub fn new(ctx: NodeContext, item: String, token: FencingToken) -> RaftJournal {
-        RaftJournal { ctx, item, token }
+        RaftJournal {
+            inner: Arc::new(Inner {
+                ctx,
+                item,
+                token,
+                queue: Mutex::new(Queue::default()),
+                sending: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+}
+
+impl Inner {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Proposes everything waiting as one entry (a `Batch` when more than
+    /// one) and tells each waiter its outcome.
+    async fn flush(&self) {
+        let _one_at_a_time = self.sending.lock().await;
+        let waiting = std::mem::take(&mut self.queue().waiting);
+        if waiting.is_empty() {
+            return;
+        }
+        let (mut cmds, dones): (Vec<Command>, Vec<_>) =
+            waiting.into_iter().map(|w| (w.cmd, w.done)).unzip();
+        let single = cmds.len() == 1;
+        let cmd = match cmds.pop() {
+            Some(only) if single => only,
+            Some(last) => {
+                cmds.push(last);
+                Command::Batch(cmds)
+            }
+            None => return,
+        };
+        let outcomes: Vec<Result<(), JournalError>> = match self.ctx.proposer.propose(cmd).await {
+            Ok(Ok(Response::Batch(results))) if !single && results.len() == dones.len() => results
+                .into_iter()
+                .map(|r| r.map(|_| ()).map_err(|e| JournalError(e.to_string())))
+                .collect(),
+            Ok(Ok(_)) if single => vec![Ok(())],
+            Ok(Ok(other)) => dones
+                .iter()
+                .map(|_| {
+                    Err(JournalError(format!(
+                        "unexpected answer to a checkpoint batch: {other:?}"
+                    )))
+                })
+                .collect(),
+            Ok(Err(e)) => dones
+                .iter()
+                .map(|_| Err(JournalError(e.to_string())))
+                .collect(),
+            Err(e) => dones
+                .iter()
+                .map(|_| Err(JournalError(format!("checkpoint not recorded: {e}"))))
+                .collect(),
+        };
+        for (done, outcome) in dones.into_iter().zip(outcomes) {
+            match done {
+                Some(tx) => {
+                    let _ = tx.send(outcome);
+                }
+                None => {
+                    if let Err(e) = outcome {
+                        self.queue().refused.get_or_insert(e.0);
+                    }
+                }
+            }
+        }
     }
 }
 
 #[async_trait]
 impl Journal for RaftJournal {
+    /// A progress entry is queued and returns at once; any other entry is
+    /// proposed together with the progress entries queued before it, and
+    /// returns once all of them are committed. A workflow step whose
+    /// outcome arrives within [`PROGRESS_LINGER`] costs one Raft entry.
     async fn append(&self, run_id: &str, entry: JournalEntry) -> Result<(), JournalError> {
+        let inner = &self.inner;
+        let progress = entry.is_progress();
         let step = entry
             .step()
-            .filter(|s| self.ctx.limits.name("step", s).is_ok())
+            .filter(|s| inner.ctx.limits.name("step", s).is_ok())
             .unwrap_or("run")
             .to_string();
         let outcome = serde_json::to_string(&Recorded {
@@ -46,27 +156,57 @@ impl Journal for RaftJournal {
         })
         .map_err(|e| JournalError(format!("encode journal entry: {e}")))?;
         let cmd = Command::StepDone(StepDone {
-            id: self.item.clone(),
-            token: self.token,
+            id: inner.item.clone(),
+            token: inner.token,
             step,
             outcome,
             now: 0,
         });
-        match self.ctx.proposer.propose(cmd).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(JournalError(e.to_string())),
-            Err(e) => Err(JournalError(format!("checkpoint not recorded: {e}"))),
+        let (done, rx) = if progress {
+            (None, None)
+        } else {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        };
+        let arm_linger = {
+            let mut queue = inner.queue();
+            if let Some(refused) = queue.refused.clone() {
+                return Err(JournalError(refused));
+            }
+            queue.waiting.push(Waiting { cmd, done });
+            let arm = progress && !queue.linger_armed;
+            if arm {
+                queue.linger_armed = true;
+            }
+            arm
+        };
+        if arm_linger {
+            let inner = self.inner.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(PROGRESS_LINGER).await;
+                inner.queue().linger_armed = false;
+                inner.flush().await;
+            });
         }
+        let Some(rx) = rx else {
+            return Ok(());
+        };
+        inner.flush().await;
+        rx.await
+            .unwrap_or_else(|_| Err(JournalError("checkpoint dropped while in flight".into())))
     }
 
     async fn entries(&self, run_id: &str) -> Result<Vec<JournalEntry>, JournalError> {
-        // Read at least what the cluster has committed, not a lagging replica.
-        self.ctx
+        // Our own queued entries first, then at least what the cluster has
+        // committed, not a lagging replica.
+        self.inner.flush().await;
+        self.inner
+            .ctx
             .read_barrier()
             .await
             .map_err(|e| JournalError(format!("read journal: {e}")))?;
-        Ok(self.ctx.state.read(|s| {
-            s.get(&self.item)
+        Ok(self.inner.ctx.state.read(|s| {
+            s.get(&self.inner.item)
                 .map(|item| {
                     item.journal
                         .iter()

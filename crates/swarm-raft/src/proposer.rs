@@ -277,39 +277,91 @@ async fn write_batch(raft: &Raft, batch: Vec<Pending>) {
     let (mut cmds, replies): (Vec<Command>, Vec<_>) =
         batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
     cmds.iter_mut().for_each(|c| c.stamp(now));
-    let single = cmds.len() == 1;
-    let entry = match cmds.pop() {
-        Some(only) if single => only,
-        Some(last) => {
-            cmds.push(last);
-            Command::Batch(cmds)
-        }
-        None => return,
-    };
-    let outcome = raft.client_write(entry).await.map_err(propose_error);
+    let (entry, shapes) = flatten(cmds);
+    let outcome = raft
+        .client_write(entry)
+        .await
+        .map(|resp| resp.data)
+        .map_err(propose_error);
     match outcome {
-        Ok(resp) if single => {
-            for r in replies {
-                let _ = r.send(Ok(resp.data.clone()));
+        Ok(result) => {
+            for (r, result) in replies.into_iter().zip(split(result, &shapes)) {
+                let _ = r.send(Ok(result));
             }
         }
-        Ok(resp) => match resp.data {
-            Ok(Response::Batch(results)) if results.len() == replies.len() => {
-                for (r, result) in replies.into_iter().zip(results) {
-                    let _ = r.send(Ok(result));
-                }
-            }
-            other => {
-                for r in replies {
-                    let _ = r.send(Ok(other.clone()));
-                }
-            }
-        },
         Err(e) => {
             for r in replies {
                 let _ = r.send(Err(e.clone()));
             }
         }
+    }
+}
+
+/// How many of an entry's commands one proposal contributed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// A single command: its result is one of the entry's.
+    One,
+    /// A `Batch` of this many: it gets their results as a `Batch`.
+    Many(usize),
+}
+
+/// Lays proposals out as one log entry. A proposal that is itself a `Batch`
+/// (commands that must commit together, such as a workflow step's journal
+/// entries) contributes its commands in order, since batches do not nest
+/// in the log; a lone single command is proposed bare.
+fn flatten(cmds: Vec<Command>) -> (Command, Vec<Shape>) {
+    let mut shapes = Vec::with_capacity(cmds.len());
+    let mut flat = Vec::with_capacity(cmds.len());
+    for cmd in cmds {
+        match cmd {
+            Command::Batch(inner) => {
+                shapes.push(Shape::Many(inner.len()));
+                flat.extend(inner);
+            }
+            one => {
+                shapes.push(Shape::One);
+                flat.push(one);
+            }
+        }
+    }
+    if shapes == [Shape::One]
+        && let Some(only) = flat.pop()
+    {
+        return (only, shapes);
+    }
+    (Command::Batch(flat), shapes)
+}
+
+/// Hands each proposal of a [`flatten`]ed entry its share of the result.
+fn split(result: ApplyResult, shapes: &[Shape]) -> Vec<ApplyResult> {
+    if shapes == [Shape::One] {
+        return vec![result];
+    }
+    let total: usize = shapes
+        .iter()
+        .map(|s| match s {
+            Shape::One => 1,
+            Shape::Many(n) => *n,
+        })
+        .sum();
+    match result {
+        Ok(Response::Batch(results)) if results.len() == total => {
+            let mut results = results.into_iter();
+            shapes
+                .iter()
+                .map(|shape| match shape {
+                    Shape::One => results.next().unwrap_or_else(|| {
+                        Err(swarm_claims::ClaimError::Invalid {
+                            field: "batch".into(),
+                            reason: "result missing".into(),
+                        })
+                    }),
+                    Shape::Many(n) => Ok(Response::Batch(results.by_ref().take(*n).collect())),
+                })
+                .collect()
+        }
+        other => shapes.iter().map(|_| other.clone()).collect(),
     }
 }
 
@@ -324,5 +376,75 @@ fn propose_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Prop
         }
         RaftError::APIError(other) => ProposeError::Unavailable(other.to_string()),
         RaftError::Fatal(f) => ProposeError::Unknown(format!("raft stopped: {f}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use swarm_claims::State;
+
+    use super::*;
+
+    fn submit(id: &str) -> Command {
+        Command::Submit(swarm_claims::command::Submit {
+            id: id.into(),
+            idempotency_key: String::new(),
+            kind: "task".into(),
+            priority: 0,
+            requires: Vec::new(),
+            payload: "{}".into(),
+            max_attempts: 0,
+            now: 1,
+        })
+    }
+
+    fn ids(result: &ApplyResult) -> Vec<String> {
+        match result {
+            Ok(Response::Submitted { item, .. }) => vec![item.id.clone()],
+            Ok(Response::Batch(rs)) => rs.iter().flat_map(ids).collect(),
+            Err(e) => vec![format!("error: {e}")],
+            Ok(other) => vec![format!("{other:?}")],
+        }
+    }
+
+    #[test]
+    fn a_lone_command_is_proposed_bare() {
+        let (entry, shapes) = flatten(vec![submit("a")]);
+        assert!(matches!(entry, Command::Submit(_)));
+        let mut state = State::new();
+        let out = split(swarm_claims::apply(&mut state, entry), &shapes);
+        assert_eq!(out.iter().map(ids).collect::<Vec<_>>(), [["a"]]);
+    }
+
+    /// A proposal that is a batch joins a group-commit entry without nesting
+    /// (which the state machine refuses) and gets back exactly its results.
+    #[test]
+    fn batch_proposals_are_flattened_into_the_entry_and_answered_in_order() {
+        let (entry, shapes) = flatten(vec![
+            submit("a"),
+            Command::Batch(vec![submit("b"), submit("c")]),
+            Command::Batch(Vec::new()),
+            submit("d"),
+        ]);
+        let Command::Batch(flat) = &entry else {
+            panic!("expected one batch entry, got {entry:?}");
+        };
+        assert_eq!(flat.len(), 4);
+        assert!(flat.iter().all(|c| !matches!(c, Command::Batch(_))));
+        let mut state = State::new();
+        let out = split(swarm_claims::apply(&mut state, entry), &shapes);
+        let got: Vec<Vec<String>> = out.iter().map(ids).collect();
+        assert_eq!(
+            got,
+            vec![
+                vec!["a".to_string()],
+                vec!["b".to_string(), "c".to_string()],
+                vec![],
+                vec!["d".to_string()]
+            ]
+        );
+        assert!(matches!(out[1], Ok(Response::Batch(_))));
     }
 }

@@ -93,12 +93,28 @@ impl JournalEntry {
             JournalEntry::RunStarted { .. } | JournalEntry::RunFinished { .. } => None,
         }
     }
+
+    /// Whether the entry only reports progress (a run or an attempt began):
+    /// losing it in a crash changes nothing a resume does, since a step
+    /// without a recorded outcome runs again either way. A journal may make
+    /// such an entry durable together with the next one (see [`Journal`]).
+    pub fn is_progress(&self) -> bool {
+        matches!(
+            self,
+            JournalEntry::RunStarted { .. }
+                | JournalEntry::StepStarted { .. }
+                | JournalEntry::StepRetried { .. }
+        )
+    }
 }
 
 /// Durable storage for run outcomes.
 #[async_trait]
 pub trait Journal: Send + Sync + 'static {
     /// Records `entry` for `run_id`; once this returns `Ok` the entry must survive a restart.
+    /// A [progress](JournalEntry::is_progress) entry may instead become durable shortly after,
+    /// but always before any later entry of the run and in order, so a journal can commit a
+    /// step's start together with its outcome.
     async fn append(&self, run_id: &str, entry: JournalEntry) -> Result<(), JournalError>;
 
     /// Every entry recorded for `run_id`, oldest first (empty for an unknown run).
