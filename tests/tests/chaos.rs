@@ -14,9 +14,6 @@ use swarm_tests::chaos::runner::{self, ChaosConfig};
 const CI_SEED: u64 = 20261124;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open bug: one CI run (seed 20261124) found a replica divergence (one item differed on one \
-            node at the same applied index) that did not reproduce; run with \
-            `cargo nextest run -p swarm-tests --test chaos --run-ignored all` or scripts/chaos.sh"]
 async fn ci_tier_every_nemesis_no_anomaly() {
     let seed = std::env::var("SWARM_CHAOS_SEED")
         .ok()

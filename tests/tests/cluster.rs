@@ -994,3 +994,39 @@ async fn t80_second_swarmd_on_the_same_data_dir_exits_with_in_use() {
     .await
     .unwrap();
 }
+
+/// Regression for a replica divergence the chaos suite found after a
+/// whole-cluster SIGKILL: openraft restored the restarted leader in its old
+/// term. A leader replicates entries before its own flush, so followers
+/// held entries the leader had lost in the crash; the leader then wrote
+/// different entries under the same (term, index), the followers took them
+/// as matching and never replaced theirs, and their state machines went
+/// apart. A restarted leader must win a new term before it writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t90_a_restarted_leader_must_win_a_new_term_before_it_writes() {
+    let cluster = Cluster::start(3).await.unwrap();
+    within(Duration::from_secs(120), "t90", async {
+        let leader = cluster.wait_for_leader(ELECTION).await?;
+        submit(&cluster, leader, submit_request("t90", "before", serde_json::json!({}))).await?;
+        let term = cluster.status(leader).await?.term;
+        for node in [1, 2, 3] {
+            cluster.kill(node)?;
+        }
+        // The old leader comes back first, so nothing but the restore
+        // setting keeps it from resuming its term before anyone campaigns.
+        cluster.restart(leader)?;
+        for node in [1, 2, 3].into_iter().filter(|n| *n != leader) {
+            cluster.restart(node)?;
+        }
+        let new_leader = cluster.wait_for_leader(ELECTION).await?;
+        let new_term = cluster.status(new_leader).await?.term;
+        assert!(
+            new_term > term,
+            "node {new_leader} leads after the restart in term {new_term}, the term node {leader} led in before it"
+        );
+        submit(&cluster, new_leader, submit_request("t90", "after", serde_json::json!({}))).await?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+}

@@ -100,6 +100,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
         max_in_snapshot_log_to_keep: config.snapshot_every.min(1000),
         install_snapshot_timeout: 10_000,
+        // A restarted leader must win a new term before it writes. openraft
+        // replicates entries before the leader's own flush, so a follower can
+        // hold entries the leader lost in a crash; a leader restored in its
+        // old term would write different entries under the same (term,
+        // index), which followers take as matching and never replace: their
+        // state machines diverge. (Found by the chaos suite after a
+        // whole-cluster SIGKILL; see tests/tests/cluster.rs t90.)
+        enable_leader_restore: Some(false),
         ..Default::default()
     }
     .validate()

@@ -1,0 +1,72 @@
+//! Prints what a node's sled store holds, for post-mortems of a data dir
+//! (run it on a copy: opening a sled database may rewrite it): vote,
+//! committed, purged, the stored snapshot's last log id, and every log
+//! entry as `index leader fnv64(payload) payload...`. With `DUMP_SNAPSHOT=FILE`
+//! the stored snapshot's state is written there as JSON.
+//!
+//! Run: `cargo run -p swarm-raft --example inspect_store -- DATA_DIR`
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use openraft::RaftLogReader;
+use openraft::entry::RaftEntry;
+use openraft::storage::{RaftLogStorage, RaftStateMachine};
+use swarm_raft::SledStore;
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let dir = std::env::args()
+        .nth(1)
+        .expect("usage: inspect_store DATA_DIR");
+    let store = SledStore::open(std::path::Path::new(&dir), 64 << 20).expect("open");
+    let (mut log, mut sm) = store.stores().expect("stores");
+    println!("vote {:?}", log.read_vote().await.unwrap());
+    println!("committed {:?}", log.read_committed().await.unwrap());
+    println!("log state {:?}", log.get_log_state().await.unwrap());
+    println!("snapshot at {:?}", sm.applied_state().await.unwrap().0);
+    // The state the node would rebuild on start: stored snapshot, then the
+    // log after it up to `UPTO` (default: the stored committed index).
+    let upto: u64 = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .or(log.read_committed().await.unwrap().map(|l| l.index()))
+        .unwrap_or(0);
+    let mut state = sm.read(|s| s.clone());
+    if let Ok(path) = std::env::var("DUMP_SNAPSHOT") {
+        std::fs::write(&path, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+    }
+    let from = sm
+        .applied_state()
+        .await
+        .unwrap()
+        .0
+        .map_or(0, |l| l.index() + 1);
+    for e in log.try_get_log_entries(from..=upto).await.unwrap() {
+        if let openraft::EntryPayload::Normal(cmd) = e.payload {
+            let _ = swarm_claims::apply(&mut state, cmd);
+        }
+    }
+    println!(
+        "replayed {from}..={upto}: last_token {} items {} state fnv {:016x}",
+        state.last_token(),
+        state.len(),
+        fnv(&serde_json::to_vec(&state).unwrap())
+    );
+    for e in log.try_get_log_entries(0..u64::MAX).await.unwrap() {
+        let payload = serde_json::to_vec(&e.payload).unwrap();
+        let text = String::from_utf8_lossy(&payload);
+        println!(
+            "{} {} {:016x} {}",
+            e.index(),
+            e.log_id().leader_id,
+            fnv(&payload),
+            text.chars().take(200).collect::<String>()
+        );
+    }
+}
