@@ -323,6 +323,13 @@ impl Agent {
                     self.end(&id, token, Err(e)).await;
                 }
             }
+            // Leave the run in the table until this replica has applied
+            // what the run's end proposed (complete, fail, release, hand
+            // off): until then the replica still shows the claim as ours,
+            // and the next applied entry would start the run again.
+            if let Err(e) = self.ctx.read_barrier().await {
+                tracing::debug!(work_id = %id, error = %e, "replica may lag behind the run's end");
+            }
             self.runs().remove(&id);
             self.wake();
         });

@@ -28,7 +28,7 @@ struct Recorded {
 
 /// How long a progress entry (a step started) waits for the step's outcome
 /// to share its Raft entry before it is written alone.
-const PROGRESS_LINGER: Duration = Duration::from_millis(5);
+const PROGRESS_LINGER: Duration = Duration::from_millis(20);
 
 pub struct RaftJournal {
     inner: Arc<Inner>,
