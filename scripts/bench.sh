@@ -234,36 +234,37 @@ log "workflows: steady, $wf_rate/s for $wf_secs"
 tail -n1 "$results" >&2
 
 # --- failover -------------------------------------------------------------
-for t in $(seq 1 "$trials"); do
-    node="" pid=""
-    read -r node pid < <(swarm_leader_pid) || true
+# One trial on SYSTEM (swarm|etcd): SIGKILL its leader under load, record the
+# time to the first acknowledged write, bring the killed member back.
+failover_trial() {
+    local system=$1 t=$2 who="" pid="" out
+    if [[ $system == swarm ]]; then
+        read -r who pid < <(swarm_leader_pid) || true
+    else
+        read -r who pid < <(etcd_leader_pid) || true
+    fi
     if [[ ! "$pid" =~ ^[0-9]+$ ]]; then
-        echo "error: no Swarm leader found for trial $t" >&2
+        echo "error: no $system leader found for trial $t" >&2
         exit 1
     fi
-    log "failover $t/$trials: swarm, SIGKILL leader node $node (pid $pid)"
-    if out="$("$vs" failover --system swarm --kill-pid "$pid")"; then
+    log "failover $t/$trials: $system, SIGKILL leader $who (pid $pid)"
+    if out="$("$vs" failover --system "$system" --kill-pid "$pid")"; then
         echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); d["kind"]="failover"; print(json.dumps(d))' >>"$results"
         tail -n1 "$results" >&2
     fi
-    start_swarm_node "$node"
-    swarm_healthy
+    if [[ $system == swarm ]]; then
+        start_swarm_node "$who"
+        swarm_healthy
+    else
+        start_etcd_member "$who"
+        etcd_healthy
+    fi
     sleep 1
+}
 
-    member="" pid=""
-    read -r member pid < <(etcd_leader_pid) || true
-    if [[ ! "$pid" =~ ^[0-9]+$ ]]; then
-        echo "error: no etcd leader found for trial $t" >&2
-        exit 1
-    fi
-    log "failover $t/$trials: etcd, SIGKILL leader member $member (pid $pid)"
-    if out="$("$vs" failover --system etcd --kill-pid "$pid")"; then
-        echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); d["kind"]="failover"; print(json.dumps(d))' >>"$results"
-        tail -n1 "$results" >&2
-    fi
-    start_etcd_member "$member"
-    etcd_healthy
-    sleep 1
+for t in $(seq 1 "$trials"); do
+    failover_trial swarm "$t"
+    failover_trial etcd "$t"
 done
 
 # --- memory ---------------------------------------------------------------

@@ -12,6 +12,53 @@
 //!   failover and memory fill (etcd side behind the `etcd` feature), for
 //!   `scripts/bench.sh`.
 
+pub mod client {
+    //! Calls the load tools share.
+
+    use std::time::{Duration, Instant};
+
+    use anyhow::{Context, Result, bail};
+    use swarm_proto::v1::work_service_client::WorkServiceClient;
+    use swarm_proto::v1::{SubmitRequest, WatchWorkRequest};
+    use tonic::transport::Channel;
+
+    /// Submits one workflow with `payload` (`{"spec", "inputs"}`) and
+    /// watches it until it completes: the time from submit to its
+    /// `completed` event. A failed or cancelled workflow is an error.
+    pub async fn workflow_to_completion(
+        c: &mut WorkServiceClient<Channel>,
+        payload: String,
+    ) -> Result<Duration> {
+        let t = Instant::now();
+        let id = c
+            .submit(SubmitRequest {
+                r#type: "workflow".into(),
+                payload_json: payload,
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .item
+            .context("submit returned no item")?
+            .id;
+        let mut events = c
+            .watch_work(WatchWorkRequest {
+                id: id.clone(),
+                from_start: true,
+            })
+            .await?
+            .into_inner();
+        while let Some(ev) = events.message().await? {
+            match ev.kind.as_str() {
+                "completed" => return Ok(t.elapsed()),
+                "failed" | "cancelled" => bail!("workflow {id} ended {}: {}", ev.kind, ev.detail),
+                _ => {}
+            }
+        }
+        bail!("watch of {id} ended before the workflow did")
+    }
+}
+
 pub mod workload {
     //! Deterministic command streams for the benches.
 

@@ -12,10 +12,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use swarm_proto::v1::work_service_client::WorkServiceClient;
-use swarm_proto::v1::{ClaimRequest, CompleteRequest, SubmitRequest, WatchWorkRequest};
+use swarm_proto::v1::{ClaimRequest, CompleteRequest, SubmitRequest};
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Parser)]
@@ -186,27 +186,9 @@ async fn workflows(endpoints: &[String], count: usize) -> Result<()> {
     let tasks = (0..count).map(|i| {
         let mut c = conns[i % conns.len()].clone();
         let payload = payload.clone();
-        tokio::spawn(async move {
-            let t = Instant::now();
-            let id = submit(&mut c, "workflow", payload).await?;
-            let mut events = c
-                .watch_work(WatchWorkRequest {
-                    id: id.clone(),
-                    from_start: true,
-                })
-                .await?
-                .into_inner();
-            while let Some(ev) = events.message().await? {
-                match ev.kind.as_str() {
-                    "completed" => return anyhow::Ok(t.elapsed()),
-                    "failed" | "cancelled" => {
-                        bail!("workflow {id} ended {}: {}", ev.kind, ev.detail)
-                    }
-                    _ => {}
-                }
-            }
-            bail!("watch of {id} ended before the workflow did")
-        })
+        tokio::spawn(
+            async move { swarm_bench::client::workflow_to_completion(&mut c, payload).await },
+        )
     });
     let mut lat = Vec::new();
     for t in futures::future::join_all(tasks).await {

@@ -35,7 +35,7 @@ use futures::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
 use serde_json::json;
 use swarm_proto::v1::work_service_client::WorkServiceClient;
-use swarm_proto::v1::{ClaimRequest, CompleteRequest, SubmitRequest, WatchWorkRequest};
+use swarm_proto::v1::{ClaimRequest, CompleteRequest, SubmitRequest};
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Parser)]
@@ -740,34 +740,7 @@ async fn fill(args: &Args, system: System, count: usize, clients: usize) -> Resu
 
 /// One workflow from submit to its `completed` event.
 async fn one_workflow(ch: Channel, payload: String) -> Result<Duration> {
-    let t = Instant::now();
-    let mut c = WorkServiceClient::new(ch);
-    let id = c
-        .submit(SubmitRequest {
-            r#type: "workflow".into(),
-            payload_json: payload,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .item
-        .context("submit returned no item")?
-        .id;
-    let mut events = c
-        .watch_work(WatchWorkRequest {
-            id: id.clone(),
-            from_start: true,
-        })
-        .await?
-        .into_inner();
-    while let Some(ev) = events.message().await? {
-        match ev.kind.as_str() {
-            "completed" => return Ok(t.elapsed()),
-            "failed" | "cancelled" => bail!("workflow {id} ended {}: {}", ev.kind, ev.detail),
-            _ => {}
-        }
-    }
-    bail!("watch of {id} ended before the workflow did")
+    swarm_bench::client::workflow_to_completion(&mut WorkServiceClient::new(ch), payload).await
 }
 
 /// Starts `rate` workflows a second for `duration` (open loop: a slow
