@@ -1,6 +1,8 @@
 //! The sled stores. One sled database per node holds the Raft log, the vote,
-//! the committed index and the latest state-machine snapshot. The state
-//! machine itself lives in memory and is rebuilt on start from the snapshot
+//! the committed index and which snapshot is current; the snapshot itself is
+//! a file beside it (a value of many megabytes in sled is rewritten with its
+//! page each time a small key beside it changes, and filled the disk). The
+//! state machine lives in memory and is rebuilt on start from the snapshot
 //! plus the log entries after it.
 //!
 //! Durability: sled's `flush` writes with `sync_file_range`, which survives a
@@ -29,8 +31,14 @@ const TREE_META: &str = "raft_meta";
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
-const KEY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
-const KEY_SNAPSHOT_DATA: &[u8] = b"snapshot_data";
+/// Which snapshot file is current, with its Raft metadata.
+const KEY_SNAPSHOT: &[u8] = b"snapshot";
+/// Where versions before snapshot files kept the snapshot: read on open,
+/// removed when the next snapshot is stored.
+const LEGACY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
+const LEGACY_SNAPSHOT_DATA: &[u8] = b"snapshot_data";
+/// The directory, inside the sled directory, of snapshot files.
+const SNAPSHOT_DIR: &str = "snapshots";
 
 /// Why a node's storage could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -342,15 +350,11 @@ impl StateMachineStore {
             dir: store.dir.clone(),
             reason,
         };
-        let meta: Option<SnapshotMeta> = store
-            .get_meta(KEY_SNAPSHOT_META)
-            .map_err(|e| snap_err(e.to_string()))?;
-        let data = store
-            .meta
-            .get(KEY_SNAPSHOT_DATA)
-            .map_err(|e| snap_err(e.to_string()))?;
         let mut applied = Applied::default();
-        if let (Some(meta), Some(data)) = (meta, data) {
+        if let Some((meta, data)) = store
+            .current_snapshot()
+            .map_err(|e| snap_err(e.to_string()))?
+        {
             let body: SnapshotBody =
                 serde_json::from_slice(&data).map_err(|e| snap_err(e.to_string()))?;
             applied = Applied {
@@ -359,6 +363,7 @@ impl StateMachineStore {
                 membership: meta.last_membership,
             };
         }
+        store.remove_stale_snapshot_files();
         let index = applied
             .last_applied
             .as_ref()
@@ -388,22 +393,113 @@ impl StateMachineStore {
     /// stored state behind the purged log. Returns whether it was stored.
     fn persist_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<bool> {
         let _one_at_a_time = self.persisting.lock().unwrap_or_else(|p| p.into_inner());
-        let stored: Option<SnapshotMeta> = self.store.get_meta(KEY_SNAPSHOT_META)?;
-        if stored.is_some_and(|m| m.last_log_id > meta.last_log_id) {
+        let stored = self.store.snapshot_ref()?;
+        if stored
+            .as_ref()
+            .is_some_and(|r| r.meta.last_log_id > meta.last_log_id)
+        {
             return Ok(false);
         }
-        let meta_bytes =
-            serde_json::to_vec(meta).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let mut batch = sled::Batch::default();
-        batch.insert(KEY_SNAPSHOT_META, meta_bytes);
-        batch.insert(KEY_SNAPSHOT_DATA, data);
+        let file = self.store.write_snapshot_file(meta, data)?;
+        // The file is durable; now make it the current one, in one write.
+        self.store.put_meta(
+            KEY_SNAPSHOT,
+            &SnapshotRef {
+                meta: meta.clone(),
+                file: file.clone(),
+            },
+        )?;
+        let mut legacy = sled::Batch::default();
+        legacy.remove(LEGACY_SNAPSHOT_META);
+        legacy.remove(LEGACY_SNAPSHOT_DATA);
         self.store
             .meta
-            .apply_batch(batch)
+            .apply_batch(legacy)
             .map_err(io::Error::other)?;
         self.store.sync()?;
+        if let Some(old) = stored.filter(|r| r.file != file) {
+            let _ = std::fs::remove_file(self.store.snapshot_dir().join(old.file));
+        }
         Ok(true)
     }
+}
+
+/// The current snapshot: its metadata and the file (in [`SNAPSHOT_DIR`])
+/// that holds its body.
+#[derive(Serialize, Deserialize)]
+struct SnapshotRef {
+    meta: SnapshotMeta,
+    file: String,
+}
+
+impl SledStore {
+    fn snapshot_dir(&self) -> PathBuf {
+        self.dir.join(SNAPSHOT_DIR)
+    }
+
+    fn snapshot_ref(&self) -> io::Result<Option<SnapshotRef>> {
+        self.get_meta(KEY_SNAPSHOT)
+    }
+
+    /// The current snapshot's metadata and body, if there is one.
+    fn current_snapshot(&self) -> io::Result<Option<(SnapshotMeta, Vec<u8>)>> {
+        if let Some(r) = self.snapshot_ref()? {
+            let path = self.snapshot_dir().join(&r.file);
+            let data = std::fs::read(&path).map_err(|e| {
+                io::Error::new(e.kind(), format!("read snapshot {}: {e}", path.display()))
+            })?;
+            return Ok(Some((r.meta, data)));
+        }
+        let meta: Option<SnapshotMeta> = self.get_meta(LEGACY_SNAPSHOT_META)?;
+        let data = self
+            .meta
+            .get(LEGACY_SNAPSHOT_DATA)
+            .map_err(io::Error::other)?;
+        Ok(meta.zip(data.map(|d| d.to_vec())))
+    }
+
+    /// Writes a snapshot body to a new file and makes it durable (file and
+    /// directory entry); returns its name.
+    fn write_snapshot_file(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<String> {
+        use std::io::Write;
+        let dir = self.snapshot_dir();
+        std::fs::create_dir_all(&dir)?;
+        let id = serde_json::to_vec(&meta.last_log_id)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let index = meta.last_log_id.as_ref().map_or(0, |l| l.index());
+        let name = format!("snapshot-{index:020}-{:016x}.json", fnv1a(&id));
+        let tmp = dir.join(format!("{name}.tmp"));
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, dir.join(&name))?;
+        File::open(&dir)?.sync_all()?;
+        Ok(name)
+    }
+
+    /// Removes snapshot files other than the current one (left by a crash
+    /// between writing a file and recording it).
+    fn remove_stale_snapshot_files(&self) {
+        let current = self.snapshot_ref().ok().flatten().map(|r| r.file);
+        let Ok(entries) = std::fs::read_dir(self.snapshot_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if current.as_deref() != name.to_str() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// FNV-1a, 64 bits: names a snapshot file after its log id.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
@@ -513,21 +609,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || -> io::Result<Option<Snapshot>> {
-            // Meta and body from the same write, never a torn pair.
+            // Meta and body of the same snapshot, never a torn pair.
             let _no_write = this.persisting.lock().unwrap_or_else(|p| p.into_inner());
-            let meta: Option<SnapshotMeta> = this.store.get_meta(KEY_SNAPSHOT_META)?;
-            let data = this
+            Ok(this
                 .store
-                .meta
-                .get(KEY_SNAPSHOT_DATA)
-                .map_err(io::Error::other)?;
-            Ok(match (meta, data) {
-                (Some(meta), Some(data)) => Some(Snapshot {
-                    meta,
-                    snapshot: data.to_vec(),
-                }),
-                _ => None,
-            })
+                .current_snapshot()?
+                .map(|(meta, snapshot)| Snapshot { meta, snapshot }))
         })
         .await
         .map_err(io::Error::other)?

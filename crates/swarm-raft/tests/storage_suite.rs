@@ -52,3 +52,74 @@ async fn log_reads_stop_at_a_hole_instead_of_skipping_it() {
     let indexes: Vec<u64> = got.iter().map(|e| e.log_id.index()).collect();
     assert_eq!(indexes, [1, 2]);
 }
+
+fn dir_bytes(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                dir_bytes(&e.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
+}
+
+/// Regression (a 10-minute chaos run filled the disk: 18 GB of sled blobs
+/// in three data dirs): the snapshot body lived in sled beside the vote and
+/// the committed index, and every time sled rewrote that page it wrote the
+/// whole multi-megabyte snapshot again. The body is a file now; small
+/// writes beside its record must not grow the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_meta_writes_do_not_rewrite_the_snapshot() {
+    use openraft::storage::{RaftLogStorage, RaftStateMachine};
+    use openraft::testing::log_id;
+    use swarm_claims::command::Submit;
+    use swarm_claims::{Command, State};
+
+    let dir = TempDir::new().unwrap();
+    let store = SledStore::open(dir.path(), 16 << 20).unwrap();
+    let (mut log, mut sm) = store.stores().unwrap();
+
+    let mut state = State::new();
+    for i in 0..10_000 {
+        let cmd = Command::Submit(Submit {
+            id: format!("item-{i:06}"),
+            idempotency_key: String::new(),
+            kind: "task".into(),
+            priority: 0,
+            requires: Vec::new(),
+            payload: format!("\"{}\"", "x".repeat(400)),
+            max_attempts: 0,
+            now: 1,
+        });
+        swarm_claims::apply(&mut state, cmd).unwrap();
+    }
+    let body = serde_json::to_vec(&serde_json::json!({ "state": state })).unwrap();
+    assert!(body.len() > 4 << 20, "snapshot of {} bytes", body.len());
+    let meta = swarm_raft::SnapshotMeta {
+        last_log_id: Some(log_id::<TypeConfig>(1, 1, 10)),
+        last_membership: Default::default(),
+    };
+    sm.install_snapshot(&meta, body.clone()).await.unwrap();
+
+    let vote = openraft::Vote::new_committed(1, 1);
+    for i in 11..600 {
+        log.save_committed(Some(log_id::<TypeConfig>(1, 1, i)))
+            .await
+            .unwrap();
+        log.save_vote(&vote).await.unwrap();
+    }
+    let bytes = dir_bytes(dir.path());
+    assert!(
+        bytes < 8 * body.len() as u64,
+        "the store holds {bytes} bytes after small writes beside a {}-byte snapshot",
+        body.len()
+    );
+    let current = sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(current.meta.last_log_id, meta.last_log_id);
+    assert_eq!(current.snapshot, body);
+}

@@ -343,9 +343,15 @@ async fn run_unbounded(config: ChaosConfig) -> Result<ChaosReport> {
     }
     recorder.observe_cluster(&cluster).await;
 
-    let replicas = checker::collect_replicas(&cluster)
-        .await
-        .context("read every replica after healing")?;
+    let replicas = match checker::collect_replicas(&cluster).await {
+        Ok(replicas) => replicas,
+        Err(e) => {
+            // As much a finding as an anomaly: keep what explains it.
+            cluster.print_log_tails();
+            cluster.keep_dir();
+            return Err(e.context("read every replica after healing"));
+        }
+    };
     let history = recorder.history();
     let workflows = replicas.first().map_or_else(BTreeMap::new, |r| {
         let mut by_status = BTreeMap::new();
