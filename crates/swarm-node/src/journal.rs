@@ -83,8 +83,20 @@ impl Inner {
     /// one) and tells each waiter its outcome.
     async fn flush(&self) {
         let _one_at_a_time = self.sending.lock().await;
-        let waiting = std::mem::take(&mut self.queue().waiting);
+        let (waiting, refused) = {
+            let mut queue = self.queue();
+            (std::mem::take(&mut queue.waiting), queue.refused.clone())
+        };
         if waiting.is_empty() {
+            return;
+        }
+        // An earlier entry of this run was refused or may not have been
+        // recorded: nothing after it may reach the log, or an outcome could
+        // stand there without the entries before it.
+        if let Some(refused) = refused {
+            for done in waiting.into_iter().filter_map(|w| w.done) {
+                let _ = done.send(Err(JournalError(refused.clone())));
+            }
             return;
         }
         let (mut cmds, dones): (Vec<Command>, Vec<_>) =
@@ -121,7 +133,7 @@ impl Inner {
                 .map(|_| Err(JournalError(format!("checkpoint not recorded: {e}"))))
                 .collect(),
         };
-        for (done, outcome) in dones.into_iter().zip(outcomes) {
+        for (done, outcome) in dones.into_iter().zip(fail_after_first_refusal(outcomes)) {
             match done {
                 Some(tx) => {
                     let _ = tx.send(outcome);
@@ -134,6 +146,28 @@ impl Inner {
             }
         }
     }
+}
+
+/// Within one entry, what follows a refused entry is reported refused too:
+/// the run must not go on as if a later outcome stood in the journal
+/// without the entries before it.
+fn fail_after_first_refusal(
+    outcomes: Vec<Result<(), JournalError>>,
+) -> Vec<Result<(), JournalError>> {
+    let mut refused: Option<String> = None;
+    outcomes
+        .into_iter()
+        .map(|outcome| {
+            let outcome = match (&refused, outcome) {
+                (Some(e), Ok(())) => Err(JournalError(e.clone())),
+                (_, outcome) => outcome,
+            };
+            if let Err(e) = &outcome {
+                refused.get_or_insert_with(|| e.0.clone());
+            }
+            outcome
+        })
+        .collect()
 }
 
 #[async_trait]
@@ -217,5 +251,36 @@ impl Journal for RaftJournal {
                 })
                 .unwrap_or_default()
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outcome_after_a_refused_start_in_the_same_entry_is_refused() {
+        let out = fail_after_first_refusal(vec![
+            Ok(()),
+            Err(JournalError("stale token 4".into())),
+            Ok(()),
+            Ok(()),
+        ]);
+        let shown: Vec<Option<String>> = out.into_iter().map(|r| r.err().map(|e| e.0)).collect();
+        assert_eq!(
+            shown,
+            [
+                None,
+                Some("stale token 4".to_string()),
+                Some("stale token 4".to_string()),
+                Some("stale token 4".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn all_recorded_entries_stay_recorded() {
+        let out = fail_after_first_refusal(vec![Ok(()), Ok(())]);
+        assert!(out.iter().all(Result::is_ok));
     }
 }

@@ -402,19 +402,18 @@ impl StateMachineStore {
         }
         let file = self.store.write_snapshot_file(meta, data)?;
         // The file is durable; now make it the current one, in one write.
-        self.store.put_meta(
-            KEY_SNAPSHOT,
-            &SnapshotRef {
-                meta: meta.clone(),
-                file: file.clone(),
-            },
-        )?;
-        let mut legacy = sled::Batch::default();
-        legacy.remove(LEGACY_SNAPSHOT_META);
-        legacy.remove(LEGACY_SNAPSHOT_DATA);
+        let record = serde_json::to_vec(&SnapshotRef {
+            meta: meta.clone(),
+            file: file.clone(),
+        })
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let mut batch = sled::Batch::default();
+        batch.insert(KEY_SNAPSHOT, record);
+        batch.remove(LEGACY_SNAPSHOT_META);
+        batch.remove(LEGACY_SNAPSHOT_DATA);
         self.store
             .meta
-            .apply_batch(legacy)
+            .apply_batch(batch)
             .map_err(io::Error::other)?;
         self.store.sync()?;
         if let Some(old) = stored.filter(|r| r.file != file) {
@@ -463,7 +462,11 @@ impl SledStore {
     fn write_snapshot_file(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<String> {
         use std::io::Write;
         let dir = self.snapshot_dir();
-        std::fs::create_dir_all(&dir)?;
+        if !dir.exists() {
+            std::fs::create_dir_all(&dir)?;
+            // The new directory's entry must survive a power loss too.
+            File::open(&self.dir)?.sync_all()?;
+        }
         let id = serde_json::to_vec(&meta.last_log_id)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let index = meta.last_log_id.as_ref().map_or(0, |l| l.index());
