@@ -126,6 +126,8 @@ start_etcd_member() {
         --initial-cluster "$etcd_initial" --initial-cluster-token swarm-bench \
         --initial-cluster-state new </dev/null >>"$work/etcd/m$m.log" 2>&1 &
     echo $! >"$work/etcd/m$m.pid"
+    # Stopped by its recorded PID; disowned so bash does not report the kill.
+    disown "$!" 2>/dev/null || true
 }
 
 etcd_healthy() {
