@@ -6,8 +6,6 @@
 //!
 //! Run: `cargo run -p swarm-raft --example inspect_store -- DATA_DIR`
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use openraft::RaftLogReader;
 use openraft::entry::RaftEntry;
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
@@ -20,34 +18,29 @@ fn fnv(bytes: &[u8]) -> u64 {
 }
 
 #[tokio::main]
-async fn main() {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args()
         .nth(1)
-        .expect("usage: inspect_store DATA_DIR");
-    let store = SledStore::open(std::path::Path::new(&dir), 64 << 20).expect("open");
-    let (mut log, mut sm) = store.stores().expect("stores");
-    println!("vote {:?}", log.read_vote().await.unwrap());
-    println!("committed {:?}", log.read_committed().await.unwrap());
-    println!("log state {:?}", log.get_log_state().await.unwrap());
-    println!("snapshot at {:?}", sm.applied_state().await.unwrap().0);
+        .ok_or("usage: inspect_store DATA_DIR [UPTO_INDEX]")?;
+    let store = SledStore::open(std::path::Path::new(&dir), 64 << 20)?;
+    let (mut log, mut sm) = store.stores()?;
+    println!("vote {:?}", log.read_vote().await?);
+    println!("committed {:?}", log.read_committed().await?);
+    println!("log state {:?}", log.get_log_state().await?);
+    println!("snapshot at {:?}", sm.applied_state().await?.0);
     // The state the node would rebuild on start: stored snapshot, then the
     // log after it up to `UPTO` (default: the stored committed index).
     let upto: u64 = std::env::args()
         .nth(2)
         .and_then(|s| s.parse().ok())
-        .or(log.read_committed().await.unwrap().map(|l| l.index()))
+        .or(log.read_committed().await?.map(|l| l.index()))
         .unwrap_or(0);
     let mut state = sm.read(|s| s.clone());
     if let Ok(path) = std::env::var("DUMP_SNAPSHOT") {
-        std::fs::write(&path, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+        std::fs::write(&path, serde_json::to_vec_pretty(&state)?)?;
     }
-    let from = sm
-        .applied_state()
-        .await
-        .unwrap()
-        .0
-        .map_or(0, |l| l.index() + 1);
-    for e in log.try_get_log_entries(from..=upto).await.unwrap() {
+    let from = sm.applied_state().await?.0.map_or(0, |l| l.index() + 1);
+    for e in log.try_get_log_entries(from..=upto).await? {
         if let openraft::EntryPayload::Normal(cmd) = e.payload {
             let _ = swarm_claims::apply(&mut state, cmd);
         }
@@ -56,10 +49,10 @@ async fn main() {
         "replayed {from}..={upto}: last_token {} items {} state fnv {:016x}",
         state.last_token(),
         state.len(),
-        fnv(&serde_json::to_vec(&state).unwrap())
+        fnv(&serde_json::to_vec(&state)?)
     );
-    for e in log.try_get_log_entries(0..u64::MAX).await.unwrap() {
-        let payload = serde_json::to_vec(&e.payload).unwrap();
+    for e in log.try_get_log_entries(0..u64::MAX).await? {
+        let payload = serde_json::to_vec(&e.payload)?;
         let text = String::from_utf8_lossy(&payload);
         println!(
             "{} {} {:016x} {}",
@@ -69,4 +62,5 @@ async fn main() {
             text.chars().take(200).collect::<String>()
         );
     }
+    Ok(())
 }

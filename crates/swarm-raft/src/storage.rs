@@ -467,10 +467,11 @@ impl SledStore {
             // The new directory's entry must survive a power loss too.
             File::open(&self.dir)?.sync_all()?;
         }
-        let id = serde_json::to_vec(&meta.last_log_id)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let index = meta.last_log_id.as_ref().map_or(0, |l| l.index());
-        let name = format!("snapshot-{index:020}-{:016x}.json", fnv1a(&id));
+        // Named after its last log id (`T3-N1.9999`): unique per snapshot.
+        let name = match &meta.last_log_id {
+            Some(id) => format!("snapshot-{id}.json"),
+            None => "snapshot-empty.json".to_string(),
+        };
         let tmp = dir.join(format!("{name}.tmp"));
         {
             let mut f = File::create(&tmp)?;
@@ -496,13 +497,6 @@ impl SledStore {
             }
         }
     }
-}
-
-/// FNV-1a, 64 bits: names a snapshot file after its log id.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
