@@ -13,10 +13,7 @@ use tonic::{Code, Status};
 
 use crate::NodeAddr;
 
-/// Metadata key in which a node that cannot serve a request names the
-/// leader's `host:port`. Its presence on an UNAVAILABLE status also says the
-/// node did not act on the request (empty value: leader unknown).
-pub const LEADER_ADDR_KEY: &str = "swarm-leader-addr";
+pub use swarm_proto::LEADER_ADDR_KEY;
 
 /// One RPC, as far as retrying goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

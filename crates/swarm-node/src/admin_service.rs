@@ -1,16 +1,12 @@
 //! `AdminService`: cluster status and membership. Membership changes must be
 //! made by the leader; a follower passes them on to it.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use openraft::Instant as _;
 use swarm_proto::v1 as pb;
 use swarm_proto::v1::admin_service_client::AdminServiceClient;
 use swarm_proto::v1::admin_service_server::AdminService;
-use swarm_raft::TypeConfig;
-use swarm_raft::openraft::errors::{ClientWriteError, RaftError};
-use swarm_raft::openraft::{BasicNode, ChangeMembers};
+use swarm_raft::ClusterError;
 use tonic::{Request, Response, Status};
 
 use crate::node::NodeContext;
@@ -27,51 +23,38 @@ impl AdminApi {
 
     /// This node's view of the cluster.
     pub fn status(&self) -> pb::ClusterStatusResponse {
-        let m = crate::node::metrics(&self.ctx.raft);
-        // A restarted former leader still names itself at its old term until
-        // it hears the current one: only a node in the Leader state may name
-        // itself.
-        let leader = m
-            .current_leader
-            .filter(|l| *l != self.ctx.config.id || m.state == openraft::ServerState::Leader);
-        let membership = m.membership_config.membership();
-        let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        let last_log = m.last_log_index.unwrap_or(0);
-        let heartbeat_ok = |id: u64| -> Option<bool> {
-            let beats = m.heartbeat.as_ref()?;
-            let last = (*beats.get(&id)?)?;
-            Some(last.into_inner().elapsed() < self.ctx.config.raft.election_max * 4)
-        };
-        let matched = |id: u64| -> Option<u64> {
-            let repl = m.replication.as_ref()?;
-            Some(repl.get(&id)?.as_ref().map(|l| l.index()).unwrap_or(0))
-        };
-        let members = membership
-            .nodes()
-            .map(|(id, node)| {
-                let id = *id;
-                let role = if Some(id) == leader {
+        let cluster = self.ctx.cluster.status();
+        let leader = cluster.leader();
+        let reachable_within = self.ctx.config.raft.election_max * 4;
+        let members = cluster
+            .members
+            .iter()
+            .map(|m| {
+                let role = if Some(m.id) == leader {
                     pb::MemberRole::Leader
-                } else if voters.contains(&id) {
+                } else if m.voter {
                     pb::MemberRole::Follower
                 } else {
                     pb::MemberRole::Learner
                 };
-                let me = id == self.ctx.config.id;
+                let me = m.id == cluster.id;
                 pb::Member {
-                    id,
-                    addr: node.addr.clone(),
+                    id: m.id,
+                    addr: m.addr.clone(),
                     role: role as i32,
-                    reachable: me || heartbeat_ok(id).unwrap_or(Some(id) == leader),
+                    reachable: me
+                        || m.last_heartbeat
+                            .map(|age| age < reachable_within)
+                            .unwrap_or(Some(m.id) == leader),
                     last_applied: if me {
-                        m.last_applied.as_ref().map(|l| l.index()).unwrap_or(0)
+                        cluster.last_applied
                     } else {
-                        matched(id).unwrap_or(0)
+                        m.matched.unwrap_or(0)
                     },
                     lag: if me {
                         None
                     } else {
-                        matched(id).map(|i| last_log.saturating_sub(i))
+                        m.matched.map(|i| cluster.last_log_index.saturating_sub(i))
                     },
                 }
             })
@@ -82,9 +65,9 @@ impl AdminApi {
             .read(|s| (s.len() as u64, s.live_claims() as u64));
         pb::ClusterStatusResponse {
             leader_id: leader.unwrap_or(0),
-            term: m.current_term,
-            commit_index: m.cluster_committed.as_ref().map(|l| l.index()).unwrap_or(0),
-            last_applied: m.last_applied.as_ref().map(|l| l.index()).unwrap_or(0),
+            term: cluster.term,
+            commit_index: cluster.commit_index,
+            last_applied: cluster.last_applied,
             node_id: self.ctx.config.id,
             members,
             live_claims,
@@ -96,18 +79,13 @@ impl AdminApi {
     fn leader_client(
         &self,
     ) -> Result<Option<AdminServiceClient<tonic::transport::Channel>>, Status> {
-        let m = crate::node::metrics(&self.ctx.raft);
-        match m.current_leader {
+        let cluster = self.ctx.cluster.status();
+        match cluster.current_leader {
             Some(id) if id == self.ctx.config.id => Ok(None),
             Some(id) => {
-                let addr = m
-                    .membership_config
-                    .membership()
-                    .get_node(&id)
-                    .map(|n| n.addr.clone())
-                    .ok_or_else(|| {
-                        Status::unavailable(format!("leader node {id} has no known address"))
-                    })?;
+                let addr = cluster.member(id).map(|n| n.addr.clone()).ok_or_else(|| {
+                    Status::unavailable(format!("leader node {id} has no known address"))
+                })?;
                 Ok(Some(AdminServiceClient::new(self.ctx.peers.get(&addr)?)))
             }
             None => Err(Status::unavailable(
@@ -118,23 +96,29 @@ impl AdminApi {
 
     async fn wait_for_leader(&self) -> Result<(), Status> {
         self.ctx
-            .raft
-            .wait(Some(Duration::from_secs(5)))
-            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .cluster
+            .wait_for_leader(Duration::from_secs(5))
             .await
-            .map_err(|e| Status::unavailable(format!("no leader elected: {e}")))?;
-        Ok(())
+            .map_err(unavailable)
     }
 }
 
-fn membership_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Status {
+/// The gRPC status for a membership change that did not go through.
+fn membership_error(e: ClusterError) -> Status {
     match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-            Status::unavailable(format!("leadership moved while changing membership: {f}"))
+        ClusterError::NotLeader { .. } => {
+            Status::unavailable(format!("leadership moved while changing membership: {e}"))
         }
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
-            Status::failed_precondition(format!("change membership: {c}"))
-        }
+        ClusterError::Membership(_) => Status::failed_precondition(e.to_string()),
+        other => Status::unavailable(other.to_string()),
+    }
+}
+
+/// UNAVAILABLE with the cluster's own words (no "cluster unavailable"
+/// prefix on a message that already says what is missing).
+fn unavailable(e: ClusterError) -> Status {
+    match e {
+        ClusterError::Unavailable(msg) => Status::unavailable(msg),
         other => Status::unavailable(other.to_string()),
     }
 }
@@ -173,12 +157,8 @@ impl AdminService for AdminApi {
         if let Some(mut leader) = self.leader_client()? {
             return leader.add_node(r).await;
         }
-        let raft = &self.ctx.raft;
-        let membership = crate::node::metrics(raft)
-            .membership_config
-            .membership()
-            .clone();
-        let known = membership.get_node(&r.id).map(|n| n.addr.clone());
+        let cluster = self.ctx.cluster.status();
+        let known = cluster.member(r.id).map(|n| n.addr.clone());
         match known {
             Some(addr) if addr != r.addr => {
                 return Err(Status::already_exists(format!(
@@ -187,23 +167,17 @@ impl AdminService for AdminApi {
                 )));
             }
             Some(_) => {}
-            None => {
-                // Blocking: returns once the learner has caught up, so the
-                // promotion below does not stall the cluster.
-                raft.add_learner(
-                    r.id,
-                    BasicNode {
-                        addr: r.addr.clone(),
-                    },
-                    true,
-                )
+            None => self
+                .ctx
+                .cluster
+                .add_learner(r.id, &r.addr)
                 .await
-                .map_err(membership_error)?;
-            }
+                .map_err(membership_error)?,
         }
-        let is_voter = membership.voter_ids().any(|v| v == r.id);
-        if r.voter && !is_voter {
-            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([r.id])), true)
+        if r.voter && !cluster.is_voter(r.id) {
+            self.ctx
+                .cluster
+                .promote(r.id)
                 .await
                 .map_err(membership_error)?;
         }
@@ -222,30 +196,14 @@ impl AdminService for AdminApi {
         if let Some(mut leader) = self.leader_client()? {
             return leader.remove_node(r).await;
         }
-        let raft = &self.ctx.raft;
-        let membership = crate::node::metrics(raft)
-            .membership_config
-            .membership()
-            .clone();
-        if membership.get_node(&r.id).is_none() {
+        if self.ctx.cluster.status().member(r.id).is_none() {
             return Err(Status::not_found(format!("node {} is not a member", r.id)));
         }
-        let ids = BTreeSet::from([r.id]);
-        if membership.voter_ids().any(|v| v == r.id) {
-            raft.change_membership(ChangeMembers::RemoveVoters(ids.clone()), false)
-                .await
-                .map_err(membership_error)?;
-        }
-        let still_there = crate::node::metrics(raft)
-            .membership_config
-            .membership()
-            .get_node(&r.id)
-            .is_some();
-        if still_there {
-            raft.change_membership(ChangeMembers::RemoveNodes(ids), false)
-                .await
-                .map_err(membership_error)?;
-        }
+        self.ctx
+            .cluster
+            .remove(r.id)
+            .await
+            .map_err(membership_error)?;
         tracing::info!(node = r.id, "removed node");
         Ok(Response::new(pb::RemoveNodeResponse {
             status: Some(self.status()),
@@ -262,16 +220,18 @@ impl AdminService for AdminApi {
             return leader.transfer_leader(r).await;
         }
         let to = if r.to == 0 {
-            crate::node::best_successor(&self.ctx.raft).ok_or_else(|| {
+            self.ctx.cluster.status().best_successor().ok_or_else(|| {
                 Status::failed_precondition("no other voter to transfer leadership to")
             })?
         } else {
             r.to
         };
-        let new_leader =
-            crate::node::transfer_leadership(&self.ctx.raft, to, Duration::from_secs(3))
-                .await
-                .map_err(Status::unavailable)?;
+        let new_leader = self
+            .ctx
+            .cluster
+            .transfer_leadership(to, Duration::from_secs(3))
+            .await
+            .map_err(unavailable)?;
         Ok(Response::new(pb::TransferLeaderResponse {
             leader_id: new_leader,
         }))

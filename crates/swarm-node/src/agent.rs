@@ -30,7 +30,7 @@ use swarm_proto::v1 as pb;
 use swarm_proto::v1::admin_service_client::AdminServiceClient;
 use swarm_proto::v1::handoff_service_client::HandoffServiceClient;
 use swarm_proto::v1::handoff_service_server::HandoffService;
-use swarm_raft::proposer::now_millis;
+use swarm_raft::{ClusterError, now_millis};
 use swarm_reactor::{
     Reactor, RunOptions, RunReport, SuspendMode, SuspendReason, TracingMiddleware,
 };
@@ -123,12 +123,12 @@ impl Agent {
             now: 0,
         });
         loop {
-            match self.ctx.proposer.propose(cmd.clone()).await {
-                Ok(Ok(_)) => {
+            match self.ctx.cluster.write(cmd.clone()).await {
+                Ok(_) => {
                     tracing::info!(agent = %self.agent, capabilities = ?cfg.capabilities, "registered as a workflow runner");
                     return;
                 }
-                Ok(Err(e)) => {
+                Err(e @ ClusterError::Refused(_)) => {
                     tracing::error!(error = %e, "node registration refused");
                     return;
                 }
@@ -165,13 +165,14 @@ impl Agent {
                 lease_ms: self.ctx.config.workflow_lease.as_millis() as u64,
                 now: 0,
             });
-            match self.ctx.proposer.propose(cmd).await {
-                Ok(Ok(Response::Granted(items))) => {
+            match self.ctx.cluster.write(cmd).await {
+                Ok(Response::Granted(items)) => {
                     for item in items {
                         self.clone().start_run(item);
                     }
                 }
                 Ok(other) => tracing::debug!(?other, "claim refused"),
+                Err(e @ ClusterError::Refused(_)) => tracing::debug!(error = %e, "claim refused"),
                 Err(e) => {
                     tracing::debug!(error = %e, "claim not committed");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -232,8 +233,8 @@ impl Agent {
                     progress: None,
                     now: 0,
                 });
-                match self.ctx.proposer.propose(cmd).await {
-                    Ok(Ok(Response::Renewed { renewed, rejected })) => {
+                match self.ctx.cluster.write(cmd).await {
+                    Ok(Response::Renewed { renewed, rejected }) => {
                         let mut runs = self.runs();
                         for item in renewed {
                             if let (Some(ctl), Some(lease)) =
@@ -250,6 +251,9 @@ impl Agent {
                         }
                     }
                     Ok(other) => tracing::warn!(?other, "renew refused"),
+                    Err(e @ ClusterError::Refused(_)) => {
+                        tracing::warn!(error = %e, "renew refused")
+                    }
                     Err(e) => tracing::warn!(error = %e, "renew not committed"),
                 }
             }
@@ -327,7 +331,7 @@ impl Agent {
             // what the run's end proposed (complete, fail, release, hand
             // off): until then the replica still shows the claim as ours,
             // and the next applied entry would start the run again.
-            if let Err(e) = self.ctx.read_barrier().await {
+            if let Err(e) = self.ctx.cluster.read_barrier().await {
                 tracing::debug!(work_id = %id, error = %e, "replica may lag behind the run's end");
             }
             self.runs().remove(&id);
@@ -355,6 +359,12 @@ impl Agent {
         match suspension.reason {
             SuspendReason::Fenced { error } => {
                 tracing::warn!(work_id = %id, token, %error, "fenced: another holder owns the work now");
+            }
+            SuspendReason::JournalUnavailable { error } => {
+                // The claim is still ours: once this run leaves the table,
+                // the claim loop adopts the item again and resumes it from
+                // the journal (or the lease runs out and another node does).
+                tracing::warn!(work_id = %id, token, %error, "journal unavailable: run suspended, nothing undone; it resumes from the journal");
             }
             SuspendReason::MissingCapability { capability } => {
                 tracing::info!(work_id = %id, %capability, step = ?suspension.step, "handing off: step needs a capability this node lacks");
@@ -408,9 +418,11 @@ impl Agent {
                 now: 0,
             }),
         };
-        match self.ctx.proposer.propose(cmd).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(work_id = %id, error = %e, "outcome refused"),
+        match self.ctx.cluster.write(cmd).await {
+            Ok(_) => {}
+            Err(e @ ClusterError::Refused(_)) => {
+                tracing::warn!(work_id = %id, error = %e, "outcome refused")
+            }
             Err(e) => tracing::warn!(work_id = %id, error = %e, "outcome not recorded"),
         }
     }
@@ -421,9 +433,11 @@ impl Agent {
             token,
             now: 0,
         });
-        match self.ctx.proposer.propose(cmd).await {
-            Ok(Ok(_)) => tracing::info!(work_id = %id, "released"),
-            Ok(Err(e)) => tracing::warn!(work_id = %id, error = %e, "release refused"),
+        match self.ctx.cluster.write(cmd).await {
+            Ok(_) => tracing::info!(work_id = %id, "released"),
+            Err(e @ ClusterError::Refused(_)) => {
+                tracing::warn!(work_id = %id, error = %e, "release refused")
+            }
             Err(e) => tracing::warn!(work_id = %id, error = %e, "release not recorded"),
         }
     }
@@ -452,10 +466,14 @@ impl Agent {
                 to_agent: agent.clone(),
                 now: 0,
             });
-            let new_token = match self.ctx.proposer.propose(cmd).await {
-                Ok(Ok(Response::Item(item))) => item.token,
+            let new_token = match self.ctx.cluster.write(cmd).await {
+                Ok(Response::Item(item)) => item.token,
                 Ok(other) => {
                     tracing::warn!(work_id = %id, ?other, "handoff refused");
+                    return false;
+                }
+                Err(e @ ClusterError::Refused(_)) => {
+                    tracing::warn!(work_id = %id, error = %e, "handoff refused");
                     return false;
                 }
                 Err(e) => {

@@ -3,7 +3,7 @@
 
 use swarm_claims::{ClaimError, Status as WorkStatus, WorkItem};
 use swarm_proto::v1 as pb;
-use swarm_raft::ProposeError;
+use swarm_raft::ClusterError;
 use tonic::Status;
 
 pub fn status_to_pb(s: WorkStatus) -> pb::WorkStatus {
@@ -115,25 +115,27 @@ pub fn claim_error_status(e: &ClaimError) -> Status {
     }
 }
 
-/// The gRPC status for a proposal that got no answer. When nothing was
-/// proposed (no leader, or the leader could not be reached), the status
-/// carries `swarm-leader-addr` (empty when no leader is known): the client
-/// may then retry any call safely. An outcome that is unknown carries no such
-/// key.
-pub fn propose_error_status(e: &ProposeError) -> Status {
+/// The gRPC status for a call through the cluster that did not succeed.
+/// When nothing was applied (no leader, or the leader could not be
+/// reached), the status carries [`swarm_proto::LEADER_ADDR_KEY`] (empty when
+/// no leader is known): the client may then retry any call safely. An
+/// outcome that is unknown carries no such key.
+pub fn cluster_error_status(e: &ClusterError) -> Status {
     match e {
-        ProposeError::NotLeader { leader_addr, .. } => {
+        ClusterError::Refused(e) => claim_error_status(e),
+        ClusterError::NotLeader { leader_addr, .. } => {
             not_applied(e.to_string(), leader_addr.as_deref().unwrap_or(""))
         }
-        ProposeError::Unavailable(_) => not_applied(e.to_string(), ""),
-        ProposeError::Unknown(_) => Status::deadline_exceeded(e.to_string()),
+        ClusterError::Unavailable(_) => not_applied(e.to_string(), ""),
+        ClusterError::Unknown(_) => Status::deadline_exceeded(e.to_string()),
+        ClusterError::Membership(_) => Status::failed_precondition(e.to_string()),
     }
 }
 
 fn not_applied(message: String, leader_addr: &str) -> Status {
     let mut s = Status::unavailable(message);
     if let Ok(v) = leader_addr.parse() {
-        s.metadata_mut().insert("swarm-leader-addr", v);
+        s.metadata_mut().insert(swarm_proto::LEADER_ADDR_KEY, v);
     }
     s
 }

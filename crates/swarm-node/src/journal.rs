@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use swarm_claims::command::StepDone;
 use swarm_claims::{Command, FencingToken, Response};
+use swarm_raft::ClusterError;
 use swarm_reactor::{Journal, JournalEntry, JournalError};
 use tokio::sync::oneshot;
 
@@ -49,9 +50,9 @@ struct Queue {
     waiting: Vec<Waiting>,
     /// A task will flush the progress entries waiting here.
     linger_armed: bool,
-    /// Why a progress entry written on its own was refused: the next append
-    /// reports it, as if that entry had been awaited.
-    refused: Option<String>,
+    /// Why a progress entry written on its own was not recorded: the next
+    /// append reports it, as if that entry had been awaited.
+    refused: Option<JournalError>,
 }
 
 struct Waiting {
@@ -95,7 +96,7 @@ impl Inner {
         // stand there without the entries before it.
         if let Some(refused) = refused {
             for done in waiting.into_iter().filter_map(|w| w.done) {
-                let _ = done.send(Err(JournalError(refused.clone())));
+                let _ = done.send(Err(refused.clone()));
             }
             return;
         }
@@ -110,27 +111,23 @@ impl Inner {
             }
             None => return,
         };
-        let outcomes: Vec<Result<(), JournalError>> = match self.ctx.proposer.propose(cmd).await {
-            Ok(Ok(Response::Batch(results))) if !single && results.len() == dones.len() => results
+        let outcomes: Vec<Result<(), JournalError>> = match self.ctx.cluster.write(cmd).await {
+            Ok(Response::Batch(results)) if !single && results.len() == dones.len() => results
                 .into_iter()
-                .map(|r| r.map(|_| ()).map_err(|e| JournalError(e.to_string())))
+                .map(|r| r.map(|_| ()).map_err(|e| journal_error(e.into())))
                 .collect(),
-            Ok(Ok(_)) if single => vec![Ok(())],
-            Ok(Ok(other)) => dones
+            Ok(_) if single => vec![Ok(())],
+            Ok(other) => dones
                 .iter()
                 .map(|_| {
-                    Err(JournalError(format!(
+                    Err(journal_error(ClusterError::Unknown(format!(
                         "unexpected answer to a checkpoint batch: {other:?}"
-                    )))
+                    ))))
                 })
-                .collect(),
-            Ok(Err(e)) => dones
-                .iter()
-                .map(|_| Err(JournalError(e.to_string())))
                 .collect(),
             Err(e) => dones
                 .iter()
-                .map(|_| Err(JournalError(format!("checkpoint not recorded: {e}"))))
+                .map(|_| Err(journal_error(e.clone())))
                 .collect(),
         };
         for (done, outcome) in dones.into_iter().zip(fail_after_first_refusal(outcomes)) {
@@ -140,11 +137,27 @@ impl Inner {
                 }
                 None => {
                     if let Err(e) = outcome {
-                        self.queue().refused.get_or_insert(e.0);
+                        self.queue().refused.get_or_insert(e);
                     }
                 }
             }
         }
+    }
+}
+
+/// What the run is told when the cluster did not record an entry: fenced
+/// when the state machine refused it (the token is stale or the claim moved
+/// on: a newer holder owns the run), unavailable when nothing was recorded,
+/// unknown when it may have been.
+fn journal_error(e: ClusterError) -> JournalError {
+    match e {
+        ClusterError::Refused(refusal) => JournalError::Fenced(refusal.to_string()),
+        e @ (ClusterError::NotLeader { .. }
+        | ClusterError::Unavailable(_)
+        | ClusterError::Membership(_)) => {
+            JournalError::Unavailable(format!("checkpoint not recorded: {e}"))
+        }
+        e @ ClusterError::Unknown(_) => JournalError::Unknown(format!("checkpoint: {e}")),
     }
 }
 
@@ -154,16 +167,16 @@ impl Inner {
 fn fail_after_first_refusal(
     outcomes: Vec<Result<(), JournalError>>,
 ) -> Vec<Result<(), JournalError>> {
-    let mut refused: Option<String> = None;
+    let mut refused: Option<JournalError> = None;
     outcomes
         .into_iter()
         .map(|outcome| {
             let outcome = match (&refused, outcome) {
-                (Some(e), Ok(())) => Err(JournalError(e.clone())),
+                (Some(e), Ok(())) => Err(e.clone()),
                 (_, outcome) => outcome,
             };
             if let Err(e) = &outcome {
-                refused.get_or_insert_with(|| e.0.clone());
+                refused.get_or_insert_with(|| e.clone());
             }
             outcome
         })
@@ -188,7 +201,7 @@ impl Journal for RaftJournal {
             run: run_id.to_string(),
             entry,
         })
-        .map_err(|e| JournalError(format!("encode journal entry: {e}")))?;
+        .map_err(|e| JournalError::Unavailable(format!("encode journal entry: {e}")))?;
         let cmd = Command::StepDone(StepDone {
             id: inner.item.clone(),
             token: inner.token,
@@ -205,7 +218,7 @@ impl Journal for RaftJournal {
         let arm_linger = {
             let mut queue = inner.queue();
             if let Some(refused) = queue.refused.clone() {
-                return Err(JournalError(refused));
+                return Err(refused);
             }
             queue.waiting.push(Waiting { cmd, done });
             let arm = progress && !queue.linger_armed;
@@ -226,8 +239,11 @@ impl Journal for RaftJournal {
             return Ok(());
         };
         inner.flush().await;
-        rx.await
-            .unwrap_or_else(|_| Err(JournalError("checkpoint dropped while in flight".into())))
+        rx.await.unwrap_or_else(|_| {
+            Err(JournalError::Unknown(
+                "checkpoint dropped while in flight".into(),
+            ))
+        })
     }
 
     async fn entries(&self, run_id: &str) -> Result<Vec<JournalEntry>, JournalError> {
@@ -236,9 +252,10 @@ impl Journal for RaftJournal {
         self.inner.flush().await;
         self.inner
             .ctx
+            .cluster
             .read_barrier()
             .await
-            .map_err(|e| JournalError(format!("read journal: {e}")))?;
+            .map_err(|e| JournalError::Unavailable(format!("read journal: {e}")))?;
         Ok(self.inner.ctx.state.read(|s| {
             s.get(&self.inner.item)
                 .map(|item| {
@@ -262,11 +279,14 @@ mod tests {
     fn an_outcome_after_a_refused_start_in_the_same_entry_is_refused() {
         let out = fail_after_first_refusal(vec![
             Ok(()),
-            Err(JournalError("stale token 4".into())),
+            Err(JournalError::Fenced("stale token 4".into())),
             Ok(()),
             Ok(()),
         ]);
-        let shown: Vec<Option<String>> = out.into_iter().map(|r| r.err().map(|e| e.0)).collect();
+        let shown: Vec<Option<String>> = out
+            .into_iter()
+            .map(|r| r.err().map(|e| e.message().to_string()))
+            .collect();
         assert_eq!(
             shown,
             [

@@ -2,25 +2,18 @@
 //! background duties (joining the cluster, the leader's lease clock, a clean
 //! hand-over of leadership on shutdown).
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use swarm_claims::{Command, Limits};
 use swarm_proto::v1 as pb;
 use swarm_proto::v1::admin_service_client::AdminServiceClient;
 use swarm_proto::v1::admin_service_server::AdminServiceServer;
 use swarm_proto::v1::handoff_service_server::HandoffServiceServer;
-use swarm_proto::v1::raft_service_server::RaftServiceServer;
 use swarm_proto::v1::work_service_server::WorkServiceServer;
-use swarm_raft::network::PeerChannels;
-use swarm_raft::proposer::now_millis;
-use swarm_raft::{
-    Network, Proposer, ProposerConfig, Raft, RaftGrpcService, SledStore, StateMachineStore,
-};
+use swarm_raft::{Cluster, ClusterConfig, PeerChannels, PeerServer, StateMachineStore, now_millis};
 use tokio::sync::oneshot;
 
 use crate::admin_service::AdminApi;
@@ -32,8 +25,8 @@ use crate::work_service::WorkApi;
 #[derive(Clone)]
 pub struct NodeContext {
     pub config: Arc<Config>,
-    pub raft: Raft,
-    pub proposer: Proposer,
+    /// The one door to consensus: writes, read barriers, membership.
+    pub cluster: Cluster,
     /// The local replica of the claims state, for reads.
     pub state: StateMachineStore,
     pub peers: PeerChannels,
@@ -42,37 +35,7 @@ pub struct NodeContext {
     pub limits: Limits,
 }
 
-/// How long a linearizable read waits for this replica to catch up with the
-/// leader's read index.
-const READ_CATCH_UP: Duration = Duration::from_secs(5);
-
-/// Why a linearizable read could not be served.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error(transparent)]
-    Propose(#[from] swarm_raft::ProposeError),
-    #[error("{0}")]
-    CatchUp(String),
-}
-
 impl NodeContext {
-    /// Waits until this replica has applied everything the cluster had
-    /// committed when the call began (ReadIndex): a read after it is
-    /// linearizable.
-    pub async fn read_barrier(&self) -> Result<(), ReadError> {
-        let index = self.proposer.read_index().await?;
-        let mut applied = self.state.applied_index();
-        tokio::time::timeout(READ_CATCH_UP, applied.wait_for(|a| *a >= index))
-            .await
-            .map_err(|_| {
-                ReadError::CatchUp(format!(
-                    "replica did not apply index {index} within {READ_CATCH_UP:?}"
-                ))
-            })?
-            .map_err(|_| ReadError::CatchUp("state machine stopped".into()))?;
-        Ok(())
-    }
-
     /// This node's agent id: the holder name of the work it claims.
     pub fn agent(&self) -> String {
         format!("node-{}", self.config.id)
@@ -85,53 +48,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let config = Arc::new(config);
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
-    let store = SledStore::open(
-        &config.data_dir.join("sled"),
-        config.sled_cache_mb * 1024 * 1024,
-    )?;
-    let (log_store, state) = store.stores()?;
-
-    let raft_config = openraft::Config {
-        cluster_name: "swarm".into(),
-        heartbeat_interval: config.raft.heartbeat.as_millis() as u64,
-        election_timeout_min: config.raft.election_min.as_millis() as u64,
-        election_timeout_max: config.raft.election_max.as_millis() as u64,
-        enable_pre_vote: Some(true),
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
-        max_in_snapshot_log_to_keep: config.snapshot_every.min(1000),
-        install_snapshot_timeout: 10_000,
-        // A restarted leader must win a new term before it writes. openraft
-        // replicates entries before the leader's own flush, so a follower can
-        // hold entries the leader lost in a crash; a leader restored in its
-        // old term would write different entries under the same (term,
-        // index), which followers take as matching and never replace: their
-        // state machines diverge. (Found by the chaos suite after a
-        // whole-cluster SIGKILL; see tests/tests/cluster.rs t90.)
-        enable_leader_restore: Some(false),
-        ..Default::default()
-    }
-    .validate()
-    .context("raft configuration")?;
-
-    let peers = PeerChannels::with_routes(config.peer_routes.iter().cloned().collect());
-    let raft = Raft::new(
-        config.id,
-        Arc::new(raft_config),
-        Network::new(peers.clone()),
-        log_store,
-        state.clone(),
-    )
-    .await
-    .context("start raft")?;
-    let proposer = Proposer::start(raft.clone(), peers.clone(), ProposerConfig::default());
+    let (cluster, state, peers) = Cluster::start(ClusterConfig {
+        id: config.id,
+        sled_dir: config.data_dir.join("sled"),
+        sled_cache_bytes: config.sled_cache_mb * 1024 * 1024,
+        heartbeat: config.raft.heartbeat,
+        election_min: config.raft.election_min,
+        election_max: config.raft.election_max,
+        snapshot_every: config.snapshot_every,
+        peer_routes: config.peer_routes.iter().cloned().collect(),
+    })
+    .await?;
     let limits = Limits {
         max_payload_bytes: config.max_payload_bytes,
         ..Limits::default()
     };
     let ctx = NodeContext {
         config: config.clone(),
-        raft: raft.clone(),
-        proposer: proposer.clone(),
+        cluster: cluster.clone(),
         state,
         peers,
         limits,
@@ -151,9 +85,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     shutdown.await;
     tracing::info!(node = config.id, "shutting down");
     agent.drain(config.drain_timeout).await;
-    if is_leader(&raft) {
-        match best_successor(&raft) {
-            Some(to) => match transfer_leadership(&raft, to, Duration::from_secs(2)).await {
+    let status = cluster.status();
+    if status.is_leader() {
+        match status.best_successor() {
+            Some(to) => match cluster
+                .transfer_leadership(to, Duration::from_secs(2))
+                .await
+            {
                 Ok(new) => tracing::info!(to = new, "handed leadership over"),
                 Err(e) => tracing::warn!(error = %e, "could not hand leadership over"),
             },
@@ -167,9 +105,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         Err(_) => tracing::warn!("grpc server did not stop within 5s"),
         _ => {}
     }
-    raft.shutdown()
-        .await
-        .map_err(|e| anyhow::anyhow!("stop raft: {e}"))?;
+    cluster.shutdown().await?;
     tracing::info!(node = config.id, "stopped");
     Ok(())
 }
@@ -181,7 +117,6 @@ async fn serve(
     stop: oneshot::Receiver<()>,
 ) -> Result<(), tonic::transport::Error> {
     let max = swarm_proto::MAX_MESSAGE_BYTES;
-    let raft_max = 256 * 1024 * 1024;
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<WorkServiceServer<WorkApi>>()
@@ -189,9 +124,7 @@ async fn serve(
     health_reporter
         .set_serving::<AdminServiceServer<AdminApi>>()
         .await;
-    health_reporter
-        .set_serving::<RaftServiceServer<RaftGrpcService>>()
-        .await;
+    health_reporter.set_serving::<PeerServer>().await;
     health_reporter
         .set_serving::<HandoffServiceServer<HandoffApi>>()
         .await;
@@ -221,11 +154,7 @@ async fn serve(
                 .max_encoding_message_size(max),
         )
         .add_service(HandoffServiceServer::new(HandoffApi::new(agent)))
-        .add_service(
-            RaftServiceServer::new(RaftGrpcService::new(ctx.raft.clone(), ctx.proposer.clone()))
-                .max_decoding_message_size(raft_max)
-                .max_encoding_message_size(raft_max),
-        )
+        .add_service(ctx.cluster.peer_service())
         // Accepted sockets need TCP_NODELAY set here: the builder's
         // `tcp_nodelay` applies only to listeners tonic binds itself, and
         // Nagle plus delayed ACKs add ~40 ms to every forwarded write.
@@ -241,24 +170,11 @@ async fn serve(
 /// Bootstraps a one-node cluster, or asks the `join` nodes for membership,
 /// unless this data dir already belongs to a cluster.
 async fn join_or_bootstrap(ctx: &NodeContext) -> anyhow::Result<()> {
-    let raft = &ctx.raft;
-    let initialized = raft
-        .is_initialized()
-        .await
-        .map_err(|e| anyhow::anyhow!("raft: {e}"))?;
-    if initialized {
+    if ctx.cluster.is_initialized().await? {
         return Ok(());
     }
     if ctx.config.bootstrap {
-        let members = BTreeMap::from([(
-            ctx.config.id,
-            BasicNode {
-                addr: ctx.config.advertise.clone(),
-            },
-        )]);
-        raft.initialize(members)
-            .await
-            .map_err(|e| anyhow::anyhow!("initialize cluster: {e}"))?;
+        ctx.cluster.bootstrap(&ctx.config.advertise).await?;
         tracing::info!(node = ctx.config.id, "bootstrapped a new cluster");
         return Ok(());
     }
@@ -278,7 +194,7 @@ async fn join_or_bootstrap(ctx: &NodeContext) -> anyhow::Result<()> {
         let mut attempt = 0u32;
         loop {
             for addr in &ctx.config.join {
-                if is_member(&ctx.raft, ctx.config.id) {
+                if ctx.cluster.status().is_voter(ctx.config.id) {
                     return;
                 }
                 let Ok(channel) = ctx.peers.get(addr) else {
@@ -306,18 +222,6 @@ async fn join_or_bootstrap(ctx: &NodeContext) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn is_member(raft: &Raft, id: u64) -> bool {
-    metrics(raft)
-        .membership_config
-        .membership()
-        .voter_ids()
-        .any(|v| v == id)
-}
-
-fn is_leader(raft: &Raft) -> bool {
-    crate::node::metrics(raft).state == ServerState::Leader
-}
-
 /// The leader's duties for the lease clock: on taking office, extend every
 /// live lease to at least now + its length (a change of leader never
 /// shortens a lease); then expire leases as they run out.
@@ -327,26 +231,28 @@ async fn leader_duties(ctx: NodeContext) {
     let mut office_term = None;
     loop {
         ticker.tick().await;
-        let (state, term) = {
-            let m = metrics(&ctx.raft);
-            (m.state, m.current_term)
-        };
-        if state != ServerState::Leader {
+        let status = ctx.cluster.status();
+        let term = status.term;
+        if !status.is_leader() {
             office_term = None;
             continue;
         }
         if office_term != Some(term) {
             match ctx
-                .proposer
-                .propose_local(Command::LeaderTookOffice { now: 0 })
+                .cluster
+                .write_if_leader(Command::LeaderTookOffice { now: 0 })
                 .await
             {
-                Ok(Ok(swarm_claims::Response::Extended(n))) => {
+                Ok(swarm_claims::Response::Extended(n)) => {
                     tracing::info!(term, extended = n, "took office: leases extended");
                     office_term = Some(term);
                 }
                 Ok(other) => {
                     tracing::warn!(?other, "unexpected answer to lease extension");
+                    office_term = Some(term);
+                }
+                Err(e @ swarm_raft::ClusterError::Refused(_)) => {
+                    tracing::warn!(error = %e, "lease extension refused");
                     office_term = Some(term);
                 }
                 Err(e) => {
@@ -360,61 +266,13 @@ async fn leader_duties(ctx: NodeContext) {
             .read(|s| s.next_expiry())
             .is_some_and(|at| at <= now_millis());
         if due {
-            match ctx.proposer.propose_local(Command::Tick { now: 0 }).await {
-                Ok(Ok(swarm_claims::Response::Expired(ids))) if !ids.is_empty() => {
+            match ctx.cluster.write_if_leader(Command::Tick { now: 0 }).await {
+                Ok(swarm_claims::Response::Expired(ids)) if !ids.is_empty() => {
                     tracing::info!(count = ids.len(), "leases expired");
                 }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(error = %e, "tick not committed"),
             }
         }
-    }
-}
-
-/// A copy of the node's current Raft metrics.
-pub fn metrics(raft: &Raft) -> swarm_raft::RaftMetrics {
-    use openraft::type_config::async_runtime::WatchReceiver;
-    raft.metrics().borrow_watched().clone()
-}
-
-/// The voter that has replicated the most of the log, other than this node.
-pub fn best_successor(raft: &Raft) -> Option<u64> {
-    let m = crate::node::metrics(raft);
-    let me = m.id;
-    let repl = m.replication.clone().unwrap_or_default();
-    m.membership_config
-        .membership()
-        .voter_ids()
-        .filter(|id| *id != me)
-        .max_by_key(|id| {
-            repl.get(id)
-                .cloned()
-                .flatten()
-                .map(|l| l.index())
-                .unwrap_or(0)
-        })
-}
-
-/// Asks `to` to take over leadership and waits until some other node leads.
-pub async fn transfer_leadership(raft: &Raft, to: u64, timeout: Duration) -> Result<u64, String> {
-    let me = *raft.node_id();
-    raft.trigger()
-        .transfer_leader(to)
-        .await
-        .map_err(|e| format!("transfer leadership to node {to}: {e}"))?;
-    let waited = raft
-        .wait(Some(timeout))
-        .metrics(
-            |m| m.current_leader.is_some_and(|l| l != me),
-            "another leader",
-        )
-        .await;
-    match waited {
-        Ok(m) => m
-            .current_leader
-            .ok_or_else(|| "no leader after transfer".to_string()),
-        Err(e) => Err(format!(
-            "node {to} did not take over within {timeout:?}: {e}"
-        )),
     }
 }

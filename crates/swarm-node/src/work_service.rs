@@ -10,9 +10,9 @@ use swarm_proto::v1::work_service_server::WorkService;
 use tonic::{Request, Response, Status};
 
 use crate::convert::{
-    claim_error_status, event_to_pb, item_to_pb, propose_error_status, status_from_pb,
+    claim_error_status, cluster_error_status, event_to_pb, item_to_pb, status_from_pb,
 };
-use crate::node::{NodeContext, ReadError};
+use crate::node::NodeContext;
 
 #[derive(Clone)]
 pub struct WorkApi {
@@ -29,11 +29,11 @@ impl WorkApi {
             .limits
             .check(&cmd)
             .map_err(|e| claim_error_status(&e))?;
-        match self.ctx.proposer.propose(cmd).await {
-            Ok(Ok(applied)) => Ok(applied),
-            Ok(Err(e)) => Err(claim_error_status(&e)),
-            Err(e) => Err(propose_error_status(&e)),
-        }
+        self.ctx
+            .cluster
+            .write(cmd)
+            .await
+            .map_err(|e| cluster_error_status(&e))
     }
 
     async fn write_item(&self, cmd: Command) -> Result<Response<pb::WorkResponse>, Status> {
@@ -51,10 +51,11 @@ impl WorkApi {
         if consistency == pb::ReadConsistency::Local as i32 {
             return Ok(());
         }
-        self.ctx.read_barrier().await.map_err(|e| match e {
-            ReadError::Propose(e) => propose_error_status(&e),
-            ReadError::CatchUp(msg) => Status::unavailable(msg),
-        })
+        self.ctx
+            .cluster
+            .read_barrier()
+            .await
+            .map_err(|e| cluster_error_status(&e))
     }
 }
 

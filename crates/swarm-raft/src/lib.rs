@@ -2,32 +2,44 @@
 //! log and state-machine stores, the gRPC network between nodes, and the
 //! group-commit proposer that turns many client commands into few entries.
 //!
-//! openraft is an alpha release on the line upstream develops; everything that
-//! names its types stays inside this crate, so an upgrade touches one place.
+//! The rest of Swarm reaches consensus through one door, [`Cluster`]: typed
+//! writes, a linearizable read barrier, membership, leader transfer and a
+//! status snapshot, with one error type, [`ClusterError`], that says whether
+//! the state machine refused a command, this node is not the leader, the
+//! cluster is unavailable, or the outcome is unknown. openraft is an alpha
+//! release on the line upstream develops; nothing outside this crate names
+//! its types, so an upgrade touches one place.
 //!
 //! # Layout
+//! - [`cluster`]: [`Cluster`], [`ClusterConfig`], [`ClusterStatus`].
+//! - [`error`]: [`ClusterError`] and [`StartError`].
 //! - `types`: [`TypeConfig`] and the aliases of openraft's generic types.
 //! - [`storage`]: [`SledStore`], the one sled database of a node, with
 //!   [`LogStore`] (the Raft log, vote and committed index) and
-//!   [`StateMachineStore`] (the in-memory [`swarm_claims::State`] with its
-//!   snapshots persisted in sled). Writes are durable only after sled's flush
-//!   *and* an fdatasync of its files.
-//! - [`network`]: [`Network`], the openraft network over gRPC with one cached
-//!   channel per peer, and [`RaftGrpcService`], the server side.
-//! - [`proposer`]: [`Proposer`], group commit and forwarding to the leader.
+//!   [`StateMachineStore`] (the in-memory [`swarm_claims::State`]; snapshot
+//!   bodies live in files beside the database, their record in sled). Writes
+//!   are durable only after sled's flush *and* an fdatasync of its files.
+//! - [`network`]: the client side of the network between nodes:
+//!   [`PeerChannels`] (one cached gRPC channel per peer) and [`Network`],
+//!   what openraft calls to reach a peer.
+//! - [`service`]: the server side, `RaftService`: peers' Raft messages, and
+//!   the writes and read-index requests followers forward to the leader.
+//! - `proposer`: group commit and forwarding to the leader.
 //! - `codec`: how openraft messages travel inside `RaftMessage.data`.
 
+pub mod cluster;
 mod codec;
+pub mod error;
 pub mod network;
-pub mod proposer;
+mod proposer;
+pub mod service;
 pub mod storage;
 mod types;
 
-pub use network::{Network, RaftGrpcService};
-pub use proposer::{ProposeError, Proposer, ProposerConfig};
+pub use cluster::{Cluster, ClusterConfig, ClusterStatus, MemberStatus, Role};
+pub use error::{ClusterError, StartError};
+pub use network::{Network, PeerChannels};
+pub use proposer::now_millis;
+pub use service::{PeerServer, RaftGrpcService};
 pub use storage::{LogStore, SledStore, StateMachineStore, StorageOpenError};
 pub use types::*;
-
-/// Re-exported so the node can build configs and read metrics without
-/// depending on openraft itself.
-pub use openraft;

@@ -1,13 +1,12 @@
-//! The Raft network over gRPC: the client side openraft calls to reach a peer
-//! ([`Network`]), and the server side that hands peers' messages to the local
-//! Raft ([`RaftGrpcService`]).
+//! The Raft network over gRPC, client side: the channels to peers
+//! ([`PeerChannels`]) and what openraft calls to reach a peer ([`Network`]).
+//! The server side that peers call is in `service`.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
@@ -16,14 +15,12 @@ use openraft::raft::{
 };
 use openraft::{OptionalSend, RaftNetworkV2};
 use swarm_proto::v1::raft_service_client::RaftServiceClient;
-use swarm_proto::v1::raft_service_server::RaftService;
 use swarm_proto::v1::{RaftMessage, SnapshotChunk};
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Response, Status};
 
 use crate::codec::{decode, encode};
-use crate::proposer::Proposer;
-use crate::{Node, NodeId, Raft, Snapshot, SnapshotMeta, TypeConfig, Vote};
+use crate::{Node, NodeId, Snapshot, TypeConfig, Vote};
 
 /// Snapshot bytes per streamed chunk.
 const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
@@ -255,125 +252,5 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 decode(&reply.into_inner().data).map_err(|s| to_streaming(rpc_error(target, &s)))
             }
         }
-    }
-}
-
-/// The server side of `RaftService`: peers' Raft messages into the local
-/// Raft, and proposals forwarded by followers into the local proposer.
-#[derive(Clone)]
-pub struct RaftGrpcService {
-    raft: Raft,
-    proposer: Proposer,
-}
-
-impl RaftGrpcService {
-    pub fn new(raft: Raft, proposer: Proposer) -> RaftGrpcService {
-        RaftGrpcService { raft, proposer }
-    }
-}
-
-fn fatal(e: impl std::fmt::Display) -> Status {
-    Status::unavailable(format!("raft stopped: {e}"))
-}
-
-#[tonic::async_trait]
-impl RaftService for RaftGrpcService {
-    async fn append_entries(
-        &self,
-        request: Request<RaftMessage>,
-    ) -> Result<Response<RaftMessage>, Status> {
-        let req: AppendEntriesRequest<TypeConfig> = decode(&request.into_inner().data)?;
-        let resp = self.raft.append_entries(req).await.map_err(fatal)?;
-        Ok(Response::new(RaftMessage {
-            data: encode(&resp)?,
-        }))
-    }
-
-    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let req: VoteRequest<TypeConfig> = decode(&request.into_inner().data)?;
-        let resp = self.raft.vote(req).await.map_err(fatal)?;
-        Ok(Response::new(RaftMessage {
-            data: encode(&resp)?,
-        }))
-    }
-
-    async fn pre_vote(
-        &self,
-        request: Request<RaftMessage>,
-    ) -> Result<Response<RaftMessage>, Status> {
-        let req: VoteRequest<TypeConfig> = decode(&request.into_inner().data)?;
-        let resp = self.raft.pre_vote(req).await.map_err(fatal)?;
-        Ok(Response::new(RaftMessage {
-            data: encode(&resp)?,
-        }))
-    }
-
-    async fn install_snapshot(
-        &self,
-        request: Request<Streaming<SnapshotChunk>>,
-    ) -> Result<Response<RaftMessage>, Status> {
-        let mut stream = request.into_inner();
-        let mut head: Option<(Vote, SnapshotMeta)> = None;
-        let mut data = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            if head.is_none() {
-                if chunk.meta.is_empty() {
-                    return Err(Status::invalid_argument(
-                        "snapshot stream must start with its metadata",
-                    ));
-                }
-                head = Some(decode(&chunk.meta)?);
-            }
-            data.extend_from_slice(&chunk.data);
-        }
-        let (vote, meta) = head.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
-        tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "received snapshot");
-        let resp = self
-            .raft
-            .install_full_snapshot(
-                vote,
-                Snapshot {
-                    meta,
-                    snapshot: data,
-                },
-            )
-            .await
-            .map_err(fatal)?;
-        Ok(Response::new(RaftMessage {
-            data: encode(&resp)?,
-        }))
-    }
-
-    async fn transfer_leader(
-        &self,
-        request: Request<RaftMessage>,
-    ) -> Result<Response<RaftMessage>, Status> {
-        let req: TransferLeaderRequest<TypeConfig> = decode(&request.into_inner().data)?;
-        let resp = self.raft.handle_transfer_leader(req).await.map_err(fatal)?;
-        Ok(Response::new(RaftMessage {
-            data: encode(&resp)?,
-        }))
-    }
-
-    async fn propose(
-        &self,
-        request: Request<RaftMessage>,
-    ) -> Result<Response<RaftMessage>, Status> {
-        let cmd: swarm_claims::Command = decode(&request.into_inner().data)?;
-        let result = self.proposer.propose_local(cmd).await;
-        Ok(Response::new(RaftMessage {
-            data: encode(&result)?,
-        }))
-    }
-
-    async fn read_index(
-        &self,
-        _request: Request<RaftMessage>,
-    ) -> Result<Response<RaftMessage>, Status> {
-        let result = self.proposer.read_index_local().await;
-        Ok(Response::new(RaftMessage {
-            data: encode(&result)?,
-        }))
     }
 }

@@ -8,40 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::errors::{ClientWriteError, RaftError};
-use serde::{Deserialize, Serialize};
 use swarm_claims::{Command, Response};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::codec::{decode, encode};
+use crate::error::ClusterError;
 use crate::network::PeerChannels;
-use crate::{ApplyResult, NodeId, Raft, TypeConfig};
-
-/// Why a proposal did not produce a state-machine answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-pub enum ProposeError {
-    /// This node is not the leader; the leader is named when known.
-    #[error("not the leader{}", leader_hint(.leader_id, .leader_addr))]
-    NotLeader {
-        leader_id: Option<NodeId>,
-        leader_addr: Option<String>,
-    },
-    /// The entry may or may not have committed (the leader changed while it
-    /// was in flight, or the forwarded call broke after it was sent).
-    #[error("outcome unknown: {0}")]
-    Unknown(String),
-    /// Nothing was proposed: no leader could be reached in time, or the
-    /// proposer has stopped. Retrying is always safe.
-    #[error("cluster unavailable: {0}")]
-    Unavailable(String),
-}
-
-fn leader_hint(id: &Option<NodeId>, addr: &Option<String>) -> String {
-    match (id, addr) {
-        (Some(id), Some(addr)) => format!(" (leader is node {id} at {addr})"),
-        (Some(id), None) => format!(" (leader is node {id})"),
-        _ => " (no leader known)".to_string(),
-    }
-}
+use crate::{ApplyResult, Raft, TypeConfig};
 
 /// Tuning of group commit.
 #[derive(Debug, Clone)]
@@ -69,12 +42,12 @@ impl Default for ProposerConfig {
 
 struct Pending {
     cmd: Command,
-    reply: oneshot::Sender<Result<ApplyResult, ProposeError>>,
+    reply: oneshot::Sender<Result<ApplyResult, ClusterError>>,
 }
 
 /// The write path of one node.
 #[derive(Clone)]
-pub struct Proposer {
+pub(crate) struct Proposer {
     tx: mpsc::Sender<Pending>,
     peers: PeerChannels,
     raft: Raft,
@@ -105,32 +78,32 @@ impl Proposer {
 
     /// Proposes `cmd` through this node if it leads, or through the leader
     /// otherwise, and waits for the state machine's answer.
-    pub async fn propose(&self, cmd: Command) -> Result<ApplyResult, ProposeError> {
+    pub async fn propose(&self, cmd: Command) -> Result<Response, ClusterError> {
         let deadline = tokio::time::Instant::now() + self.config.leader_wait;
         let mut last_error;
         loop {
             match self.propose_local(cmd.clone()).await {
-                Err(ProposeError::NotLeader {
+                Err(ClusterError::NotLeader {
                     leader_id,
                     leader_addr: Some(addr),
                 }) => match self.forward(&addr, &cmd).await {
                     Ok(result) => return Ok(result),
                     // The leader moved or was never reached: nothing was
                     // appended, so trying again is safe.
-                    Err(e @ ProposeError::NotLeader { .. }) => last_error = e,
-                    Err(ProposeError::Unavailable(msg)) => {
-                        last_error = ProposeError::Unavailable(format!(
+                    Err(e @ ClusterError::NotLeader { .. }) => last_error = e,
+                    Err(ClusterError::Unavailable(msg)) => {
+                        last_error = ClusterError::Unavailable(format!(
                             "leader node {leader_id:?} at {addr}: {msg}"
                         ))
                     }
                     Err(e) => return Err(e),
                 },
-                Err(e @ ProposeError::NotLeader { .. }) => last_error = e,
+                Err(e @ ClusterError::NotLeader { .. }) => last_error = e,
                 other => return other,
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(match last_error {
-                    ProposeError::NotLeader { .. } => ProposeError::Unavailable(format!(
+                    ClusterError::NotLeader { .. } => ClusterError::Unavailable(format!(
                         "no leader elected within {:?}",
                         self.config.leader_wait
                     )),
@@ -142,32 +115,33 @@ impl Proposer {
     }
 
     /// Proposes through this node only; answers `NotLeader` on a follower.
-    pub async fn propose_local(&self, cmd: Command) -> Result<ApplyResult, ProposeError> {
+    pub async fn propose_local(&self, cmd: Command) -> Result<Response, ClusterError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Pending { cmd, reply })
             .await
-            .map_err(|_| ProposeError::Unavailable("proposer stopped".into()))?;
-        rx.await.map_err(|_| {
-            ProposeError::Unknown("proposer dropped the command while it was in flight".into())
-        })?
+            .map_err(|_| ClusterError::Unavailable("proposer stopped".into()))?;
+        let applied = rx.await.map_err(|_| {
+            ClusterError::Unknown("proposer dropped the command while it was in flight".into())
+        })??;
+        applied.map_err(ClusterError::Refused)
     }
 
-    async fn forward(&self, addr: &str, cmd: &Command) -> Result<ApplyResult, ProposeError> {
-        let data = encode(cmd).map_err(|s| ProposeError::Unavailable(s.message().to_string()))?;
+    async fn forward(&self, addr: &str, cmd: &Command) -> Result<Response, ClusterError> {
+        let data = encode(cmd).map_err(|s| ClusterError::Unavailable(s.message().to_string()))?;
         let mut client = self
             .peers
             .raft_client(addr)
-            .map_err(|s| ProposeError::Unavailable(s.message().to_string()))?;
+            .map_err(|s| ClusterError::Unavailable(s.message().to_string()))?;
         match client.propose(swarm_proto::v1::RaftMessage { data }).await {
-            Ok(reply) => decode::<Result<ApplyResult, ProposeError>>(&reply.into_inner().data)
-                .map_err(|s| ProposeError::Unknown(s.message().to_string()))?,
+            Ok(reply) => decode::<Result<Response, ClusterError>>(&reply.into_inner().data)
+                .map_err(|s| ClusterError::Unknown(s.message().to_string()))?,
             // Only a connection that never opened proves the leader did
             // not get the command.
             Err(s) if crate::network::never_connected(&s) => {
-                Err(ProposeError::Unavailable(s.message().to_string()))
+                Err(ClusterError::Unavailable(s.message().to_string()))
             }
-            Err(s) => Err(ProposeError::Unknown(format!(
+            Err(s) => Err(ClusterError::Unknown(format!(
                 "forward to leader at {addr}: {s}"
             ))),
         }
@@ -176,12 +150,12 @@ impl Proposer {
     /// The log index up to which a read from this node's replica is
     /// linearizable: the leader's commit index, confirmed by a quorum
     /// (ReadIndex). A follower asks the leader for it.
-    pub async fn read_index(&self) -> Result<u64, ProposeError> {
+    pub async fn read_index(&self) -> Result<u64, ClusterError> {
         let deadline = tokio::time::Instant::now() + self.config.leader_wait;
         loop {
             let err = match self.read_index_local().await {
                 Ok(index) => return Ok(index),
-                Err(ProposeError::NotLeader {
+                Err(ClusterError::NotLeader {
                     leader_addr: Some(addr),
                     ..
                 }) => match self.forward_read_index(&addr).await {
@@ -192,7 +166,7 @@ impl Proposer {
             };
             if tokio::time::Instant::now() >= deadline {
                 return Err(match err {
-                    ProposeError::NotLeader { .. } => ProposeError::Unavailable(format!(
+                    ClusterError::NotLeader { .. } => ClusterError::Unavailable(format!(
                         "no leader elected within {:?}",
                         self.config.leader_wait
                     )),
@@ -204,7 +178,7 @@ impl Proposer {
     }
 
     /// The read index, if this node leads.
-    pub async fn read_index_local(&self) -> Result<u64, ProposeError> {
+    pub async fn read_index_local(&self) -> Result<u64, ClusterError> {
         match self
             .raft
             .get_read_linearizer(openraft::raft::ReadPolicy::ReadIndex)
@@ -212,35 +186,31 @@ impl Proposer {
         {
             Ok(linearizer) => Ok(linearizer.read_log_id().index()),
             Err(e) => Err(match e.forward_to_leader() {
-                Some(f) => ProposeError::NotLeader {
+                Some(f) => ClusterError::NotLeader {
                     leader_id: f.leader_id,
                     leader_addr: f.leader_node.as_ref().map(|n| n.addr.clone()),
                 },
-                None => ProposeError::Unavailable(e.to_string()),
+                None => ClusterError::Unavailable(e.to_string()),
             }),
         }
     }
 
-    async fn forward_read_index(&self, addr: &str) -> Result<u64, ProposeError> {
+    async fn forward_read_index(&self, addr: &str) -> Result<u64, ClusterError> {
         let mut client = self
             .peers
             .raft_client(addr)
-            .map_err(|s| ProposeError::Unavailable(s.message().to_string()))?;
+            .map_err(|s| ClusterError::Unavailable(s.message().to_string()))?;
         let reply = client
             .read_index(swarm_proto::v1::RaftMessage { data: Vec::new() })
             .await
             .map_err(|s| {
-                ProposeError::Unavailable(format!(
+                ClusterError::Unavailable(format!(
                     "read index from leader at {addr}: {}",
                     s.message()
                 ))
             })?;
-        decode::<Result<u64, ProposeError>>(&reply.into_inner().data)
-            .map_err(|s| ProposeError::Unavailable(s.message().to_string()))?
-    }
-
-    pub fn raft(&self) -> &Raft {
-        &self.raft
+        decode::<Result<u64, ClusterError>>(&reply.into_inner().data)
+            .map_err(|s| ClusterError::Unavailable(s.message().to_string()))?
     }
 }
 
@@ -365,17 +335,17 @@ fn split(result: ApplyResult, shapes: &[Shape]) -> Vec<ApplyResult> {
     }
 }
 
-fn propose_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> ProposeError {
+fn propose_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> ClusterError {
     match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ProposeError::NotLeader {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ClusterError::NotLeader {
             leader_id: f.leader_id,
             leader_addr: f.leader_node.map(|n| n.addr),
         },
         RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)) => {
-            ProposeError::Unknown(format!("leader changed while the entry was in flight: {f}"))
+            ClusterError::Unknown(format!("leader changed while the entry was in flight: {f}"))
         }
-        RaftError::APIError(other) => ProposeError::Unavailable(other.to_string()),
-        RaftError::Fatal(f) => ProposeError::Unknown(format!("raft stopped: {f}")),
+        RaftError::APIError(other) => ClusterError::Unavailable(other.to_string()),
+        RaftError::Fatal(f) => ClusterError::Unknown(format!("raft stopped: {f}")),
     }
 }
 

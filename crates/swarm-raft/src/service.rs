@@ -1,0 +1,142 @@
+//! The Raft network over gRPC, server side: `RaftService`, which hands
+//! peers' Raft messages to the local Raft and runs the proposals and read
+//! index requests that followers forward to this node.
+
+use futures::StreamExt;
+use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
+use swarm_proto::v1::raft_service_server::{RaftService, RaftServiceServer};
+use swarm_proto::v1::{RaftMessage, SnapshotChunk};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::codec::{decode, encode};
+use crate::proposer::Proposer;
+use crate::{Raft, Snapshot, SnapshotMeta, TypeConfig, Vote};
+
+/// The largest Raft message a peer may send or receive (a snapshot chunk,
+/// a batch of entries).
+const PEER_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// The gRPC server of `RaftService`, ready to add to a tonic router.
+pub type PeerServer = RaftServiceServer<RaftGrpcService>;
+
+/// The server side of `RaftService`: peers' Raft messages into the local
+/// Raft, and proposals forwarded by followers into the local proposer.
+#[derive(Clone)]
+pub struct RaftGrpcService {
+    raft: Raft,
+    proposer: Proposer,
+}
+
+impl RaftGrpcService {
+    pub(crate) fn server(raft: Raft, proposer: Proposer) -> PeerServer {
+        RaftServiceServer::new(RaftGrpcService { raft, proposer })
+            .max_decoding_message_size(PEER_MESSAGE_BYTES)
+            .max_encoding_message_size(PEER_MESSAGE_BYTES)
+    }
+}
+
+fn fatal(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("raft stopped: {e}"))
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftGrpcService {
+    async fn append_entries(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let req: AppendEntriesRequest<TypeConfig> = decode(&request.into_inner().data)?;
+        let resp = self.raft.append_entries(req).await.map_err(fatal)?;
+        Ok(Response::new(RaftMessage {
+            data: encode(&resp)?,
+        }))
+    }
+
+    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let req: VoteRequest<TypeConfig> = decode(&request.into_inner().data)?;
+        let resp = self.raft.vote(req).await.map_err(fatal)?;
+        Ok(Response::new(RaftMessage {
+            data: encode(&resp)?,
+        }))
+    }
+
+    async fn pre_vote(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let req: VoteRequest<TypeConfig> = decode(&request.into_inner().data)?;
+        let resp = self.raft.pre_vote(req).await.map_err(fatal)?;
+        Ok(Response::new(RaftMessage {
+            data: encode(&resp)?,
+        }))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let mut stream = request.into_inner();
+        let mut head: Option<(Vote, SnapshotMeta)> = None;
+        let mut data = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if head.is_none() {
+                if chunk.meta.is_empty() {
+                    return Err(Status::invalid_argument(
+                        "snapshot stream must start with its metadata",
+                    ));
+                }
+                head = Some(decode(&chunk.meta)?);
+            }
+            data.extend_from_slice(&chunk.data);
+        }
+        let (vote, meta) = head.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "received snapshot");
+        let resp = self
+            .raft
+            .install_full_snapshot(
+                vote,
+                Snapshot {
+                    meta,
+                    snapshot: data,
+                },
+            )
+            .await
+            .map_err(fatal)?;
+        Ok(Response::new(RaftMessage {
+            data: encode(&resp)?,
+        }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let req: TransferLeaderRequest<TypeConfig> = decode(&request.into_inner().data)?;
+        let resp = self.raft.handle_transfer_leader(req).await.map_err(fatal)?;
+        Ok(Response::new(RaftMessage {
+            data: encode(&resp)?,
+        }))
+    }
+
+    async fn propose(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let cmd: swarm_claims::Command = decode(&request.into_inner().data)?;
+        let result = self.proposer.propose_local(cmd).await;
+        Ok(Response::new(RaftMessage {
+            data: encode(&result)?,
+        }))
+    }
+
+    async fn read_index(
+        &self,
+        _request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let result = self.proposer.read_index_local().await;
+        Ok(Response::new(RaftMessage {
+            data: encode(&result)?,
+        }))
+    }
+}
