@@ -126,12 +126,51 @@ impl LoadError {
     }
 }
 
-/// Why a journal could not record or replay an outcome. An outcome that is not durable must not
-/// be acted on: a failed append suspends the run ([`crate::SuspendReason::Fenced`]) without
-/// undoing anything, and a failed read at the start fails it.
+/// Why a journal could not record or replay an outcome.
+///
+/// An outcome that is not durable must not be acted on, so whatever the variant, a failed append
+/// ends the run suspended at once, with nothing more run, undone or compensated; the variant says
+/// what the caller can do next:
+///
+/// | variant | what happened | the run ends | the caller |
+/// |---|---|---|---|
+/// | [`Fenced`](Self::Fenced) | a newer holder owns the run (stale fencing token) | suspended, [`SuspendReason::Fenced`] | lets go of the run: the new holder finishes it |
+/// | [`Unavailable`](Self::Unavailable) | the journal could not be reached (no quorum or leader in time); nothing was recorded | suspended, [`SuspendReason::JournalUnavailable`] | may resume it later with the same run id |
+/// | [`Unknown`](Self::Unknown) | the append was sent, but whether it was recorded is unknown | suspended, [`SuspendReason::JournalUnavailable`] | may resume it later: a resume reads what was recorded |
+///
+/// A failed read of the journal at the start of a run fails the run when it is
+/// [`Fenced`](Self::Fenced), and suspends it with [`SuspendReason::JournalUnavailable`]
+/// otherwise (nothing has run then, so nothing needs undoing).
+///
+/// [`SuspendReason::Fenced`]: crate::SuspendReason::Fenced
+/// [`SuspendReason::JournalUnavailable`]: crate::SuspendReason::JournalUnavailable
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("journal: {0}")]
-pub struct JournalError(pub String);
+pub enum JournalError {
+    /// A newer holder owns the run: this one may no longer write to its journal.
+    #[error("journal: {0}")]
+    Fenced(String),
+    /// The journal could not be reached in time; nothing was recorded, and trying again later
+    /// is safe.
+    #[error("journal unavailable: {0}")]
+    Unavailable(String),
+    /// The append was sent but its outcome is unknown: it may or may not have been recorded.
+    #[error("journal outcome unknown: {0}")]
+    Unknown(String),
+}
+
+impl JournalError {
+    /// What went wrong, without the variant's prefix.
+    pub fn message(&self) -> &str {
+        match self {
+            JournalError::Fenced(m) | JournalError::Unavailable(m) | JournalError::Unknown(m) => m,
+        }
+    }
+
+    /// Whether a newer holder owns the run (as opposed to the journal being out of reach).
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, JournalError::Fenced(_))
+    }
+}
 
 /// Why a run ended failed. The first error wins; later ones are in the step reports.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -150,6 +189,8 @@ pub enum RunError {
     Cancelled,
     #[error("{0}")]
     Return(String),
+    /// The journal failed (see [`JournalError`] for what each variant means); with a failed
+    /// append or an unreachable journal the run ends suspended, and this is its report's error.
     #[error(transparent)]
     Journal(#[from] JournalError),
 }

@@ -513,9 +513,7 @@ enum Settled {
 
 fn fenced(error: &JournalError, step: Option<String>) -> Suspension {
     Suspension {
-        reason: SuspendReason::Fenced {
-            error: error.0.clone(),
-        },
+        reason: SuspendReason::journal(error),
         step,
     }
 }
@@ -586,10 +584,7 @@ fn execute(
         // The last entry: `RunFinished`, or `RunSuspended` (none once fenced). A refused append
         // fences the run here too: whoever holds it now finishes it.
         let last = match &report.suspended {
-            Some(Suspension {
-                reason: SuspendReason::Fenced { .. },
-                ..
-            }) => None,
+            Some(s) if s.reason.is_journal() => None,
             Some(s) => Some(JournalEntry::RunSuspended {
                 reason: s.reason.clone(),
                 step: s.step.clone(),
@@ -667,7 +662,9 @@ async fn schedule(
     // cancels, an earlier `RunSuspended`) changes nothing.
     if first_error.is_none() {
         match run.env.journal.entries(&run.run_id).await {
-            Err(e) => first_error = Some(e.into()),
+            Err(e) if e.is_fenced() => first_error = Some(e.into()),
+            // Nothing has run: suspend, to be resumed once the journal is back.
+            Err(e) => fence = Some((fenced(&e, None), e)),
             Ok(entries) if entries.is_empty() => {
                 if let Err(e) = run
                     .record(JournalEntry::RunStarted {
@@ -1545,16 +1542,23 @@ async fn run_sub(
     };
     let inputs = args.as_object().cloned().unwrap_or_default();
     let (report, completed) = execute(run.env.clone(), sub.clone(), inputs, params).await;
-    match report.suspended {
-        Some(Suspension {
-            reason: SuspendReason::Fenced { error },
-            ..
-        }) => return Attempt::Fenced(JournalError(error)),
-        Some(s) => return Attempt::Suspended(s),
-        None => {}
+    match (report.suspended, report.error) {
+        // Suspended with an error: the sub-run's journal failed.
+        (Some(_), Some(RunError::Journal(e))) => Attempt::Fenced(e),
+        (Some(s), _) => Attempt::Suspended(s),
+        (None, error) => finished_sub(sub, report.result, completed, error, cancel),
     }
-    match report.error {
-        None => Attempt::Finished(Ok((report.result, UndoPlan::Sub { completed }))),
+}
+
+fn finished_sub(
+    sub: &Workflow,
+    result: Value,
+    completed: Vec<CompletedStep>,
+    error: Option<RunError>,
+    cancel: &Cancel,
+) -> Attempt {
+    match error {
+        None => Attempt::Finished(Ok((result, UndoPlan::Sub { completed }))),
         Some(RunError::Cancelled) => Attempt::Cancelled,
         Some(RunError::TimedOut(t)) if cancel.now().is_some() => {
             Attempt::Finished(Err(StepError::timed_out(t)))

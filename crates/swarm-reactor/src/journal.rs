@@ -4,10 +4,16 @@
 //! run id and journal skips the steps that already succeeded and feeds their recorded results to
 //! the steps after them.
 //!
-//! An append that fails means the run may no longer act (with a Raft-backed journal: the lease
-//! moved to another holder). The executor then stops at once, cancelling what runs, undoing and
-//! compensating nothing, and ends the run suspended with [`SuspendReason::Fenced`]. The cluster provides a Raft-backed journal; [`InMemoryJournal`] is for
-//! tests and local runs.
+//! An append that fails means the run may not act on the outcome, since it is not durable. The
+//! executor then stops at once, cancelling what runs, undoing and compensating nothing, and ends
+//! the run suspended. The [`JournalError`] says why, and with it the suspension: a
+//! [`JournalError::Fenced`] append (with a Raft-backed journal: the lease moved to another
+//! holder) suspends with [`SuspendReason::Fenced`], and the run is the new holder's to finish; an
+//! [`JournalError::Unavailable`] or [`JournalError::Unknown`] one (no quorum or leader in time)
+//! suspends with [`SuspendReason::JournalUnavailable`], and the run may be resumed once the
+//! journal is back.
+//!
+//! The cluster provides a Raft-backed journal; [`InMemoryJournal`] is for tests and local runs.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -69,8 +75,8 @@ pub enum JournalEntry {
     },
     /// The run stopped without undoing anything, to be resumed (written instead of
     /// `RunFinished`). A run resumed from this journal continues as if it were not there. Not
-    /// written when the suspension is [`SuspendReason::Fenced`]: the journal is not ours any
-    /// more.
+    /// written when the suspension is [`SuspendReason::Fenced`] (the journal is not ours any
+    /// more) or [`SuspendReason::JournalUnavailable`] (the journal just failed).
     RunSuspended {
         reason: SuspendReason,
         step: Option<String>,
@@ -115,9 +121,14 @@ pub trait Journal: Send + Sync + 'static {
     /// A [progress](JournalEntry::is_progress) entry may instead become durable shortly after,
     /// but always before any later entry of the run and in order, so a journal can commit a
     /// step's start together with its outcome.
+    ///
+    /// Fails with [`JournalError::Fenced`] when a newer holder owns the run,
+    /// [`JournalError::Unavailable`] when the journal could not be reached and nothing was
+    /// recorded, [`JournalError::Unknown`] when the entry may or may not have been recorded.
     async fn append(&self, run_id: &str, entry: JournalEntry) -> Result<(), JournalError>;
 
-    /// Every entry recorded for `run_id`, oldest first (empty for an unknown run).
+    /// Every entry recorded for `run_id`, oldest first (empty for an unknown run). A
+    /// [`JournalError::Fenced`] failure fails the run; any other suspends it.
     async fn entries(&self, run_id: &str) -> Result<Vec<JournalEntry>, JournalError>;
 }
 
@@ -159,21 +170,21 @@ impl InMemoryJournal {
 #[async_trait]
 impl Journal for InMemoryJournal {
     async fn append(&self, run_id: &str, entry: JournalEntry) -> Result<(), JournalError> {
-        let mut runs = self
-            .runs
-            .lock()
-            .map_err(|_| JournalError("in-memory journal lock poisoned".into()))?;
+        let mut runs = self.runs.lock().map_err(|_| poisoned())?;
         runs.entry(run_id.to_owned()).or_default().push(entry);
         Ok(())
     }
 
     async fn entries(&self, run_id: &str) -> Result<Vec<JournalEntry>, JournalError> {
-        let runs = self
-            .runs
-            .lock()
-            .map_err(|_| JournalError("in-memory journal lock poisoned".into()))?;
+        let runs = self.runs.lock().map_err(|_| poisoned())?;
         Ok(runs.get(run_id).cloned().unwrap_or_default())
     }
+}
+
+/// A panic while the lock was held leaves the map in doubt: report the journal as out of
+/// reach, not the run as fenced.
+fn poisoned() -> JournalError {
+    JournalError::Unavailable("in-memory journal lock poisoned".into())
 }
 
 /// A step that the journal says is done and not undone.
@@ -243,6 +254,24 @@ mod tests {
             .map(|c| c.step)
             .collect();
         assert_eq!(names, vec!["b", "c"]);
+    }
+
+    #[tokio::test]
+    async fn a_poisoned_in_memory_journal_is_unavailable_not_fenced() {
+        let journal = InMemoryJournal::new();
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _held = journal.runs.lock();
+            panic!("poison the lock");
+        }));
+        let refused = journal.append("r", ok("a")).await;
+        assert!(
+            matches!(refused, Err(JournalError::Unavailable(_))),
+            "{refused:?}"
+        );
+        assert!(matches!(
+            journal.entries("r").await,
+            Err(JournalError::Unavailable(_))
+        ));
     }
 
     #[test]

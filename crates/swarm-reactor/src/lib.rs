@@ -10,8 +10,15 @@
 //! A run can also end **suspended**: stopped without undoing anything, so that it is resumed
 //! from the journal later, possibly on another node. That happens when the caller asks
 //! ([`RunOptions::suspend`] with a [`SuspendMode`]), when a step needs a capability this node
-//! lacks and [`Reactor::suspend_on_missing_capability`] is on, and when the journal refuses an
-//! append (the run is fenced: another holder owns it). See [`Suspension`].
+//! lacks and [`Reactor::suspend_on_missing_capability`] is on, and when a journal append fails.
+//! See [`Suspension`].
+//!
+//! A journal failure is a [`JournalError`], and its variant tells the caller what to do:
+//! [`JournalError::Fenced`] (another holder owns the run: let it go) suspends with
+//! [`SuspendReason::Fenced`]; [`JournalError::Unavailable`] (nothing was recorded) and
+//! [`JournalError::Unknown`] (it may have been) suspend with
+//! [`SuspendReason::JournalUnavailable`] (the run is still ours: resume it later with the same
+//! run id). Either way nothing is undone, and the report's error is [`RunError::Journal`].
 //!
 //! This crate has no Raft and no gRPC: the node plugs in a Raft-backed journal and its own
 //! middleware, and `swarmctl workflow` uses it directly.
@@ -58,6 +65,9 @@
 //! - [`middleware`]: the [`Middleware`] trait, [`TracingMiddleware`], [`MetricsMiddleware`].
 //! - [`report`]: [`RunReport`] (the `-o json` shape) and [`RunEvent`] (live progress).
 //! - [`error`]: [`StepError`], [`Problem`]/[`ValidationErrors`], [`RunError`], [`LoadError`].
+//! - [`work_item`]: a workflow as a Swarm work item, shared by the node and the CLI: the
+//!   [`WorkflowPayload`] of an item of type `workflow`, and the [`JournalRecord`] each journal
+//!   entry of it holds.
 
 pub mod backoff;
 pub mod error;
@@ -70,6 +80,7 @@ pub mod report;
 pub mod spec;
 pub mod step;
 pub mod validate;
+pub mod work_item;
 
 use serde_json::Value;
 
@@ -85,6 +96,7 @@ pub use report::{
 pub use spec::{ActionSpec, Source, StepSpec, WorkflowSpec};
 pub use step::{Compensation, Registry, ReservedKind, Step, StepContext};
 pub use validate::{Workflow, load_file, validate};
+pub use work_item::{JournalRecord, WorkflowPayload};
 
 /// Parses a `--input k=v` flag: the value is JSON if it parses (`n=3`, `tags=["a"]`), a plain
 /// string otherwise (`name=alice`).

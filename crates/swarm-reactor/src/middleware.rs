@@ -92,7 +92,7 @@ impl Middleware for TracingMiddleware {
         let step = suspension.step.as_deref();
         let reason = &suspension.reason;
         run.span.in_scope(|| match reason {
-            SuspendReason::Fenced { .. } => {
+            SuspendReason::Fenced { .. } | SuspendReason::JournalUnavailable { .. } => {
                 tracing::warn!(reason = %reason, step, "run suspended");
             }
             _ => tracing::info!(reason = %reason, step, "run suspended"),

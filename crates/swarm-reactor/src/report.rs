@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::RunError;
+use crate::error::{JournalError, RunError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -30,7 +30,8 @@ impl fmt::Display for RunStatus {
 }
 
 /// Why a run was suspended. Serializes as `{"kind": "missing_capability", "capability": ..}`,
-/// `{"kind": "requested"}` or `{"kind": "fenced", "error": ..}`.
+/// `{"kind": "requested"}`, `{"kind": "fenced", "error": ..}` or
+/// `{"kind": "journal_unavailable", "error": ..}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SuspendReason {
@@ -39,8 +40,37 @@ pub enum SuspendReason {
     MissingCapability { capability: String },
     /// The caller asked, through [`crate::RunOptions::suspend`].
     Requested,
-    /// The journal refused an append: another holder owns the work now.
+    /// The journal refused an append ([`JournalError::Fenced`]): another holder owns the work
+    /// now, and finishes it.
     Fenced { error: String },
+    /// An append failed because the journal could not be reached
+    /// ([`JournalError::Unavailable`]) or its outcome is unknown ([`JournalError::Unknown`]), or
+    /// the journal could not be read at the start. The run still belongs to this holder: resume
+    /// it with the same run id once the journal is back.
+    JournalUnavailable { error: String },
+}
+
+impl SuspendReason {
+    /// The suspension a failed journal append (or read) calls for; `error` is the message
+    /// without the variant's prefix.
+    pub(crate) fn journal(error: &JournalError) -> Self {
+        let message = error.message().to_owned();
+        match error {
+            JournalError::Fenced(_) => SuspendReason::Fenced { error: message },
+            JournalError::Unavailable(_) | JournalError::Unknown(_) => {
+                SuspendReason::JournalUnavailable { error: message }
+            }
+        }
+    }
+
+    /// Whether the suspension comes from a failed journal append or read: the journal may not
+    /// take any more entries, so the run's end is not recorded.
+    pub(crate) fn is_journal(&self) -> bool {
+        matches!(
+            self,
+            SuspendReason::Fenced { .. } | SuspendReason::JournalUnavailable { .. }
+        )
+    }
 }
 
 impl fmt::Display for SuspendReason {
@@ -54,6 +84,9 @@ impl fmt::Display for SuspendReason {
             }
             SuspendReason::Requested => f.write_str("suspension requested"),
             SuspendReason::Fenced { error } => write!(f, "journal refused an append: {error}"),
+            SuspendReason::JournalUnavailable { error } => {
+                write!(f, "journal unavailable: {error}")
+            }
         }
     }
 }
@@ -64,8 +97,9 @@ impl fmt::Display for SuspendReason {
 pub struct Suspension {
     pub reason: SuspendReason,
     /// The step that caused it: the one lacking a capability, or the one whose journal append
-    /// was refused (`parent/child` inside a sub-workflow). `None` for a requested suspension, or
-    /// when the refused append was not a step's (the run's start or end).
+    /// failed (`parent/child` inside a sub-workflow). `None` for a requested suspension, or
+    /// when the failed append was not a step's (the run's start or end) or the journal could not
+    /// be read at the start.
     pub step: Option<String>,
 }
 
@@ -138,8 +172,9 @@ pub struct RunReport {
     /// The `return` value (null unless the run succeeded).
     pub result: Value,
     /// The first error: null when the run succeeded, or was suspended on request or for a
-    /// missing capability; the journal's error when it was suspended because the journal
-    /// refused an append ([`SuspendReason::Fenced`]).
+    /// missing capability; the journal's error ([`RunError::Journal`]) when it was suspended
+    /// because the journal failed ([`SuspendReason::Fenced`],
+    /// [`SuspendReason::JournalUnavailable`]).
     pub error: Option<RunError>,
     /// One per step, in spec order.
     pub steps: Vec<StepReport>,

@@ -180,7 +180,7 @@ struct BrokenJournal(InMemoryJournal);
 impl Journal for BrokenJournal {
     async fn append(&self, run_id: &str, entry: JournalEntry) -> Result<(), JournalError> {
         if matches!(entry, JournalEntry::StepSucceeded { .. }) {
-            return Err(JournalError("disk on fire".into()));
+            return Err(JournalError::Unavailable("disk on fire".into()));
         }
         self.0.append(run_id, entry).await
     }
@@ -202,6 +202,8 @@ async fn a_journal_failure_fails_the_run() {
         .await;
     assert_eq!(
         report.error,
-        Some(RunError::Journal(JournalError("disk on fire".into())))
+        Some(RunError::Journal(JournalError::Unavailable(
+            "disk on fire".into()
+        )))
     );
 }

@@ -667,7 +667,7 @@ impl Fencing {
 impl Journal for Fencing {
     async fn append(&self, run_id: &str, entry: JournalEntry) -> Result<(), JournalError> {
         if self.appended.fetch_add(1, Ordering::SeqCst) >= self.limit {
-            return Err(JournalError("stale token".into()));
+            return Err(JournalError::Fenced("stale token".into()));
         }
         self.inner.append(run_id, entry).await
     }
@@ -709,7 +709,9 @@ steps:
     assert_eq!(report.suspended, Some(expected.clone()));
     assert_eq!(
         report.error,
-        Some(RunError::Journal(JournalError("stale token".into())))
+        Some(RunError::Journal(JournalError::Fenced(
+            "stale token".into()
+        )))
     );
     // Stopped at once: the hour-long step did not hold it up.
     assert!(report.elapsed < ms(1000), "{:?}", report.elapsed);
