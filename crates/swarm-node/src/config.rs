@@ -1,61 +1,84 @@
 //! swarmd's configuration, layered: defaults, then a TOML file, then
 //! `SWARM_*` environment variables, then flags; then [`Config::validate`]
 //! checks the whole and names the key that is wrong.
+//!
+//! The keys are the fields of [`Config`] (`raft.*` in a `[raft]` table), and
+//! a key no layer sets keeps its default. figment merges the layers and
+//! keeps, for every value, the layer it came from, so a bad value is reported
+//! with the file, the `SWARM_*` variable or the flag the user wrote.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use serde::Deserialize;
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::de::{Deserializer, Error as _};
+use serde::{Deserialize, Serialize};
 
-/// The validated configuration of one node.
-#[derive(Debug, Clone, PartialEq)]
+/// The validated configuration of one node, and the keys of its layers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub id: u64,
     /// Where the gRPC server listens (clients and peers).
+    #[serde(deserialize_with = "ip_host_port")]
     pub listen: SocketAddr,
     /// The address peers and clients are told to use; defaults to `listen`.
     pub advertise: String,
     pub data_dir: PathBuf,
+    #[serde(deserialize_with = "list")]
     pub capabilities: Vec<String>,
     /// Initialize a one-node cluster on first start.
     pub bootstrap: bool,
     /// Nodes to ask for membership on start, when not yet a member.
+    #[serde(deserialize_with = "list")]
     pub join: Vec<String>,
     /// Peer address -> address to dial instead (a fault-injection proxy).
+    #[serde(deserialize_with = "peer_routes")]
     pub peer_routes: Vec<(String, String)>,
     pub sled_cache_mb: u64,
     pub max_payload_bytes: usize,
     /// Lease granted when a claim does not ask for one.
+    #[serde(deserialize_with = "humantime")]
     pub default_lease: Duration,
     /// Build a snapshot (and purge the log behind it) every this many entries.
     pub snapshot_every: u64,
     /// How often the leader checks for expired leases.
+    #[serde(deserialize_with = "humantime")]
     pub tick_interval: Duration,
     /// Workflows this node runs at once.
     pub capacity: u32,
     /// Lease the agent asks for when it claims a workflow.
+    #[serde(deserialize_with = "humantime")]
     pub workflow_lease: Duration,
     /// How often the agent renews its leases (one command for all of them).
+    #[serde(deserialize_with = "humantime")]
     pub renew_interval: Duration,
     /// How long a draining node lets running steps finish before stopping them.
+    #[serde(deserialize_with = "humantime")]
     pub drain_timeout: Duration,
     pub log_format: LogFormat,
     pub raft: RaftTimings,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RaftTimings {
+    #[serde(deserialize_with = "humantime")]
     pub heartbeat: Duration,
+    #[serde(deserialize_with = "humantime")]
     pub election_min: Duration,
+    #[serde(deserialize_with = "humantime")]
     pub election_max: Duration,
 }
 
@@ -80,55 +103,46 @@ impl Default for Config {
             renew_interval: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(5),
             log_format: LogFormat::Text,
-            raft: RaftTimings {
-                heartbeat: Duration::from_millis(50),
-                election_min: Duration::from_millis(150),
-                election_max: Duration::from_millis(300),
-            },
+            raft: RaftTimings::default(),
         }
     }
 }
 
-/// The keys a TOML file may set; unknown keys are an error that names them.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    id: Option<u64>,
-    listen: Option<String>,
-    advertise: Option<String>,
-    data_dir: Option<PathBuf>,
-    capabilities: Option<Vec<String>>,
-    bootstrap: Option<bool>,
-    join: Option<Vec<String>>,
-    peer_routes: Option<Vec<String>>,
-    sled_cache_mb: Option<u64>,
-    max_payload_bytes: Option<usize>,
-    #[serde(default, with = "humantime_serde")]
-    default_lease: Option<Duration>,
-    snapshot_every: Option<u64>,
-    #[serde(default, with = "humantime_serde")]
-    tick_interval: Option<Duration>,
-    capacity: Option<u32>,
-    #[serde(default, with = "humantime_serde")]
-    workflow_lease: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    renew_interval: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    drain_timeout: Option<Duration>,
-    log_format: Option<LogFormat>,
-    raft: Option<FileRaft>,
+impl Default for RaftTimings {
+    fn default() -> Self {
+        RaftTimings {
+            heartbeat: Duration::from_millis(50),
+            election_min: Duration::from_millis(150),
+            election_max: Duration::from_millis(300),
+        }
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileRaft {
-    #[serde(default, with = "humantime_serde")]
-    heartbeat: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    election_min: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    election_max: Option<Duration>,
-}
+/// Each `SWARM_*` variable and the key it sets: the flag's name in capitals.
+/// Lists are comma separated, as on the command line.
+const ENV_VARS: [(&str, &str); 21] = [
+    ("SWARM_ID", "id"),
+    ("SWARM_LISTEN", "listen"),
+    ("SWARM_ADVERTISE", "advertise"),
+    ("SWARM_DATA_DIR", "data_dir"),
+    ("SWARM_CAPABILITIES", "capabilities"),
+    ("SWARM_BOOTSTRAP", "bootstrap"),
+    ("SWARM_JOIN", "join"),
+    ("SWARM_PEER_ROUTES", "peer_routes"),
+    ("SWARM_SLED_CACHE_MB", "sled_cache_mb"),
+    ("SWARM_MAX_PAYLOAD_BYTES", "max_payload_bytes"),
+    ("SWARM_DEFAULT_LEASE", "default_lease"),
+    ("SWARM_SNAPSHOT_EVERY", "snapshot_every"),
+    ("SWARM_TICK_INTERVAL", "tick_interval"),
+    ("SWARM_CAPACITY", "capacity"),
+    ("SWARM_WORKFLOW_LEASE", "workflow_lease"),
+    ("SWARM_RENEW_INTERVAL", "renew_interval"),
+    ("SWARM_DRAIN_TIMEOUT", "drain_timeout"),
+    ("SWARM_LOG_FORMAT", "log_format"),
+    ("SWARM_HEARTBEAT", "raft.heartbeat"),
+    ("SWARM_ELECTION_MIN", "raft.election_min"),
+    ("SWARM_ELECTION_MAX", "raft.election_max"),
+];
 
 fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
@@ -137,75 +151,101 @@ fn duration(s: &str) -> Result<Duration, String> {
 
 /// swarmd: a Swarm agent node. Flags override `SWARM_*` environment
 /// variables, which override the TOML file, which overrides the defaults.
-#[derive(Debug, Default, Parser)]
-#[command(name = "swarmd", version, about)]
+// Serialized, the flags given are the keys of the flags layer.
+#[derive(Debug, Default, Parser, Serialize)]
+#[command(
+    name = "swarmd",
+    version,
+    about,
+    after_help = "Every flag but --config can also be set by an environment variable: SWARM_ and \
+                  the flag's name in capitals (--data-dir by SWARM_DATA_DIR); lists are comma \
+                  separated."
+)]
 pub struct Flags {
     /// TOML configuration file.
     #[arg(long, env = "SWARM_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// This node's id (a positive integer, unique in the cluster).
-    #[arg(long, env = "SWARM_ID")]
+    #[arg(long)]
     pub id: Option<u64>,
     /// Address to listen on for clients and peers, host:port.
-    #[arg(long, env = "SWARM_LISTEN")]
+    #[arg(long)]
     pub listen: Option<String>,
     /// Address others should use to reach this node (default: --listen).
-    #[arg(long, env = "SWARM_ADVERTISE")]
+    #[arg(long)]
     pub advertise: Option<String>,
     /// Directory for the node's data.
-    #[arg(long, env = "SWARM_DATA_DIR")]
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Capabilities of this node, comma separated.
-    #[arg(long, env = "SWARM_CAPABILITIES", value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',')]
     pub capabilities: Option<Vec<String>>,
     /// Initialize a one-node cluster if this data dir has never been part of one.
-    #[arg(long, env = "SWARM_BOOTSTRAP")]
+    #[arg(long)]
+    #[serde(serialize_with = "bare_flag_is_true")]
     pub bootstrap: Option<Option<bool>>,
     /// Nodes to ask to add this one to the cluster, comma separated host:port.
-    #[arg(long, env = "SWARM_JOIN", value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',')]
     pub join: Option<Vec<String>>,
     /// Reach a peer through another address: PEER=VIA (host:port each),
     /// comma separated; used to put a fault-injection proxy on one link.
-    #[arg(long, env = "SWARM_PEER_ROUTES", value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',')]
     pub peer_routes: Option<Vec<String>>,
     /// sled page cache size in MiB.
-    #[arg(long, env = "SWARM_SLED_CACHE_MB")]
+    #[arg(long)]
     pub sled_cache_mb: Option<u64>,
     /// Largest payload or result accepted, in bytes.
-    #[arg(long, env = "SWARM_MAX_PAYLOAD_BYTES")]
+    #[arg(long)]
     pub max_payload_bytes: Option<usize>,
     /// Lease granted to a claim that does not ask for one (e.g. 30s).
-    #[arg(long, env = "SWARM_DEFAULT_LEASE", value_parser = duration)]
+    #[arg(long, value_parser = duration)]
+    #[serde(serialize_with = "humantime_serde::serialize")]
     pub default_lease: Option<Duration>,
     /// Snapshot the state machine every this many log entries.
-    #[arg(long, env = "SWARM_SNAPSHOT_EVERY")]
+    #[arg(long)]
     pub snapshot_every: Option<u64>,
     /// How often the leader expires leases (e.g. 100ms).
-    #[arg(long, env = "SWARM_TICK_INTERVAL", value_parser = duration)]
+    #[arg(long, value_parser = duration)]
+    #[serde(serialize_with = "humantime_serde::serialize")]
     pub tick_interval: Option<Duration>,
     /// Workflows this node runs at once.
-    #[arg(long, env = "SWARM_CAPACITY")]
+    #[arg(long)]
     pub capacity: Option<u32>,
     /// Lease asked for when claiming a workflow (e.g. 10s).
-    #[arg(long, env = "SWARM_WORKFLOW_LEASE", value_parser = duration)]
+    #[arg(long, value_parser = duration)]
+    #[serde(serialize_with = "humantime_serde::serialize")]
     pub workflow_lease: Option<Duration>,
     /// How often the agent renews its leases (e.g. 2s).
-    #[arg(long, env = "SWARM_RENEW_INTERVAL", value_parser = duration)]
+    #[arg(long, value_parser = duration)]
+    #[serde(serialize_with = "humantime_serde::serialize")]
     pub renew_interval: Option<Duration>,
     /// How long a draining node lets running steps finish (e.g. 5s).
-    #[arg(long, env = "SWARM_DRAIN_TIMEOUT", value_parser = duration)]
+    #[arg(long, value_parser = duration)]
+    #[serde(serialize_with = "humantime_serde::serialize")]
     pub drain_timeout: Option<Duration>,
     /// Log format on stderr.
-    #[arg(long, env = "SWARM_LOG_FORMAT", value_enum)]
+    #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// The `[raft]` keys; on the command line they are plain flags.
+    #[command(flatten)]
+    pub raft: RaftFlags,
+}
+
+/// The flags of the `[raft]` keys.
+#[derive(Debug, Default, clap::Args, Serialize)]
+pub struct RaftFlags {
     /// Raft heartbeat interval (e.g. 50ms).
-    #[arg(long, env = "SWARM_HEARTBEAT", value_parser = duration)]
+    #[arg(long, value_parser = duration)]
+    #[serde(serialize_with = "humantime_serde::serialize")]
     pub heartbeat: Option<Duration>,
     /// Shortest election timeout (e.g. 150ms).
-    #[arg(long, env = "SWARM_ELECTION_MIN", value_parser = duration)]
+    #[arg(long, value_parser = duration)]
+    #[serde(serialize_with = "humantime_serde::serialize")]
     pub election_min: Option<Duration>,
     /// Longest election timeout (e.g. 300ms).
-    #[arg(long, env = "SWARM_ELECTION_MAX", value_parser = duration)]
+    #[arg(long, value_parser = duration)]
+    #[serde(serialize_with = "humantime_serde::serialize")]
     pub election_max: Option<Duration>,
 }
 
@@ -219,6 +259,21 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
+    /// A key the file sets that is not a key of [`Config`].
+    #[error("unknown key `{key}` in {origin} (the keys are {known})")]
+    UnknownKey {
+        key: String,
+        origin: String,
+        known: String,
+    },
+    /// A layer's value that is not of the key's kind; `origin` is where the
+    /// user wrote it: the file, the `SWARM_*` variable or the flag.
+    #[error("invalid `{key}` in {origin}: {reason}")]
+    Layer {
+        key: String,
+        origin: String,
+        reason: String,
+    },
     #[error("invalid `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
 }
@@ -231,161 +286,37 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
-    /// Layers the file named by `flags.config` (if any) and the flags (which
-    /// clap already merged with the environment) over the defaults.
+    /// Layers the file named by `flags.config` (if any), the process's
+    /// `SWARM_*` variables and the flags over the defaults.
     pub fn load(flags: Flags) -> Result<Config, ConfigError> {
-        let file = match &flags.config {
-            Some(path) => read_file(path)?,
-            None => FileConfig::default(),
-        };
-        let mut c = Config::default();
-        let mut listen_text = None;
-        // The file.
-        if let Some(v) = file.id {
-            c.id = v;
+        Config::load_with_env(flags, std::env::vars_os())
+    }
+
+    /// [`Config::load`] with the environment given: variables other than
+    /// the `SWARM_*` keys are ignored.
+    pub fn load_with_env(
+        flags: Flags,
+        env: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Result<Config, ConfigError> {
+        let mut layers = Figment::new();
+        if let Some(path) = &flags.config {
+            layers = layers.merge(Layer::file(path)?);
         }
-        if let Some(v) = file.listen {
-            listen_text = Some(v);
-        }
-        if let Some(v) = file.advertise {
-            c.advertise = v;
-        }
-        if let Some(v) = file.data_dir {
-            c.data_dir = v;
-        }
-        if let Some(v) = file.capabilities {
-            c.capabilities = v;
-        }
-        if let Some(v) = file.bootstrap {
-            c.bootstrap = v;
-        }
-        if let Some(v) = file.join {
-            c.join = v;
-        }
-        let mut route_text = file.peer_routes.unwrap_or_default();
-        if let Some(v) = file.sled_cache_mb {
-            c.sled_cache_mb = v;
-        }
-        if let Some(v) = file.max_payload_bytes {
-            c.max_payload_bytes = v;
-        }
-        if let Some(v) = file.default_lease {
-            c.default_lease = v;
-        }
-        if let Some(v) = file.snapshot_every {
-            c.snapshot_every = v;
-        }
-        if let Some(v) = file.tick_interval {
-            c.tick_interval = v;
-        }
-        if let Some(v) = file.capacity {
-            c.capacity = v;
-        }
-        if let Some(v) = file.workflow_lease {
-            c.workflow_lease = v;
-        }
-        if let Some(v) = file.renew_interval {
-            c.renew_interval = v;
-        }
-        if let Some(v) = file.drain_timeout {
-            c.drain_timeout = v;
-        }
-        if let Some(v) = file.log_format {
-            c.log_format = v;
-        }
-        if let Some(r) = file.raft {
-            if let Some(v) = r.heartbeat {
-                c.raft.heartbeat = v;
-            }
-            if let Some(v) = r.election_min {
-                c.raft.election_min = v;
-            }
-            if let Some(v) = r.election_max {
-                c.raft.election_max = v;
+        // One layer per variable, so that an error names the variable.
+        for (var, value) in env {
+            if let Some(layer) = Layer::env_var(&var, value)? {
+                layers = layers.merge(layer);
             }
         }
-        // Environment and flags.
-        if let Some(v) = flags.id {
-            c.id = v;
+        let mut config: Config = layers
+            .merge(Layer::flags(&flags)?)
+            // Lossy: an environment variable is a string, also for a number.
+            .extract_lossy()
+            .map_err(layer_error)?;
+        if config.advertise.is_empty() {
+            config.advertise = config.listen.to_string();
         }
-        if let Some(v) = flags.listen {
-            listen_text = Some(v);
-        }
-        if let Some(v) = flags.advertise {
-            c.advertise = v;
-        }
-        if let Some(v) = flags.data_dir {
-            c.data_dir = v;
-        }
-        if let Some(v) = flags.capabilities {
-            c.capabilities = v.into_iter().filter(|s| !s.is_empty()).collect();
-        }
-        if let Some(v) = flags.bootstrap {
-            c.bootstrap = v.unwrap_or(true);
-        }
-        if let Some(v) = flags.join {
-            c.join = v.into_iter().filter(|s| !s.is_empty()).collect();
-        }
-        if let Some(v) = flags.peer_routes {
-            route_text = v.into_iter().filter(|s| !s.is_empty()).collect();
-        }
-        for route in &route_text {
-            let (peer, via) = route
-                .split_once('=')
-                .ok_or_else(|| invalid("peer_routes", format!("{route:?} is not PEER=VIA")))?;
-            c.peer_routes.push((peer.to_string(), via.to_string()));
-        }
-        if let Some(v) = flags.sled_cache_mb {
-            c.sled_cache_mb = v;
-        }
-        if let Some(v) = flags.max_payload_bytes {
-            c.max_payload_bytes = v;
-        }
-        if let Some(v) = flags.default_lease {
-            c.default_lease = v;
-        }
-        if let Some(v) = flags.snapshot_every {
-            c.snapshot_every = v;
-        }
-        if let Some(v) = flags.tick_interval {
-            c.tick_interval = v;
-        }
-        if let Some(v) = flags.capacity {
-            c.capacity = v;
-        }
-        if let Some(v) = flags.workflow_lease {
-            c.workflow_lease = v;
-        }
-        if let Some(v) = flags.renew_interval {
-            c.renew_interval = v;
-        }
-        if let Some(v) = flags.drain_timeout {
-            c.drain_timeout = v;
-        }
-        if let Some(v) = flags.log_format {
-            c.log_format = v;
-        }
-        if let Some(v) = flags.heartbeat {
-            c.raft.heartbeat = v;
-        }
-        if let Some(v) = flags.election_min {
-            c.raft.election_min = v;
-        }
-        if let Some(v) = flags.election_max {
-            c.raft.election_max = v;
-        }
-        if let Some(text) = listen_text {
-            c.listen = text.parse().map_err(|e| {
-                invalid(
-                    "listen",
-                    format!("{text:?} is not host:port with an IP host: {e}"),
-                )
-            })?;
-        }
-        if c.advertise.is_empty() {
-            c.advertise = c.listen.to_string();
-        }
-        c.validate()
+        config.validate()
     }
 
     /// Checks the configuration as a whole.
@@ -483,15 +414,151 @@ pub fn is_host_port(addr: &str) -> bool {
         .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
 }
 
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string().trim_end().to_string(),
-    })
+/// One layer of keys; its metadata names, for a key path, where the user
+/// wrote the key (figment calls this interpolation), for [`layer_error`].
+struct Layer {
+    keys: Dict,
+    metadata: Metadata,
+}
+
+impl Layer {
+    /// The TOML file; unlike figment's own `Toml` provider, a missing file is
+    /// an error.
+    fn file(path: &Path) -> Result<Layer, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let keys = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let origin = format!("config file {}", path.display());
+        let metadata = Metadata::named(origin.clone())
+            .interpolater(move |_: &Profile, _: &[&str]| origin.clone());
+        Ok(Layer { keys, metadata })
+    }
+
+    /// The key `var` sets, if it is one of [`ENV_VARS`].
+    fn env_var(var: &OsString, value: OsString) -> Result<Option<Layer>, ConfigError> {
+        let Some(&(var, key)) = ENV_VARS.iter().find(|(name, _)| *name == var) else {
+            return Ok(None);
+        };
+        let value = value.into_string().map_err(|_| ConfigError::Layer {
+            key: key.to_string(),
+            origin: var.to_string(),
+            reason: "the value is not UTF-8".to_string(),
+        })?;
+        let keys = figment::util::nest(key, value.into())
+            .into_dict()
+            .unwrap_or_default();
+        let metadata = Metadata::named(var).interpolater(move |_: &Profile, _: &[&str]| var.into());
+        Ok(Some(Layer { keys, metadata }))
+    }
+
+    /// The flags given; a key's origin is its flag.
+    fn flags(flags: &Flags) -> Result<Layer, ConfigError> {
+        let mut keys = Value::serialize(flags)
+            .map_err(layer_error)?
+            .into_dict()
+            .unwrap_or_default();
+        drop_absent(&mut keys);
+        let metadata = Metadata::named("flags").interpolater(|_: &Profile, path: &[&str]| {
+            let key = path.last().copied().unwrap_or_default();
+            format!("--{}", key.replace('_', "-"))
+        });
+        Ok(Layer { keys, metadata })
+    }
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        self.metadata.clone()
+    }
+
+    fn data(&self) -> figment::Result<Map<Profile, Dict>> {
+        Ok(Profile::Default.collect(self.keys.clone()))
+    }
+}
+
+/// Removes the flags not given (`None`) and the tables left empty, which
+/// would otherwise override the layers below.
+fn drop_absent(keys: &mut Dict) {
+    keys.retain(|_, value| match value {
+        Value::Empty(..) => false,
+        Value::Dict(_, table) => {
+            drop_absent(table);
+            !table.is_empty()
+        }
+        _ => true,
+    });
+}
+
+/// A layer's bad key, named with where it was written.
+fn layer_error(e: figment::Error) -> ConfigError {
+    let key = e.path.join(".");
+    let origin = match &e.metadata {
+        Some(metadata) => metadata.interpolate(&Profile::Default, &e.path),
+        None => "the configuration".to_string(),
+    };
+    match e.kind {
+        figment::error::Kind::UnknownField(_, known) => ConfigError::UnknownKey {
+            key,
+            origin,
+            known: known
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
+        kind => ConfigError::Layer {
+            key,
+            origin,
+            reason: kind.to_string(),
+        },
+    }
+}
+
+/// A socket address, with an IP host: it is bound, not resolved.
+fn ip_host_port<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse()
+        .map_err(|e| D::Error::custom(format!("{text:?} is not host:port with an IP host: {e}")))
+}
+
+/// A duration like `500ms` or `10s`, as in the flags.
+fn humantime<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    duration(&String::deserialize(d)?).map_err(D::Error::custom)
+}
+
+/// A list of strings: an array, or one comma-separated string as in an
+/// environment variable. Empty items are dropped, so an empty string is an
+/// empty list.
+fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let items: Vec<String> = match <Value as Deserialize>::deserialize(d)? {
+        Value::String(_, text) => text.split(',').map(str::to_string).collect(),
+        array => array.deserialize().map_err(D::Error::custom)?,
+    };
+    Ok(items.into_iter().filter(|item| !item.is_empty()).collect())
+}
+
+/// `PEER=VIA` pairs, a [`list`].
+fn peer_routes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    list(d)?
+        .into_iter()
+        .map(|route| match route.split_once('=') {
+            Some((peer, via)) => Ok((peer.to_string(), via.to_string())),
+            None => Err(D::Error::custom(format!("{route:?} is not PEER=VIA"))),
+        })
+        .collect()
+}
+
+/// `--bootstrap` alone means `--bootstrap true`.
+fn bare_flag_is_true<S: serde::Serializer>(
+    flag: &Option<Option<bool>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    flag.map(|value| value.unwrap_or(true)).serialize(s)
 }
 
 #[cfg(test)]
@@ -506,6 +573,15 @@ mod tests {
         Flags::try_parse_from(all).unwrap()
     }
 
+    /// A config file holding `text`; it lives as long as the directory.
+    fn config_file(text: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.toml");
+        std::fs::write(&path, text).unwrap();
+        let path = path.to_str().unwrap().to_string();
+        (dir, path)
+    }
+
     #[test]
     fn defaults_are_valid() {
         let c = Config::load(flags(&[])).unwrap();
@@ -515,14 +591,10 @@ mod tests {
 
     #[test]
     fn file_then_flags() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("n.toml");
-        std::fs::write(
-            &path,
+        let (_dir, path) = config_file(
             "id = 2\nlisten = \"127.0.0.1:7202\"\ncapabilities = [\"gpu\"]\n[raft]\nheartbeat = \"20ms\"\n",
-        )
-        .unwrap();
-        let c = Config::load(flags(&["--config", path.to_str().unwrap(), "--id", "3"])).unwrap();
+        );
+        let c = Config::load(flags(&["--config", &path, "--id", "3"])).unwrap();
         assert_eq!(c.id, 3);
         assert_eq!(c.listen.port(), 7202);
         assert_eq!(c.capabilities, vec!["gpu"]);
@@ -531,19 +603,15 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("n.toml");
-        std::fs::write(&path, "idd = 2\n").unwrap();
-        let err = Config::load(flags(&["--config", path.to_str().unwrap()])).unwrap_err();
+        let (_dir, path) = config_file("idd = 2\n");
+        let err = Config::load(flags(&["--config", &path])).unwrap_err();
         assert!(err.to_string().contains("idd"), "{err}");
     }
 
     #[test]
     fn bad_duration_in_file_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("n.toml");
-        std::fs::write(&path, "[raft]\nheartbeat = \"fast\"\n").unwrap();
-        let err = Config::load(flags(&["--config", path.to_str().unwrap()])).unwrap_err();
+        let (_dir, path) = config_file("[raft]\nheartbeat = \"fast\"\n");
+        let err = Config::load(flags(&["--config", &path])).unwrap_err();
         assert!(err.to_string().contains("heartbeat"), "{err}");
     }
 
@@ -585,5 +653,103 @@ mod tests {
                 .to_string()
                 .contains("`id`")
         );
+    }
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        vars.iter().map(|(k, v)| (k.into(), v.into())).collect()
+    }
+
+    #[test]
+    fn env_sits_between_file_and_flags() {
+        let (_dir, path) = config_file(
+            "id = 2\ncapacity = 3\njoin = [\"127.0.0.1:7101\"]\n[raft]\nheartbeat = \"20ms\"\n",
+        );
+        let vars = env(&[
+            ("SWARM_ID", "4"),
+            ("SWARM_HEARTBEAT", "30ms"),
+            ("SWARM_CAPABILITIES", "gpu,exec"),
+            ("SWARM_JOIN", ""),
+            ("SWARM_BOOTSTRAP", "false"),
+        ]);
+        let args = ["--config", &path, "--id", "5", "--bootstrap"];
+        let c = Config::load_with_env(flags(&args), vars).unwrap();
+        assert_eq!(c.id, 5, "a flag overrides its variable");
+        assert!(c.bootstrap, "a bare --bootstrap overrides SWARM_BOOTSTRAP");
+        assert_eq!(c.raft.heartbeat, Duration::from_millis(30));
+        assert_eq!(
+            c.capacity, 3,
+            "a key no variable sets keeps the file's value"
+        );
+        assert_eq!(c.capabilities, vec!["gpu", "exec"]);
+        assert!(
+            c.join.is_empty(),
+            "an empty list variable clears the file's list"
+        );
+    }
+
+    #[test]
+    fn invalid_env_value_names_the_variable_and_the_key() {
+        let err = Config::load_with_env(flags(&[]), env(&[("SWARM_HEARTBEAT", "soon")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SWARM_HEARTBEAT"), "{err}");
+        assert!(err.contains("raft.heartbeat"), "{err}");
+        let err = Config::load_with_env(flags(&[]), env(&[("SWARM_SNAPSHOT_EVERY", "often")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SWARM_SNAPSHOT_EVERY"), "{err}");
+    }
+
+    #[test]
+    fn a_variable_that_is_not_utf8_is_named() {
+        use std::os::unix::ffi::OsStringExt;
+        let vars = [("SWARM_DATA_DIR".into(), OsString::from_vec(vec![0xff]))];
+        let err = Config::load_with_env(flags(&[]), vars).unwrap_err();
+        assert!(err.to_string().contains("SWARM_DATA_DIR"), "{err}");
+    }
+
+    #[test]
+    fn other_variables_are_not_keys() {
+        let vars = env(&[
+            ("SWARM_ENDPOINTS", "127.0.0.1:7101"),
+            ("SWARM_LOG", "debug"),
+            ("SWARM_RUN_ID", "x"),
+            ("HOME", "/root"),
+        ]);
+        assert_eq!(
+            Config::load_with_env(flags(&[]), vars).unwrap(),
+            Config::load_with_env(flags(&[]), []).unwrap()
+        );
+    }
+
+    #[test]
+    fn every_flag_has_its_variable() {
+        use clap::CommandFactory;
+        let command = Flags::command();
+        let keys: Vec<String> = command
+            .get_arguments()
+            .map(|arg| arg.get_id().as_str())
+            .filter(|id| !["config", "help", "version"].contains(id))
+            .map(|id| format!("SWARM_{}", id.to_uppercase()))
+            .collect();
+        let vars: Vec<String> = ENV_VARS.iter().map(|(var, _)| var.to_string()).collect();
+        assert_eq!(keys, vars);
+    }
+
+    #[test]
+    fn missing_config_file_is_named() {
+        let err = Config::load(flags(&["--config", "/nonexistent/swarm.toml"])).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/swarm.toml"), "{err}");
+    }
+
+    #[test]
+    fn the_cluster_files_load() {
+        let cluster = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cluster");
+        for n in 1..=3 {
+            let path = cluster.join(format!("node{n}.toml"));
+            let args = ["--config", path.to_str().unwrap()];
+            let c = Config::load_with_env(flags(&args), []).unwrap();
+            assert_eq!(c.id, n);
+        }
     }
 }
