@@ -348,8 +348,11 @@ fn step_done(state: &mut State, c: StepDone) -> Result<Response, ClaimError> {
         EventKind::StepRecorded,
         Some((&holder, c.token)),
         Some(c.step.clone()),
-        Some(index.to_string()),
+        None,
     );
+    if let Some(event) = item.events.last_mut() {
+        event.journal_index = Some(index);
+    }
     item.journal.reserve_exact(1);
     item.journal.push(JournalEntry {
         step: c.step,
@@ -651,6 +654,7 @@ fn record(
         token: holder.map(|(_, t)| t),
         step,
         detail,
+        journal_index: None,
     });
 }
 

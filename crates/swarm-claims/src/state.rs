@@ -145,6 +145,10 @@ pub struct ItemEvent {
     pub token: Option<FencingToken>,
     pub step: Option<String>,
     pub detail: Option<String>,
+    /// For a step event: the position in the item's journal of the entry it
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal_index: Option<usize>,
 }
 
 /// A node that runs workflows, as it registered itself: what handoff picks

@@ -1457,8 +1457,8 @@ fn events_tell_the_story_in_order() {
     assert_eq!(ev[3].token, Some(t2));
     assert_eq!(ev[4].token, Some(t2));
     assert_eq!(
-        ev[2].detail.as_deref(),
-        Some("0"),
+        ev[2].journal_index,
+        Some(0),
         "step events point into the journal"
     );
 }

@@ -32,13 +32,12 @@ use swarm_proto::v1::handoff_service_client::HandoffServiceClient;
 use swarm_proto::v1::handoff_service_server::HandoffService;
 use swarm_raft::{ClusterError, now_millis};
 use swarm_reactor::{
-    Reactor, RunOptions, RunReport, SuspendMode, SuspendReason, TracingMiddleware,
+    Reactor, RunOptions, RunReport, SuspendMode, SuspendReason, TracingMiddleware, WorkflowPayload,
 };
 use tokio::sync::{Notify, watch};
 
 use crate::journal::RaftJournal;
 use crate::node::NodeContext;
-use crate::workflow::WorkflowPayload;
 
 /// A run this node is executing, and the levers to stop it.
 struct RunControl {

@@ -82,9 +82,7 @@ pub fn event_to_pb(item: &WorkItem, seq: usize) -> Option<pb::WorkEvent> {
     let e = item.events.get(seq)?;
     let outcome_json = match e.kind {
         swarm_claims::EventKind::StepRecorded => e
-            .detail
-            .as_deref()
-            .and_then(|d| d.parse::<usize>().ok())
+            .journal_index
             .and_then(|i| item.journal.get(i))
             .map(|j| j.outcome.clone())
             .unwrap_or_default(),

@@ -10,22 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use swarm_claims::command::StepDone;
 use swarm_claims::{Command, FencingToken, Response};
 use swarm_raft::ClusterError;
-use swarm_reactor::{Journal, JournalEntry, JournalError};
+use swarm_reactor::{Journal, JournalEntry, JournalError, JournalRecord};
 use tokio::sync::oneshot;
 
 use crate::node::NodeContext;
-
-/// What one item journal entry holds: which run (a sub-workflow is a run of
-/// its own inside the item) and the reactor's entry.
-#[derive(Serialize, Deserialize)]
-struct Recorded {
-    run: String,
-    entry: JournalEntry,
-}
 
 /// How long a progress entry (a step started) waits for the step's outcome
 /// to share its Raft entry before it is written alone.
@@ -197,10 +188,11 @@ impl Journal for RaftJournal {
             .filter(|s| inner.ctx.limits.name("step", s).is_ok())
             .unwrap_or("run")
             .to_string();
-        let outcome = serde_json::to_string(&Recorded {
+        let outcome = JournalRecord {
             run: run_id.to_string(),
             entry,
-        })
+        }
+        .to_json()
         .map_err(|e| JournalError::Unavailable(format!("encode journal entry: {e}")))?;
         let cmd = Command::StepDone(StepDone {
             id: inner.item.clone(),
@@ -261,7 +253,7 @@ impl Journal for RaftJournal {
                 .map(|item| {
                     item.journal
                         .iter()
-                        .filter_map(|j| serde_json::from_str::<Recorded>(&j.outcome).ok())
+                        .filter_map(|j| JournalRecord::parse(&j.outcome))
                         .filter(|r| r.run == run_id)
                         .map(|r| r.entry)
                         .collect()

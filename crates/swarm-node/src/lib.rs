@@ -17,7 +17,6 @@
 //! - `agent`: the agent loop (claim workflows, run them with swarm-reactor,
 //!   renew, self-fence, hand off, drain) and `HandoffService`.
 //! - `journal`: the reactor journal kept in the item's Raft journal.
-//! - [`workflow`]: the payload of a `workflow` item and its validation.
 //! - `convert`: protobuf conversions and the mapping of errors to gRPC codes.
 
 mod admin_service;
@@ -27,7 +26,6 @@ mod convert;
 mod journal;
 mod node;
 mod work_service;
-pub mod workflow;
 
 pub use config::{Config, Flags, LogFormat};
 pub use node::run;

@@ -143,7 +143,7 @@ impl WorkService for WorkApi {
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let r = request.into_inner();
         if r.r#type == swarm_claims::WORKFLOW_KIND {
-            crate::workflow::WorkflowPayload::load(&r.payload_json)
+            swarm_reactor::WorkflowPayload::load(&r.payload_json)
                 .map_err(Status::invalid_argument)?;
         }
         let cmd = Command::Submit(Submit {

@@ -6,9 +6,7 @@
 //! - [`v1`]: every message and service of package `swarm.v1`
 //!   (`WorkService`, `AdminService`, `RaftService`, `HandoffService`).
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded `FileDescriptorSet` for reflection.
-//! - The conventions of the wire that are not messages: [`LEADER_ADDR_KEY`]
-//!   (response metadata) and [`WORKFLOW_ITEM_TYPE`] (the item type the nodes
-//!   run as workflows).
+//! - [`LEADER_ADDR_KEY`]: the response metadata that names the leader.
 
 /// Package `swarm.v1`.
 #[allow(clippy::all, missing_docs)]
@@ -28,7 +26,3 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// leader's `host:port`. Its presence on an UNAVAILABLE status also says the
 /// node did not act on the request (empty value: leader unknown).
 pub const LEADER_ADDR_KEY: &str = "swarm-leader-addr";
-
-/// The work item type whose payload is a workflow (spec, inputs, base
-/// directory) that the nodes' agents claim and run.
-pub const WORKFLOW_ITEM_TYPE: &str = "workflow";

@@ -132,7 +132,10 @@ mod tests {
         let text = r#"{"run":"w1","entry":{"event":"step_started","step":"a","attempt":1}}"#;
         let record = JournalRecord::parse(text).unwrap();
         assert_eq!(record.run, "w1");
-        assert_eq!(JournalRecord::parse(&record.to_json().unwrap()), Some(record));
+        assert_eq!(
+            JournalRecord::parse(&record.to_json().unwrap()),
+            Some(record)
+        );
         assert_eq!(JournalRecord::parse("null"), None);
     }
 }

@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 use swarm_client::proto::WorkEvent;
 
 use super::work_item::{json_text, status_name};
-use super::workflow_steps::{Recorded, describe, step_label};
+use swarm_reactor::JournalRecord;
+
+use super::workflow_steps::{describe, step_label};
 use crate::output::or_dash;
 
 /// Whether the item has no more events after this one. Only the kind says
@@ -58,7 +60,7 @@ pub fn watch_header() -> String {
 /// One row of the `work watch` table: time, kind, agent, token, step and
 /// what happened (a step event says what its journal entry records).
 pub fn watch_row(item_id: &str, event: &WorkEvent) -> String {
-    let recorded = Recorded::parse(&event.outcome_json);
+    let recorded = JournalRecord::parse(&event.outcome_json);
     let (step, detail) = match &recorded {
         Some(r) => (
             step_label(item_id, r).unwrap_or_else(|| event.step.clone()),
@@ -121,7 +123,7 @@ pub fn news(item_id: &str, event: &WorkEvent) -> Option<String> {
         "failed" => detail("failed"),
         "cancelled" => detail("cancelled"),
         "step" => {
-            let recorded = Recorded::parse(&event.outcome_json)?;
+            let recorded = JournalRecord::parse(&event.outcome_json)?;
             use swarm_reactor::JournalEntry as E;
             match &recorded.entry {
                 E::StepStarted { .. } | E::StepRetried { .. } | E::RunStarted { .. } => {

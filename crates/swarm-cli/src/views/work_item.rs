@@ -11,14 +11,12 @@
 //! [`super::work_event`]). Other keys may be added, never removed.
 
 use serde_json::{Value, json};
+use swarm_claims::WORKFLOW_KIND;
 use swarm_client::proto::{WorkItem, WorkStatus};
 
 use super::work_event::event_json;
 use super::workflow_steps::StepBoard;
 use crate::output::{Table, fields, or_dash, time_left};
-
-/// The item type swarmd nodes claim and run with the reactor.
-pub const WORKFLOW_TYPE: &str = "workflow";
 
 /// The lowercase word for a status: `pending`, `claimed`, `completed`,
 /// `failed`, `cancelled` (`unknown` for a value this build does not know).
@@ -159,7 +157,7 @@ pub fn item_detail(item: &WorkItem, now_ms: u64) -> String {
     }
     let mut text = fields(&pairs);
     let steps = StepBoard::of_item(item);
-    if item.r#type == WORKFLOW_TYPE && !steps.rows().is_empty() {
+    if item.r#type == WORKFLOW_KIND && !steps.rows().is_empty() {
         text.push('\n');
         text.push_str(&steps.table().render());
     }
@@ -361,7 +359,7 @@ mod tests {
     #[test]
     fn a_workflow_item_shows_its_steps_and_a_pending_cancel() {
         let item = WorkItem {
-            r#type: WORKFLOW_TYPE.into(),
+            r#type: WORKFLOW_KIND.into(),
             cancel_requested: Some("user".into()),
             journal: vec![JournalEntry {
                 step: "a".into(),

@@ -1,7 +1,7 @@
 //! A workflow item's steps, decoded from its journal.
 //!
-//! Each journal entry's `outcome_json` is `{"run": "<run id>", "entry":
-//! <swarm_reactor::JournalEntry>}`, recorded under the holder's fencing
+//! Each journal entry's `outcome_json` is a [`JournalRecord`] (`{"run": "<run
+//! id>", "entry": <swarm_reactor::JournalEntry>}`), recorded under the holder's fencing
 //! token. The top-level run's id is the item id; a sub-workflow's run is
 //! `<item id>/<step>`. [`StepBoard`] folds entries of the top-level run into
 //! one row per step — `{"name", "status", "attempts", "node"}` — where:
@@ -18,29 +18,11 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 use swarm_client::proto::WorkItem;
-use swarm_reactor::JournalEntry;
+use swarm_reactor::{JournalEntry, JournalRecord};
 
 use crate::output::{Table, or_dash};
-
-/// One item journal entry's `outcome_json`, as swarmd records it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Recorded {
-    /// The item id for the top-level run, `<item id>/<step>` for a
-    /// sub-workflow's run.
-    pub run: String,
-    pub entry: JournalEntry,
-}
-
-impl Recorded {
-    /// `None` for text that is not a recorded reactor entry (a journal
-    /// written by something else is skipped rather than fatal).
-    pub fn parse(outcome_json: &str) -> Option<Recorded> {
-        serde_json::from_str(outcome_json).ok()
-    }
-}
 
 /// Where a step stands, as far as the journal says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +93,7 @@ impl StepBoard {
             .collect();
         let mut board = StepBoard::default();
         for j in &item.journal {
-            let Some(recorded) = Recorded::parse(&j.outcome_json) else {
+            let Some(recorded) = JournalRecord::parse(&j.outcome_json) else {
                 continue;
             };
             if recorded.run == item.id {
@@ -253,7 +235,7 @@ pub fn describe(entry: &JournalEntry) -> String {
 
 /// The step an entry concerns, as people read it: `build` in the top-level
 /// run, `deploy/build` inside the sub-workflow run by step `deploy`.
-pub fn step_label(item_id: &str, recorded: &Recorded) -> Option<String> {
+pub fn step_label(item_id: &str, recorded: &JournalRecord) -> Option<String> {
     let step = recorded.entry.step();
     let sub_run = recorded
         .run
@@ -462,19 +444,19 @@ mod tests {
 
     #[test]
     fn labels_and_descriptions() {
-        let top = Recorded {
+        let top = JournalRecord {
             run: "w1".into(),
             entry: failed("b", 1, true),
         };
         assert_eq!(step_label("w1", &top).as_deref(), Some("b"));
         assert_eq!(describe(&top.entry), "failed on attempt 1, retrying: boom");
-        let sub = Recorded {
+        let sub = JournalRecord {
             run: "w1/deploy".into(),
             entry: succeeded("push", 1),
         };
         assert_eq!(step_label("w1", &sub).as_deref(), Some("deploy/push"));
         assert_eq!(describe(&sub.entry), "succeeded (attempt 1)");
-        let finished = Recorded {
+        let finished = JournalRecord {
             run: "w1".into(),
             entry: JournalEntry::RunFinished {
                 status: RunStatus::Succeeded,
@@ -488,12 +470,12 @@ mod tests {
     fn recorded_parses_what_swarmd_writes() {
         let text = r#"{"run":"w1","entry":{"event":"step_started","step":"a","attempt":1}}"#;
         assert_eq!(
-            Recorded::parse(text),
-            Some(Recorded {
+            JournalRecord::parse(text),
+            Some(JournalRecord {
                 run: "w1".into(),
                 entry: started("a", 1)
             })
         );
-        assert_eq!(Recorded::parse("null"), None);
+        assert_eq!(JournalRecord::parse("null"), None);
     }
 }

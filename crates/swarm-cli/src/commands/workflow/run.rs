@@ -18,16 +18,17 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
+use swarm_claims::WORKFLOW_KIND;
 use swarm_client::proto::{GetWorkRequest, ReadConsistency, WorkEvent, WorkItem};
-use swarm_reactor::parse_input;
+use swarm_reactor::{JournalRecord, WorkflowPayload, parse_input};
 
 use crate::commands::Context;
 use crate::commands::work::submit::{SubmitOptions, submit};
 use crate::commands::work::watch::{EventSink, follow};
 use crate::output::{OutputFormat, fields, or_dash, print_json, print_text};
 use crate::views::work_event::news;
-use crate::views::work_item::{WORKFLOW_TYPE, json_text, status_name};
-use crate::views::workflow_steps::{Recorded, StepBoard};
+use crate::views::work_item::{json_text, status_name};
+use crate::views::workflow_steps::StepBoard;
 
 #[derive(Debug, Args)]
 pub struct Run {
@@ -51,12 +52,14 @@ pub async fn run(ctx: &Context, args: Run) -> Result<()> {
     let spec = std::fs::read_to_string(&args.file)
         .with_context(|| format!("read workflow spec {}", args.file.display()))?;
     let base_dir = base_dir(&args.file)?;
-    let payload = json!({
-        "spec": spec,
-        "inputs": inputs,
-        "base_dir": base_dir,
-    });
-    let item = submit(ctx, WORKFLOW_TYPE, payload.to_string(), args.options, 0)
+    let payload = WorkflowPayload {
+        spec,
+        inputs,
+        base_dir: Some(base_dir),
+    }
+    .to_json()
+    .context("encode the workflow payload")?;
+    let item = submit(ctx, WORKFLOW_KIND, payload, args.options, 0)
         .await
         .with_context(|| format!("run workflow {:?}", workflow.name()))?;
     if !args.wait {
@@ -230,7 +233,7 @@ impl EventSink for Progress {
             self.holder = Some(event.agent.clone());
         }
         if event.kind == "step"
-            && let Some(recorded) = Recorded::parse(&event.outcome_json)
+            && let Some(recorded) = JournalRecord::parse(&event.outcome_json)
             && recorded.run == self.item_id
         {
             self.board.apply(&recorded.entry, self.holder.clone());
