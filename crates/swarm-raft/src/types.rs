@@ -1,4 +1,7 @@
-//! openraft's type configuration for Swarm.
+//! openraft's type configuration for Swarm. The public aliases are for code
+//! that drives the stores directly (the storage conformance suite, the
+//! log-append benchmark, `inspect_store`); the rest of Swarm goes through
+//! [`crate::Cluster`] and names none of them.
 
 use openraft::alias;
 
@@ -17,11 +20,11 @@ pub type ApplyResult = Result<swarm_claims::Response, swarm_claims::ClaimError>;
 
 pub type NodeId = u64;
 pub type Node = openraft::BasicNode;
-pub type Raft = openraft::Raft<TypeConfig, crate::StateMachineStore>;
+pub(crate) type Raft = openraft::Raft<TypeConfig, crate::StateMachineStore>;
 pub type LogId = alias::LogIdOf<TypeConfig>;
 pub type Vote = alias::VoteOf<TypeConfig>;
 pub type Entry = alias::EntryOf<TypeConfig>;
 pub type SnapshotMeta = alias::SnapshotMetaOf<TypeConfig>;
 pub type Snapshot = alias::SnapshotOf<TypeConfig, Vec<u8>>;
 pub type StoredMembership = alias::StoredMembershipOf<TypeConfig>;
-pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
+pub(crate) type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
