@@ -2,10 +2,13 @@
 //! configuration, sets up logging and calls [`run`]; tests call the same
 //! [`run`].
 //!
-//! A node stores the Raft log and the snapshots of the claims state in sled,
-//! takes part in the Raft group, and serves the client API (`WorkService`,
-//! `AdminService`), the peer API (`RaftService`), gRPC health and reflection
-//! on one address.
+//! A node takes part in the Raft group through swarm-raft's
+//! [`swarm_raft::Cluster`] (the Raft log in sled, snapshots of the claims
+//! state in files beside it), runs workflows as an agent, and serves the
+//! client API (`WorkService`, `AdminService`), the peer API (`RaftService`,
+//! `HandoffService`), gRPC health and reflection on one address. Nothing
+//! here names openraft: every write, read barrier and membership change
+//! goes through the `Cluster` handle and answers a `ClusterError`.
 //!
 //! # Layout
 //! - [`config`]: [`Config`], layered from defaults, a TOML file, `SWARM_*`

@@ -331,9 +331,11 @@ struct SnapshotBody {
     state: State,
 }
 
-/// The replicated [`State`] in memory, its snapshots in sled (only in sled:
-/// the encoded snapshot is as large as the state, and is read back only to
-/// send it to a lagging follower).
+/// The replicated [`State`] in memory; its snapshots are files in the
+/// snapshot directory beside the sled database, with only their record
+/// (which file is current, its Raft metadata) in sled. The encoded snapshot
+/// is as large as the state and is read back only on start and to send it
+/// to a lagging follower.
 #[derive(Clone)]
 pub struct StateMachineStore {
     applied: Arc<RwLock<Applied>>,
