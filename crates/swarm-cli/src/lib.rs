@@ -4,8 +4,9 @@
 //! workflows locally, without a cluster, and `workflow run` submits one to
 //! the cluster and (with `--wait`) follows it to its end. Its `chaos`
 //! commands kill, pause and resume nodes of the local cluster of
-//! `scripts/cluster-up.sh` by their recorded PIDs, and check a live
-//! cluster's replicas for divergence, double holders and token order.
+//! `scripts/cluster-up.sh` by their recorded PIDs, and run the chaos suite's
+//! replica checks (`swarm-check`: double grants, token order, duplicate
+//! completions and keys, divergence) against a live cluster.
 //!
 //! Data goes to stdout, as a table (`-o table`, the default) or as JSON
 //! (`-o json`, the shapes scripts rely on); messages and errors go to stderr.

@@ -919,3 +919,52 @@ async fn get_shows_workflow_steps_and_cancel_says_it_is_a_request() {
         stderr(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chaos_check_reports_under_the_chaos_suites_names_and_exits_1() {
+    // The fake's w2 is claimed under token 6 while its holder record and
+    // item token say 5, a token w1 holds too; node 2 does not answer.
+    let addr = spawn_node().await;
+    let out = swarmctl(&addr, &["chaos", "check", "--settle", "1s", "-o", "json"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("the replicas show anomalies"));
+    let v = stdout_json(&out);
+    assert_eq!(v["clean"], false);
+    assert_eq!(
+        v["replicas"],
+        json!([{"node": 1, "applied": 12, "items": 2}])
+    );
+    assert_eq!(v["replicas_compared"], true);
+    assert!(
+        v["unreachable"][0].as_str().unwrap().starts_with("node 2 "),
+        "{v}"
+    );
+    assert_eq!(
+        v["anomalies"],
+        json!({
+            "double_grant": 1,
+            "token_not_increasing": 2,
+            "duplicate_completion": 0,
+            "unknown_applied_twice": 0,
+            "replica_divergence": 0,
+        })
+    );
+    let examples = v["examples"].as_object().unwrap();
+    assert_eq!(
+        examples.keys().collect::<Vec<_>>(),
+        ["double_grant", "token_not_increasing"]
+    );
+    assert!(
+        v["examples"]["double_grant"][0]
+            .as_str()
+            .unwrap()
+            .contains("node 1, item w2: the claim has token 6"),
+        "{v}"
+    );
+
+    let out = swarmctl(&addr, &["chaos", "check", "--settle", "1s"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(table.contains("double_grant: 1\n"), "{table}");
+    assert!(table.contains("token_not_increasing: 2\n"), "{table}");
+}

@@ -8,9 +8,16 @@
 //! the history is honest; the tests in `tests/chaos_checker.rs` prove that
 //! each anomaly, when present, is reported.
 //!
+//! The checks of the replicas alone are [`swarm_check`]'s, the ones
+//! `swarmctl chaos check` runs against a live cluster, under the same names;
+//! this checker adds the client history's evidence to the same kinds and the
+//! kinds only a recorded run can show.
+//!
 //! Anomaly kinds (the keys of [`CheckReport::anomalies`], see
 //! [`ANOMALY_KINDS`]):
-//! - `double_grant`: an item held by two holders over overlapping intervals.
+//! - `double_grant`: an item held by two holders over overlapping intervals
+//!   (in the client history, or in a replica's holder records, claim and
+//!   events).
 //! - `token_not_increasing`: an item's grant tokens not strictly increasing,
 //!   or one token granted for two items.
 //! - `stale_write_accepted`: the fenced resource accepted a token lower than
@@ -27,22 +34,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
-use serde_json::{Value, json};
+pub use swarm_check::{
+    DOUBLE_GRANT, DUPLICATE_COMPLETION, REPLICA_DIVERGENCE, ReplicaState, TOKEN_NOT_INCREASING,
+    UNKNOWN_APPLIED_TWICE,
+};
 use swarm_proto::v1::{ListWorkRequest, ReadConsistency, WorkItem, WorkStatus};
 
 use super::fenced::WriteAttempt;
 use super::history::{Grant, History, Op, OpKind, Outcome};
 use crate::{Cluster, NodeId};
 
-pub const DOUBLE_GRANT: &str = "double_grant";
-pub const TOKEN_NOT_INCREASING: &str = "token_not_increasing";
 pub const STALE_WRITE_ACCEPTED: &str = "stale_write_accepted";
 pub const LOST_ACK: &str = "lost_ack";
-pub const DUPLICATE_COMPLETION: &str = "duplicate_completion";
 pub const STUCK: &str = "stuck";
-pub const REPLICA_DIVERGENCE: &str = "replica_divergence";
 pub const TWO_LEADERS_IN_TERM: &str = "two_leaders_in_term";
-pub const UNKNOWN_APPLIED_TWICE: &str = "unknown_applied_twice";
 
 /// Every anomaly kind; each is a key of every report.
 pub const ANOMALY_KINDS: [&str; 9] = [
@@ -56,16 +61,6 @@ pub const ANOMALY_KINDS: [&str; 9] = [
     TWO_LEADERS_IN_TERM,
     UNKNOWN_APPLIED_TWICE,
 ];
-
-/// One node's replica, read locally once every replica applied the same
-/// index.
-#[derive(Debug, Clone, Default)]
-pub struct ReplicaState {
-    pub node: NodeId,
-    /// The applied index the items were read at.
-    pub applied: u64,
-    pub items: Vec<WorkItem>,
-}
 
 /// What the liveness check may expect at the end of a run.
 #[derive(Debug, Clone, Default)]
@@ -88,7 +83,9 @@ pub struct CheckInput {
     pub history: History,
     /// [`super::fenced::FencedResource::log`].
     pub fenced: Vec<WriteAttempt>,
-    /// Every reachable node's replica after healing ([`collect_replicas`]).
+    /// Every reachable node's replica after healing, all at one applied
+    /// index ([`collect_replicas`]): replicas at different indexes are not
+    /// compared.
     pub replicas: Vec<ReplicaState>,
     pub liveness: Liveness,
 }
@@ -175,14 +172,15 @@ pub fn check(input: &CheckInput) -> CheckReport {
     check_client_token_order(&grants, &mut report);
     check_client_completions(&input.history, &mut report);
     check_client_keys(&input.history, &mut report);
-    for replica in &input.replicas {
-        check_replica(replica, &mut report);
+    check_client_tokens_unique_across_items(&grants, &mut report);
+    let replicas = swarm_check::check_replicas(&input.replicas);
+    for (kind, found) in replicas.anomalies {
+        report.anomalies.entry(kind).or_default().extend(found);
     }
-    check_tokens_unique_across_items(&input.replicas, &grants, &mut report);
+    report.replica_hashes = replicas.replica_hashes;
     check_stale_writes(&input.fenced, &mut report);
     check_lost_acks(&input.history, &input.replicas, &mut report);
     check_stuck(&input.replicas, &input.liveness, &mut report);
-    check_divergence(&input.replicas, &mut report);
     check_leaders(&input.history, &mut report);
     report
 }
@@ -413,185 +411,9 @@ fn check_client_keys(history: &History, report: &mut CheckReport) {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Replicas.
-
-/// The event kinds that end the live claim when they carry its token;
-/// `cancelled` ends it whatever it carries.
-const CLAIM_ENDING_EVENTS: [&str; 5] = ["expired", "released", "completed", "failed", "retrying"];
-
-fn check_replica(replica: &ReplicaState, report: &mut CheckReport) {
-    let node = replica.node;
-    let mut by_key: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for item in &replica.items {
-        let id = &item.id;
-        if !item.idempotency_key.is_empty() {
-            by_key
-                .entry(item.idempotency_key.as_str())
-                .or_default()
-                .push(id);
-        }
-
-        // Holder records: at most one live, and only the last.
-        let live: Vec<u64> = item
-            .history
-            .iter()
-            .filter(|h| h.ended.is_empty())
-            .map(|h| h.token)
-            .collect();
-        if live.len() > 1 {
-            report.add(
-                DOUBLE_GRANT,
-                format!("node {node}, item {id}: holders with tokens {live:?} are all live"),
-            );
-        } else if let Some(pos) = item.history.iter().position(|h| h.ended.is_empty())
-            && let Some(next) = item.history.get(pos + 1)
-        {
-            report.add(
-                DOUBLE_GRANT,
-                format!(
-                    "node {node}, item {id}: token {} granted to {} while token {} of {} was live",
-                    next.token, next.agent, item.history[pos].token, item.history[pos].agent
-                ),
-            );
-        }
-        match (&item.claim, item.history.iter().rfind(|h| h.ended.is_empty())) {
-            (Some(claim), Some(h)) if claim.token != h.token => report.add(
-                DOUBLE_GRANT,
-                format!(
-                    "node {node}, item {id}: the claim has token {} but the live holder record token {}",
-                    claim.token, h.token
-                ),
-            ),
-            (Some(claim), None) => report.add(
-                DOUBLE_GRANT,
-                format!(
-                    "node {node}, item {id}: claim with token {} of {} has no live holder record",
-                    claim.token, claim.agent
-                ),
-            ),
-            _ => {}
-        }
-
-        // Events: a grant while another claim is live.
-        let mut live_token: Option<u64> = None;
-        for event in &item.events {
-            match event.kind.as_str() {
-                "claimed" => {
-                    if let Some(previous) = live_token {
-                        report.add(
-                            DOUBLE_GRANT,
-                            format!(
-                                "node {node}, item {id}: event {} claimed with token {} by {} while token {previous} was live",
-                                event.seq, event.token, event.agent
-                            ),
-                        );
-                    }
-                    live_token = Some(event.token);
-                }
-                "handed_off" => live_token = Some(event.token),
-                "cancelled" => live_token = None,
-                kind if CLAIM_ENDING_EVENTS.contains(&kind) && live_token == Some(event.token) => {
-                    live_token = None;
-                }
-                _ => {}
-            }
-        }
-
-        // Tokens: strictly increasing in holder order and in grant events,
-        // and the item's token is the latest.
-        for pair in item.history.windows(2) {
-            if pair[1].token <= pair[0].token {
-                report.add(
-                    TOKEN_NOT_INCREASING,
-                    format!(
-                        "node {node}, item {id}: holder token {} follows {}",
-                        pair[1].token, pair[0].token
-                    ),
-                );
-            }
-        }
-        let granted: Vec<u64> = item
-            .events
-            .iter()
-            .filter(|e| e.kind == "claimed" || e.kind == "handed_off")
-            .map(|e| e.token)
-            .collect();
-        for pair in granted.windows(2) {
-            if pair[1] <= pair[0] {
-                report.add(
-                    TOKEN_NOT_INCREASING,
-                    format!(
-                        "node {node}, item {id}: grant event token {} follows {}",
-                        pair[1], pair[0]
-                    ),
-                );
-            }
-        }
-        if let Some(max) = item.history.iter().map(|h| h.token).max()
-            && item.token < max
-        {
-            report.add(
-                TOKEN_NOT_INCREASING,
-                format!(
-                    "node {node}, item {id}: item token {} is below holder token {max}",
-                    item.token
-                ),
-            );
-        }
-
-        // Completions: at most one.
-        let completed_holders: Vec<u64> = item
-            .history
-            .iter()
-            .filter(|h| h.ended == "completed")
-            .map(|h| h.token)
-            .collect();
-        let completed_events = item.events.iter().filter(|e| e.kind == "completed").count();
-        if completed_holders.len() > 1 || completed_events > 1 {
-            report.add(
-                DUPLICATE_COMPLETION,
-                format!(
-                    "node {node}, item {id}: completed by tokens {completed_holders:?}, {completed_events} completed events"
-                ),
-            );
-        }
-    }
-    for (key, ids) in by_key {
-        if ids.len() > 1 {
-            report.add(
-                UNKNOWN_APPLIED_TWICE,
-                format!("node {node}: idempotency key {key:?} has items {ids:?}"),
-            );
-        }
-    }
-}
-
-/// A token is granted once, for one item: every replica, and the client
-/// history, must agree.
-fn check_tokens_unique_across_items(
-    replicas: &[ReplicaState],
-    grants: &[ClientGrant<'_>],
-    report: &mut CheckReport,
-) {
-    for replica in replicas {
-        let mut owner: BTreeMap<u64, &str> = BTreeMap::new();
-        for item in &replica.items {
-            for h in &item.history {
-                if let Some(other) = owner.insert(h.token, &item.id)
-                    && other != item.id
-                {
-                    report.add(
-                        TOKEN_NOT_INCREASING,
-                        format!(
-                            "node {}: token {} granted for items {other} and {}",
-                            replica.node, h.token, item.id
-                        ),
-                    );
-                }
-            }
-        }
-    }
+/// A token is granted once, for one item: the client history must agree, as
+/// every replica must ([`swarm_check`]).
+fn check_client_tokens_unique_across_items(grants: &[ClientGrant<'_>], report: &mut CheckReport) {
     let mut owner: BTreeMap<u64, (&str, u64)> = BTreeMap::new();
     for g in grants {
         match owner.get(&g.grant.token) {
@@ -609,6 +431,9 @@ fn check_tokens_unique_across_items(
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// The fenced resource, and the replicas against the history.
 
 /// Recomputed from the log, never from the resource's own verdicts.
 fn check_stale_writes(log: &[WriteAttempt], report: &mut CheckReport) {
@@ -703,12 +528,6 @@ fn is_terminal(status: i32) -> bool {
     )
 }
 
-fn status_name(status: i32) -> String {
-    WorkStatus::try_from(status)
-        .map(|s| s.as_str_name().to_string())
-        .unwrap_or_else(|_| format!("status {status}"))
-}
-
 fn check_stuck(replicas: &[ReplicaState], liveness: &Liveness, report: &mut CheckReport) {
     if !liveness.deadline_passed {
         return;
@@ -725,7 +544,7 @@ fn check_stuck(replicas: &[ReplicaState], liveness: &Liveness, report: &mut Chec
             stuck.entry(item.id.as_str()).or_default().push(format!(
                 "node {} {}",
                 replica.node,
-                status_name(item.status)
+                swarm_check::status_name(item.status)
             ));
         }
     }
@@ -738,155 +557,6 @@ fn check_stuck(replicas: &[ReplicaState], liveness: &Liveness, report: &mut Chec
             ),
         );
     }
-}
-
-/// An item as canonical JSON: every field, in a fixed order, with enums by
-/// name. Two replicas agree when these agree.
-pub fn canonical_item(item: &WorkItem) -> Value {
-    json!({
-        "id": item.id,
-        "type": item.r#type,
-        "priority": item.priority,
-        "requires": item.requires,
-        "payload_json": item.payload_json,
-        "status": status_name(item.status),
-        "attempt": item.attempt,
-        "max_attempts": item.max_attempts,
-        "claim": item.claim.as_ref().map(|c| json!({
-            "agent": c.agent,
-            "token": c.token,
-            "lease_expires_at_ms": c.lease_expires_at_ms,
-            "lease_ms": c.lease_ms,
-            "granted_at_ms": c.granted_at_ms,
-            "progress": c.progress,
-        })),
-        "token": item.token,
-        "result_json": item.result_json,
-        "error": item.error,
-        "idempotency_key": item.idempotency_key,
-        "submitted_at_ms": item.submitted_at_ms,
-        "updated_at_ms": item.updated_at_ms,
-        "history": item.history.iter().map(|h| json!({
-            "agent": h.agent,
-            "token": h.token,
-            "granted_at_ms": h.granted_at_ms,
-            "ended": h.ended,
-        })).collect::<Vec<_>>(),
-        "journal": item.journal.iter().map(|j| json!({
-            "step": j.step,
-            "token": j.token,
-            "outcome_json": j.outcome_json,
-        })).collect::<Vec<_>>(),
-        "events": item.events.iter().map(|e| json!({
-            "seq": e.seq,
-            "at_ms": e.at_ms,
-            "kind": e.kind,
-            "agent": e.agent,
-            "token": e.token,
-            "step": e.step,
-            "detail": e.detail,
-            "outcome_json": e.outcome_json,
-            "status": status_name(e.status),
-        })).collect::<Vec<_>>(),
-        "cancel_requested": item.cancel_requested,
-    })
-}
-
-/// FNV-1a, 64 bits: stable across runs, platforms and Rust versions, which
-/// `std`'s hashers do not promise.
-pub fn stable_hash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
-/// A replica's items as canonical JSON text, by id.
-fn canonical_items(replica: &ReplicaState) -> BTreeMap<&str, String> {
-    replica
-        .items
-        .iter()
-        .map(|i| (i.id.as_str(), canonical_item(i).to_string()))
-        .collect()
-}
-
-/// The hash of a replica's items, canonical JSON sorted by id.
-pub fn replica_hash(replica: &ReplicaState) -> String {
-    let items: Vec<String> = canonical_items(replica).into_values().collect();
-    format!(
-        "{:016x}",
-        stable_hash(format!("[{}]", items.join(",")).as_bytes())
-    )
-}
-
-fn check_divergence(replicas: &[ReplicaState], report: &mut CheckReport) {
-    let canon: Vec<(NodeId, u64, BTreeMap<&str, String>)> = replicas
-        .iter()
-        .map(|r| (r.node, r.applied, canonical_items(r)))
-        .collect();
-    for replica in replicas {
-        report
-            .replica_hashes
-            .insert(replica.node, replica_hash(replica));
-    }
-    let distinct: BTreeSet<&String> = report.replica_hashes.values().collect();
-    if distinct.len() <= 1 {
-        return;
-    }
-    let hashes: Vec<String> = canon
-        .iter()
-        .map(|(node, applied, _)| {
-            format!(
-                "node {node} at index {applied}: {}",
-                report.replica_hashes.get(node).map_or("", String::as_str)
-            )
-        })
-        .collect();
-    let ids: BTreeSet<&str> = canon
-        .iter()
-        .flat_map(|(_, _, items)| items.keys().copied())
-        .collect();
-    let mut differing = Vec::new();
-    for id in ids {
-        // Nodes grouped by what they hold for the item ("" = nothing).
-        let mut versions: BTreeMap<&str, Vec<NodeId>> = BTreeMap::new();
-        for (node, _, items) in &canon {
-            versions
-                .entry(items.get(id).map_or("", String::as_str))
-                .or_default()
-                .push(*node);
-        }
-        if versions.len() > 1 {
-            let missing = versions.get("").cloned().unwrap_or_default();
-            let variants = versions.len() - usize::from(!missing.is_empty());
-            differing.push(if missing.is_empty() {
-                format!(
-                    "item {id}: {variants} different versions: {}",
-                    field_differences(versions.keys().copied().collect())
-                )
-            } else {
-                format!("item {id}: missing on nodes {missing:?}, {variants} versions elsewhere")
-            });
-        }
-    }
-    let shown: Vec<&String> = differing.iter().take(20).collect();
-    report.add(
-        REPLICA_DIVERGENCE,
-        format!(
-            "replicas differ ({}); {} items differ: {}{}",
-            hashes.join("; "),
-            differing.len(),
-            shown
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join("; "),
-            if differing.len() > shown.len() {
-                "; ..."
-            } else {
-                ""
-            }
-        ),
-    );
 }
 
 fn check_leaders(history: &History, report: &mut CheckReport) {
@@ -998,24 +668,4 @@ async fn read_replicas_at_one_index(cluster: &Cluster) -> Result<Vec<ReplicaStat
         bail!("nodes applied entries while being read: {before:?} then {after:?}");
     }
     Ok(replicas)
-}
-
-/// The top-level fields in which the versions of one item differ, with each
-/// version's value, so a divergence report says what diverged.
-fn field_differences(versions: Vec<&str>) -> String {
-    let parsed: Vec<serde_json::Value> = versions
-        .iter()
-        .filter_map(|v| serde_json::from_str(v).ok())
-        .collect();
-    let Some(first) = parsed.first().and_then(|v| v.as_object()) else {
-        return String::new();
-    };
-    let mut out = Vec::new();
-    for key in first.keys() {
-        let values: Vec<String> = parsed.iter().map(|v| v[key].to_string()).collect();
-        if values.iter().any(|v| *v != values[0]) {
-            out.push(format!("{key}: {}", values.join(" vs ")));
-        }
-    }
-    out.join("; ")
 }

@@ -1,25 +1,30 @@
-//! `swarmctl chaos check`: a light version of the chaos suite's checker,
-//! run against a live cluster. It reads every member's own replica
-//! (ListWork, LOCAL) and reports:
+//! `swarmctl chaos check`: the chaos suite's replica checks
+//! ([`swarm_check`]), run against a live cluster. It reads every member's
+//! own replica (ListWork, LOCAL) and reports, under the suite's names:
+//! - `double_grant`: an item whose holder records or claim let two holders
+//!   overlap (two live holder records, a claim unlike its holder record or
+//!   on an item not in the claimed state, a grant while a claim was live);
+//! - `token_not_increasing`: an item whose holder or grant tokens do not
+//!   strictly increase, whose claim does not carry its latest token, or a
+//!   token granted for two items;
+//! - `duplicate_completion`: an item completed more than once;
+//! - `unknown_applied_twice`: one idempotency key on two items;
 //! - `replica_divergence`: members at the same applied index that disagree
-//!   about an item (status, token, holder, attempt) or about which items exist;
-//! - `double_holder`: an item with two live holder records, or with a live
-//!   claim while not in the claimed state;
-//! - `token_order`: an item whose holders' tokens do not strictly increase,
-//!   or whose current claim does not carry its latest token.
+//!   about an item or about which items exist.
 //!
 //! Replicas of a cluster under load are rarely at one index; the check
-//! retries for a few seconds until they are, and otherwise compares only
-//! what does not depend on it (double holders, token order) and says so.
+//! retries for a few seconds until they are, and otherwise checks each
+//! replica on its own without comparing them, and says so.
 //! Exits 1 when anything is found.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use serde_json::{Value, json};
-use swarm_client::proto::{ListWorkRequest, ReadConsistency, WorkItem, WorkStatus};
+use serde_json::json;
+use swarm_check::{ReplicaReport, ReplicaState, check_replicas};
+use swarm_client::proto::{ListWorkRequest, ReadConsistency};
 use swarm_client::{ClientConfig, RetryPolicy, SwarmClient};
 
 use crate::cli::GlobalOpts;
@@ -30,13 +35,6 @@ pub struct Check {
     /// How long to wait for every replica to reach the same applied index
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub settle: Duration,
-}
-
-/// One member's replica as read.
-struct Replica {
-    node: u64,
-    applied: u64,
-    items: Vec<WorkItem>,
 }
 
 pub async fn run(global: GlobalOpts, args: Check) -> Result<()> {
@@ -64,29 +62,16 @@ pub async fn run(global: GlobalOpts, args: Check) -> Result<()> {
         bail!("no member answered: {}", unreachable.join("; "));
     }
 
-    let mut findings: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
-    for kind in ["replica_divergence", "double_holder", "token_order"] {
-        findings.insert(kind, Vec::new());
-    }
-    for r in &replicas {
-        for item in &r.items {
-            check_item(r.node, item, &mut findings);
-        }
-    }
-    let indexes: BTreeSet<u64> = replicas.iter().map(|r| r.applied).collect();
-    let compared = indexes.len() == 1;
-    if compared {
-        compare_replicas(&replicas, &mut findings);
-    }
-
-    let clean = findings.values().all(Vec::is_empty);
+    let report = check_replicas(&replicas);
+    let clean = report.is_clean();
+    let findings = &report.anomalies;
     let view = json!({
         "clean": clean,
         "replicas": replicas.iter().map(|r| json!({
             "node": r.node, "applied": r.applied, "items": r.items.len(),
         })).collect::<Vec<_>>(),
         "unreachable": unreachable,
-        "replicas_compared": compared,
+        "replicas_compared": report.compared,
         "anomalies": findings.iter().map(|(k, v)| (k.to_string(), json!(v.len()))).collect::<serde_json::Map<_, _>>(),
         "examples": findings.iter().filter(|(_, v)| !v.is_empty())
             .map(|(k, v)| (k.to_string(), json!(v.iter().take(20).collect::<Vec<_>>())))
@@ -94,7 +79,7 @@ pub async fn run(global: GlobalOpts, args: Check) -> Result<()> {
     });
     match global.output {
         OutputFormat::Json => print_json(&view)?,
-        OutputFormat::Table => print_text(&table(&replicas, &unreachable, compared, &findings))?,
+        OutputFormat::Table => print_text(&table(&replicas, &unreachable, &report))?,
     }
     if !clean {
         bail!("the replicas show anomalies");
@@ -102,7 +87,7 @@ pub async fn run(global: GlobalOpts, args: Check) -> Result<()> {
     Ok(())
 }
 
-async fn read_replicas(members: &[(u64, String)]) -> (Vec<Replica>, Vec<String>) {
+async fn read_replicas(members: &[(u64, String)]) -> (Vec<ReplicaState>, Vec<String>) {
     let mut replicas = Vec::new();
     let mut unreachable = Vec::new();
     for (node, addr) in members {
@@ -114,7 +99,7 @@ async fn read_replicas(members: &[(u64, String)]) -> (Vec<Replica>, Vec<String>)
     (replicas, unreachable)
 }
 
-async fn read_replica(node: u64, addr: &str) -> Result<Replica> {
+async fn read_replica(node: u64, addr: &str) -> Result<ReplicaState> {
     let config = ClientConfig {
         retry: RetryPolicy::once(),
         ..ClientConfig::default()
@@ -137,121 +122,14 @@ async fn read_replica(node: u64, addr: &str) -> Result<Replica> {
             after.last_applied
         );
     }
-    Ok(Replica {
+    Ok(ReplicaState {
         node,
         applied: before.last_applied,
         items,
     })
 }
 
-fn check_item(node: u64, item: &WorkItem, findings: &mut BTreeMap<&'static str, Vec<String>>) {
-    let live: Vec<_> = item.history.iter().filter(|h| h.ended.is_empty()).collect();
-    if live.len() > 1 {
-        let holders: Vec<String> = live
-            .iter()
-            .map(|h| format!("{} (token {})", h.agent, h.token))
-            .collect();
-        push(
-            findings,
-            "double_holder",
-            format!(
-                "node {node}: item {} has live holders {}",
-                item.id,
-                holders.join(", ")
-            ),
-        );
-    }
-    if item.claim.is_some() && item.status != WorkStatus::Claimed as i32 {
-        push(
-            findings,
-            "double_holder",
-            format!(
-                "node {node}: item {} has a live claim in status {}",
-                item.id, item.status
-            ),
-        );
-    }
-    let tokens: Vec<u64> = item.history.iter().map(|h| h.token).collect();
-    if tokens.windows(2).any(|w| w[0] >= w[1]) {
-        push(
-            findings,
-            "token_order",
-            format!(
-                "node {node}: item {} holder tokens {tokens:?} do not increase",
-                item.id
-            ),
-        );
-    }
-    if let Some(claim) = &item.claim
-        && claim.token != item.token
-    {
-        push(
-            findings,
-            "token_order",
-            format!(
-                "node {node}: item {} claimed under token {} but its latest token is {}",
-                item.id, claim.token, item.token
-            ),
-        );
-    }
-}
-
-/// What must be equal on every replica at one applied index.
-fn summary(item: &WorkItem) -> Value {
-    json!({
-        "status": item.status,
-        "token": item.token,
-        "attempt": item.attempt,
-        "holder": item.claim.as_ref().map(|c| (&c.agent, c.token)),
-        "holders": item.history.iter().map(|h| (&h.agent, h.token, &h.ended)).collect::<Vec<_>>(),
-    })
-}
-
-fn compare_replicas(replicas: &[Replica], findings: &mut BTreeMap<&'static str, Vec<String>>) {
-    let Some((first, rest)) = replicas.split_first() else {
-        return;
-    };
-    let base: BTreeMap<&str, Value> = first
-        .items
-        .iter()
-        .map(|i| (i.id.as_str(), summary(i)))
-        .collect();
-    for other in rest {
-        let theirs: BTreeMap<&str, Value> = other
-            .items
-            .iter()
-            .map(|i| (i.id.as_str(), summary(i)))
-            .collect();
-        let ids: BTreeSet<&str> = base.keys().chain(theirs.keys()).copied().collect();
-        for id in ids {
-            match (base.get(id), theirs.get(id)) {
-                (Some(a), Some(b)) if a == b => {}
-                (a, b) => push(
-                    findings,
-                    "replica_divergence",
-                    format!(
-                        "item {id}: node {} has {}, node {} has {}",
-                        first.node,
-                        a.map_or("nothing".to_string(), Value::to_string),
-                        other.node,
-                        b.map_or("nothing".to_string(), Value::to_string)
-                    ),
-                ),
-            }
-        }
-    }
-}
-
-fn push(findings: &mut BTreeMap<&'static str, Vec<String>>, kind: &'static str, line: String) {
-    findings.entry(kind).or_default().push(line);
-}
-
-fn table(
-    replicas: &[Replica],
-    unreachable: &[String],
-    compared: bool,
-    findings: &BTreeMap<&'static str, Vec<String>>,
-) -> String {
+fn table(replicas: &[ReplicaState], unreachable: &[String], report: &ReplicaReport) -> String {
     let mut t = Table::new(&["NODE", "APPLIED", "ITEMS"]);
     for r in replicas {
         t.push(vec![
@@ -264,10 +142,10 @@ fn table(
     for u in unreachable {
         out.push_str(&format!("unreachable: {u}\n"));
     }
-    if !compared {
+    if !report.compared {
         out.push_str("replicas are at different applied indexes: contents not compared\n");
     }
-    for (kind, found) in findings {
+    for (kind, found) in &report.anomalies {
         out.push_str(&format!("{kind}: {}\n", found.len()));
         for line in found.iter().take(10) {
             out.push_str(&format!("  - {line}\n"));

@@ -1,7 +1,7 @@
 //! `swarmctl chaos ...`: fault injection against a local cluster started by
 //! `scripts/cluster-up.sh` (signals by the PIDs it recorded under
-//! `$SWARM_CLUSTER_DIR`), and a light consistency check of a live cluster's
-//! replicas.
+//! `$SWARM_CLUSTER_DIR`), and the chaos suite's replica checks against a
+//! live cluster's replicas.
 
 pub mod check;
 pub mod kill;
@@ -27,7 +27,7 @@ pub enum Chaos {
     Partition(partition::Partition),
     /// Undo partitions (needs link proxies; not available here)
     Heal(partition::Heal),
-    /// Read every node's replica and report divergence, double holders and token order
+    /// Read every node's replica and report double grants, token order, duplicates and divergence
     Check(check::Check),
 }
 
