@@ -30,12 +30,14 @@
 //! - [`ClusterOptions`]: Raft timings and the other `swarmd` flags a test
 //!   may turn (snapshot interval, payload limit).
 //! - [`within`], [`wait_until`], [`poll_until`]: every wait is bounded.
-//! - [`swarmd_binary`]: finds `target/<profile>/swarmd` next to the test
-//!   executable, building it once when it is missing or older than its sources.
+//! - [`swarmd_binary`] (`binary`): the `swarmd` to spawn, `$SWARMD_BIN` or
+//!   `target/<profile>/swarmd` next to the test executable; tests never build
+//!   it, a missing or stale one is an error that says how to build it.
 //! - [`chaos`]: the chaos suite (link proxies, nemeses, workload, history,
 //!   fenced resource, checker, runner); `src/bin/swarm-chaos.rs` drives it
 //!   for `scripts/chaos.sh`.
 
+mod binary;
 pub mod chaos;
 
 use std::collections::BTreeMap;
@@ -54,6 +56,8 @@ use swarm_proto::v1::admin_service_client::AdminServiceClient;
 use swarm_proto::v1::work_service_client::WorkServiceClient;
 use swarm_proto::v1::{ClusterStatusRequest, ClusterStatusResponse, MemberRole};
 use tonic::transport::{Channel, Endpoint};
+
+pub use binary::swarmd_binary;
 
 /// A node's Raft id, as given to `swarmd --id`.
 pub type NodeId = u64;
@@ -870,116 +874,6 @@ fn tail(path: &Path, lines: usize) -> String {
     let text = String::from_utf8_lossy(&bytes);
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// The root of the workspace this crate lives in.
-fn workspace_root() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().unwrap_or(manifest).to_path_buf()
-}
-
-/// Serializes builds of `swarmd` among the tests of one process.
-static BUILD: Mutex<()> = Mutex::new(());
-
-/// The `swarmd` binary to test: `$SWARMD_BIN` if set, else `swarmd` in the
-/// target directory of the running test executable
-/// (`target/<profile>/deps/<test>` → `target/<profile>/swarmd`). It is built
-/// (`cargo build -p swarm-node --bin swarmd`) once when it is missing or older
-/// than the sources it is made from, since `cargo test` does not build other
-/// packages' binaries.
-pub fn swarmd_binary() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("SWARMD_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe().context("locate the test executable")?;
-    let mut profile_dir = exe
-        .parent()
-        .ok_or_else(|| anyhow!("test executable {} has no parent", exe.display()))?
-        .to_path_buf();
-    if profile_dir.file_name().is_some_and(|n| n == "deps")
-        && let Some(parent) = profile_dir.parent()
-    {
-        profile_dir = parent.to_path_buf();
-    }
-    let binary = profile_dir.join("swarmd");
-
-    let _guard = BUILD
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let root = workspace_root();
-    let built_at = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
-    let sources_at = newest_source_mtime(&root);
-    let fresh = match (built_at, sources_at) {
-        (Some(built), Some(sources)) => built >= sources,
-        (Some(_), None) => true,
-        (None, _) => false,
-    };
-    if fresh {
-        return Ok(binary);
-    }
-
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
-        .current_dir(&root)
-        .args(["build", "-p", "swarm-node", "--bin", "swarmd"]);
-    match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => {}
-        Some("release") => {
-            command.arg("--release");
-        }
-        Some(other) => {
-            command.args(["--profile", other]);
-        }
-    }
-    if let Some(target_dir) = profile_dir.parent() {
-        command.arg("--target-dir").arg(target_dir);
-    }
-    eprintln!("swarm-tests: building swarmd: {command:?}");
-    let status = command.status().context("run cargo build for swarmd")?;
-    if !status.success() {
-        if built_at.is_some() {
-            // Someone may be mid-edit in a shared checkout: test the binary
-            // that exists rather than nothing, and say so.
-            eprintln!(
-                "swarm-tests: WARNING: building swarmd failed ({status}); testing the older {}",
-                binary.display()
-            );
-            return Ok(binary);
-        }
-        bail!("cargo build -p swarm-node --bin swarmd failed ({status})");
-    }
-    if !binary.exists() {
-        bail!("cargo built swarmd but {} does not exist", binary.display());
-    }
-    Ok(binary)
-}
-
-/// The newest modification time among the sources `swarmd` is built from.
-fn newest_source_mtime(root: &Path) -> Option<SystemTime> {
-    let roots = [
-        "crates/swarm-node",
-        "crates/swarm-raft",
-        "crates/swarm-claims",
-        "crates/swarm-proto",
-        "proto",
-        "Cargo.lock",
-    ];
-    let mut newest: Option<SystemTime> = None;
-    let mut stack: Vec<PathBuf> = roots.iter().map(|r| root.join(r)).collect();
-    while let Some(path) = stack.pop() {
-        let Ok(meta) = std::fs::metadata(&path) else {
-            continue;
-        };
-        if meta.is_dir() {
-            if let Ok(entries) = std::fs::read_dir(&path) {
-                stack.extend(entries.filter_map(|e| e.ok()).map(|e| e.path()));
-            }
-        } else if let Ok(modified) = meta.modified() {
-            newest = Some(newest.map_or(modified, |n| n.max(modified)));
-        }
-    }
-    newest
 }
 
 #[cfg(test)]
