@@ -54,10 +54,16 @@
 //!
 //! - [`spec`]: the typed workflow spec and the lenient YAML/JSON parser that collects every
 //!   shape problem (types, durations, argument syntax, unknown fields).
-//! - [`validate`]: turns a spec into a runnable [`Workflow`]: kinds, references, cycles, the DAG.
+//! - [`validate`](mod@validate): turns a spec into a runnable [`Workflow`]: kinds, references,
+//!   cycles, the DAG.
 //! - [`plan`]: renders the DAG as text stages or a mermaid flowchart.
-//! - [`executor`]: [`Reactor`], the scheduler: concurrency, retries, timeouts, compensation,
-//!   cancellation and undo, `map` and `workflow` composition.
+//! - [`executor`]: [`Reactor`] and its [`RunOptions`], in modules by job: `schedule` (a run
+//!   from its first journal entry to its last: ready steps, concurrency, how the run ends),
+//!   `run` (a run in progress and its ledger of steps), `attempt` (one step's attempts:
+//!   retries, backoff, timeouts), `transition` (the one place a step's state change is
+//!   journaled, told to middleware and sent as an event), `compose` (`map` and `workflow`
+//!   steps), `undo` (rollback and compensation), `cancel` (cancel, suspend and deadline
+//!   signals).
 //! - [`step`]: the [`Step`] trait for custom kinds, [`StepContext`] and the [`Registry`].
 //! - [`kinds`]: built-in kinds `exec`, `http`, `sleep`, `echo`, `fail`.
 //! - [`backoff`]: retry delays as data.

@@ -2,7 +2,7 @@
 //! turns a document into it while collecting every problem instead of stopping at the first.
 //!
 //! Parsing checks shapes (types, durations, argument syntax, unknown fields); what the fields
-//! refer to (steps, inputs, kinds, cycles) is checked by [`crate::validate`].
+//! refer to (steps, inputs, kinds, cycles) is checked by [`crate::validate`](mod@crate::validate).
 //!
 //! A YAML note: inside a flow map (`{ ... }`) a plain scalar cannot contain `[`, `{` or `,`, so
 //! write `items: "value([1, 2])"` (quoted) or simply `items: [1, 2]`; in block style

@@ -110,36 +110,23 @@ fn undos(probe: &Probe) -> Vec<String> {
         .collect()
 }
 
-/// What a run saw when its journal failed at `b`'s start.
+/// What a run against a failing journal produced, and what it told middleware and events.
 struct Stopped {
     report: RunReport,
     probe: Probe,
-    journal: Arc<Failing>,
     middleware: Vec<Suspension>,
     events: Vec<RunEvent>,
 }
 
-/// `a` and an hour-long step start, `a` succeeds, then `b`'s start (the fifth append) fails
-/// with `error`.
-async fn fail_at_b_start(error: JournalError, run_id: &str) -> Stopped {
+/// Runs `yaml` (its steps may use the `probe` kind) against `journal`.
+async fn run_against(yaml: &str, journal: Arc<Failing>, run_id: &str) -> Stopped {
     let probe = Probe::default();
-    let wf = workflow(
-        r#"
-name: w
-steps:
-  - { name: a, run: probe }
-  - { name: long, run: probe, with: { delay: 1h } }
-  - { name: b, run: probe, arguments: { x: result(a) } }
-  - { name: c, run: probe, arguments: { x: result(b) } }
-"#,
-        &registry(&probe),
-    );
-    let journal = Failing::after(4, error);
+    let wf = workflow(yaml, &registry(&probe));
     let seen = Arc::new(SeesSuspensions::default());
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
     let report = Reactor::new()
-        .with_journal(journal.clone())
+        .with_journal(journal)
         .with_middleware_arc(seen.clone())
         .on_event(move |e| sink.lock().unwrap().push(e.clone()))
         .run(wf, Default::default(), opts(run_id))
@@ -149,18 +136,54 @@ steps:
     Stopped {
         report,
         probe,
-        journal,
         middleware,
         events,
     }
 }
 
-/// Stopped at once at `b`, nothing undone, no end entry tried.
-fn assert_stopped_at_b(s: &Stopped, run_id: &str, expected: &Suspension) {
+/// The run ended suspended at `step` because the journal failed with `error`, and said so to
+/// middleware and in its events.
+fn assert_suspended_by(s: &Stopped, error: &JournalError, step: Option<&str>) {
     let report = &s.report;
+    let message = error.message().to_owned();
+    let reason = match error {
+        JournalError::Fenced(_) => SuspendReason::Fenced { error: message },
+        _ => SuspendReason::JournalUnavailable { error: message },
+    };
+    let expected = Suspension {
+        reason,
+        step: step.map(Into::into),
+    };
     assert_eq!(report.status, RunStatus::Suspended);
-    assert_eq!(report.suspended.as_ref(), Some(expected));
+    assert_eq!(report.suspended.as_ref(), Some(&expected));
+    assert_eq!(report.error, Some(RunError::Journal(error.clone())));
     assert_eq!(report.result, Value::Null);
+    // A sub-run tells middleware of its own suspension first.
+    assert_eq!(s.middleware.last(), Some(&expected));
+    assert!(s.events.contains(&RunEvent::RunSuspended {
+        run_id: report.run_id.clone(),
+        reason: expected.reason,
+        step: expected.step,
+    }));
+}
+
+/// `a` and an hour-long step start, `a` succeeds, then `b`'s start (the fifth append) fails.
+const FAIL_AT_B: &str = r#"
+name: w
+steps:
+  - { name: a, run: probe }
+  - { name: long, run: probe, with: { delay: 1h } }
+  - { name: b, run: probe, arguments: { x: result(a) } }
+  - { name: c, run: probe, arguments: { x: result(b) } }
+"#;
+
+/// Fails `b`'s start with `error`, and checks the run stopped at once, undid nothing and
+/// did not try to write its end.
+async fn fail_at_b_start(error: JournalError, run_id: &str) -> Stopped {
+    let journal = Failing::after(4, error.clone());
+    let s = run_against(FAIL_AT_B, journal.clone(), run_id).await;
+    assert_suspended_by(&s, &error, Some("b"));
+    let report = &s.report;
     assert!(report.elapsed < ms(1000), "{:?}", report.elapsed);
     assert_eq!(
         statuses(report),
@@ -172,11 +195,11 @@ fn assert_stopped_at_b(s: &Stopped, run_id: &str, expected: &Suspension) {
         ]
     );
     assert!(report.undone.is_empty());
+    assert_eq!(s.middleware.len(), 1);
     assert_eq!(undos(&s.probe), Vec::<String>::new());
     assert!(!s.probe.log().contains(&"run:b".to_owned()));
-    assert_eq!(s.journal.inner.snapshot(run_id).len(), 4);
-    let ends: Vec<_> = s
-        .journal
+    assert_eq!(journal.inner.snapshot(run_id).len(), 4);
+    let ends: Vec<_> = journal
         .tried()
         .into_iter()
         .filter(|e| {
@@ -187,25 +210,21 @@ fn assert_stopped_at_b(s: &Stopped, run_id: &str, expected: &Suspension) {
         })
         .collect();
     assert_eq!(ends, vec![], "the end of the run must not be written");
-    assert_eq!(s.middleware, vec![expected.clone()]);
-    assert!(s.events.contains(&RunEvent::RunSuspended {
-        run_id: run_id.into(),
-        reason: expected.reason.clone(),
-        step: expected.step.clone(),
-    }));
+    s
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_unavailable_append_suspends_with_journal_unavailable_and_undoes_nothing() {
     let s = fail_at_b_start(unavailable(), "u1").await;
-    let expected = Suspension {
-        reason: SuspendReason::JournalUnavailable {
-            error: "no leader for 5s".into(),
-        },
-        step: Some("b".into()),
-    };
-    assert_stopped_at_b(&s, "u1", &expected);
-    assert_eq!(s.report.error, Some(RunError::Journal(unavailable())));
+    assert_eq!(
+        s.report.suspended,
+        Some(Suspension {
+            reason: SuspendReason::JournalUnavailable {
+                error: "no leader for 5s".into(),
+            },
+            step: Some("b".into()),
+        })
+    );
     let v = serde_json::to_value(&s.report).unwrap();
     assert_eq!(
         v["suspended"],
@@ -217,14 +236,13 @@ async fn an_unavailable_append_suspends_with_journal_unavailable_and_undoes_noth
 #[tokio::test(start_paused = true)]
 async fn an_append_with_an_unknown_outcome_behaves_like_an_unavailable_journal() {
     let s = fail_at_b_start(unknown(), "u2").await;
-    let expected = Suspension {
-        reason: SuspendReason::JournalUnavailable {
-            error: "leader lost before the entry committed".into(),
-        },
-        step: Some("b".into()),
-    };
-    assert_stopped_at_b(&s, "u2", &expected);
-    assert_eq!(s.report.error, Some(RunError::Journal(unknown())));
+    assert!(matches!(
+        s.report.suspended,
+        Some(Suspension {
+            reason: SuspendReason::JournalUnavailable { .. },
+            ..
+        })
+    ));
     assert_eq!(
         s.report.error.as_ref().unwrap().to_string(),
         "journal outcome unknown: leader lost before the entry committed"
@@ -233,103 +251,49 @@ async fn an_append_with_an_unknown_outcome_behaves_like_an_unavailable_journal()
 
 #[tokio::test(start_paused = true)]
 async fn a_fenced_append_at_the_same_point_still_suspends_fenced() {
-    let fenced = JournalError::Fenced("stale token 4".into());
-    let s = fail_at_b_start(fenced.clone(), "u3").await;
-    let expected = Suspension {
-        reason: SuspendReason::Fenced {
-            error: "stale token 4".into(),
-        },
-        step: Some("b".into()),
-    };
-    assert_stopped_at_b(&s, "u3", &expected);
-    assert_eq!(s.report.error, Some(RunError::Journal(fenced)));
+    let s = fail_at_b_start(JournalError::Fenced("stale token 4".into()), "u3").await;
+    assert!(matches!(
+        s.report.suspended,
+        Some(Suspension {
+            reason: SuspendReason::Fenced { .. },
+            ..
+        })
+    ));
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_unavailable_journal_during_undo_stops_the_undo_chain() {
-    let probe = Probe::default();
-    let wf = workflow(
-        r#"
+    let yaml = r#"
 name: w
 steps:
   - { name: a, run: probe }
   - { name: b, run: probe, arguments: { x: result(a) } }
   - { name: c, run: probe, with: { fail: true }, arguments: { x: result(b) } }
-"#,
-        &registry(&probe),
-    );
+"#;
     // run_started, a and b started and succeeded, c started and failed: b's undo runs but
     // cannot be recorded, and a is not undone.
-    let report = Reactor::new()
-        .with_journal(Failing::after(7, unavailable()))
-        .run(wf, Default::default(), opts("u4"))
-        .await;
-    assert_eq!(report.status, RunStatus::Suspended);
-    assert_eq!(
-        report.suspended,
-        Some(Suspension {
-            reason: SuspendReason::JournalUnavailable {
-                error: "no leader for 5s".into()
-            },
-            step: Some("b".into()),
-        })
-    );
-    assert_eq!(report.error, Some(RunError::Journal(unavailable())));
-    assert_eq!(undos(&probe), vec!["undo:b"]);
-    assert_eq!(report.step("a").unwrap().status.to_string(), "succeeded");
+    let s = run_against(yaml, Failing::after(7, unavailable()), "u4").await;
+    assert_suspended_by(&s, &unavailable(), Some("b"));
+    assert_eq!(undos(&s.probe), vec!["undo:b"]);
+    assert_eq!(s.report.step("a").unwrap().status.to_string(), "succeeded");
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_unavailable_end_of_run_entry_suspends_a_finished_run() {
-    let probe = Probe::default();
-    let wf = workflow(
-        "name: w\nsteps:\n  - { name: a, run: probe }\nreturn: a\n",
-        &registry(&probe),
-    );
+    let yaml = "name: w\nsteps:\n  - { name: a, run: probe }\nreturn: a\n";
     // run_started, a started and succeeded: run_finished fails.
-    let report = Reactor::new()
-        .with_journal(Failing::after(3, unknown()))
-        .run(wf, Default::default(), opts("u5"))
-        .await;
-    assert_eq!(report.status, RunStatus::Suspended);
-    assert_eq!(report.result, Value::Null);
-    assert_eq!(
-        report.suspended,
-        Some(Suspension {
-            reason: SuspendReason::JournalUnavailable {
-                error: "leader lost before the entry committed".into()
-            },
-            step: None,
-        })
-    );
-    assert_eq!(report.error, Some(RunError::Journal(unknown())));
+    let s = run_against(yaml, Failing::after(3, unknown()), "u5").await;
+    assert_suspended_by(&s, &unknown(), None);
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_unreadable_journal_suspends_before_anything_runs() {
-    let probe = Probe::default();
-    let wf = workflow(
-        "name: w\nsteps:\n  - { name: a, run: probe }\n",
-        &registry(&probe),
-    );
+    let yaml = "name: w\nsteps:\n  - { name: a, run: probe }\n";
     let journal = Failing::unreadable(unavailable());
-    let report = Reactor::new()
-        .with_journal(journal.clone())
-        .run(wf, Default::default(), opts("u6"))
-        .await;
-    assert_eq!(report.status, RunStatus::Suspended);
-    assert_eq!(
-        report.suspended,
-        Some(Suspension {
-            reason: SuspendReason::JournalUnavailable {
-                error: "no leader for 5s".into()
-            },
-            step: None,
-        })
-    );
-    assert_eq!(report.error, Some(RunError::Journal(unavailable())));
-    assert_eq!(statuses(&report), vec![("a".into(), "skipped".into())]);
-    assert!(probe.log().is_empty());
+    let s = run_against(yaml, journal.clone(), "u6").await;
+    assert_suspended_by(&s, &unavailable(), None);
+    assert_eq!(statuses(&s.report), vec![("a".into(), "skipped".into())]);
+    assert!(s.probe.log().is_empty());
     assert_eq!(
         journal.tried(),
         vec![],
@@ -339,27 +303,18 @@ async fn an_unreadable_journal_suspends_before_anything_runs() {
 
 #[tokio::test(start_paused = true)]
 async fn a_fenced_read_still_fails_the_run() {
-    let probe = Probe::default();
-    let wf = workflow(
-        "name: w\nsteps:\n  - { name: a, run: probe }\n",
-        &registry(&probe),
-    );
+    let yaml = "name: w\nsteps:\n  - { name: a, run: probe }\n";
     let fenced = JournalError::Fenced("stale token".into());
-    let report = Reactor::new()
-        .with_journal(Failing::unreadable(fenced.clone()))
-        .run(wf, Default::default(), opts("u7"))
-        .await;
-    assert_eq!(report.status, RunStatus::Failed);
-    assert_eq!(report.suspended, None);
-    assert_eq!(report.error, Some(RunError::Journal(fenced)));
-    assert!(probe.log().is_empty());
+    let s = run_against(yaml, Failing::unreadable(fenced.clone()), "u7").await;
+    assert_eq!(s.report.status, RunStatus::Failed);
+    assert_eq!(s.report.suspended, None);
+    assert_eq!(s.report.error, Some(RunError::Journal(fenced)));
+    assert!(s.probe.log().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_journal_failure_inside_a_sub_workflow_keeps_its_kind() {
-    let probe = Probe::default();
-    let wf = workflow(
-        r#"
+    let yaml = r#"
 name: w
 steps:
   - name: sub
@@ -370,27 +325,12 @@ steps:
         steps:
           - { name: one, run: probe }
           - { name: two, run: probe, arguments: { x: result(one) } }
-"#,
-        &registry(&probe),
-    );
+"#;
     // run_started, sub started, the child's run_started, one started and succeeded: two's
     // start fails.
-    let report = Reactor::new()
-        .with_journal(Failing::after(5, unknown()))
-        .run(wf, Default::default(), opts("u8"))
-        .await;
-    assert_eq!(report.status, RunStatus::Suspended);
-    assert_eq!(
-        report.suspended,
-        Some(Suspension {
-            reason: SuspendReason::JournalUnavailable {
-                error: "leader lost before the entry committed".into()
-            },
-            step: Some("sub".into()),
-        })
-    );
-    assert_eq!(report.error, Some(RunError::Journal(unknown())));
-    assert_eq!(probe.log(), vec!["run:sub/one", "end:sub/one"]);
+    let s = run_against(yaml, Failing::after(5, unknown()), "u8").await;
+    assert_suspended_by(&s, &unknown(), Some("sub"));
+    assert_eq!(s.probe.log(), vec!["run:sub/one", "end:sub/one"]);
 }
 
 #[test]

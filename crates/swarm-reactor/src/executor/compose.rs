@@ -12,7 +12,7 @@ use super::attempt::{Attempt, Done, Outcome, StepRun};
 use super::cancel::Stop;
 use super::run::RunParams;
 use super::schedule::{execute, requested};
-use super::undo::{Rollback, Undo, UndoPlan};
+use super::undo::{UndoPlan, undo_elements};
 use crate::error::{RunError, StepError};
 use crate::report::Suspension;
 use crate::validate::{ResolvedStep, Workflow};
@@ -126,17 +126,9 @@ impl<'a> StepRun<'a> {
         if failure.is_none() && self.cancel.halted() {
             return Attempt::Cancelled;
         }
-        for (name, args, result) in done.iter().rev() {
-            let element = Rollback {
-                step: template,
-                name,
-                args,
-                result,
-                plan: &UndoPlan::Record,
-            };
-            if let Undo::JournalFailed(e) = element.run(self.run).await {
-                return Attempt::JournalFailed(e);
-            }
+        // The attempt fails or stops either way; an element whose undo fails says so itself.
+        if let Err(e) = undo_elements(self.run, template, &done).await {
+            return Attempt::JournalFailed(e);
         }
         match (failure, self.cancel.now()) {
             (Some(e), _) => Attempt::Finished(Err(e)),

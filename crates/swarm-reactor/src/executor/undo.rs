@@ -3,6 +3,7 @@
 //! step that failed for good supply a replacement result. Both run their actions with their own
 //! retries ([`run_action`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -16,7 +17,7 @@ use crate::backoff::Backoff;
 use crate::error::{JournalError, RunError, StepError};
 use crate::journal::{CompletedStep, completed_steps};
 use crate::step::{Compensation, StepContext};
-use crate::validate::{ResolvedAction, ResolvedStep, Runner};
+use crate::validate::{ResolvedAction, ResolvedStep, Runner, Workflow};
 
 /// How a completed step is rolled back.
 #[derive(Debug, Clone)]
@@ -50,7 +51,7 @@ pub(super) struct Rollback<'a> {
 
 /// What rolling back a step's parts and the step itself did so far.
 #[derive(Default)]
-struct UndoSoFar {
+pub(super) struct UndoSoFar {
     /// Something was rolled back.
     did: bool,
     /// The first undo that failed.
@@ -82,15 +83,32 @@ impl UndoSoFar {
 }
 
 impl<'a> Rollback<'a> {
+    /// A step rolled back from its arguments and result alone: a map element, a sub-workflow's
+    /// step.
+    pub(super) fn recorded(
+        step: &'a ResolvedStep,
+        name: &'a str,
+        args: &'a Value,
+        result: &'a Value,
+    ) -> Self {
+        Rollback {
+            step,
+            name,
+            args,
+            result,
+            plan: &UndoPlan::Record,
+        }
+    }
+
     /// Rolls back the step in `run`: a map's elements in reverse, a sub-workflow's steps in
     /// reverse, then the step's own `undo` action or its kind's `undo`. Stops at the first undo
     /// the journal fails to record.
     pub(super) fn run(self, run: &'a Run) -> BoxFuture<'a, Undo> {
         Box::pin(async move {
-            let mut so_far = UndoSoFar::default();
-            if let Err(e) = self.undo_parts(run, &mut so_far).await {
-                return Undo::JournalFailed(e);
-            }
+            let mut so_far = match self.undo_parts(run).await {
+                Ok(so_far) => so_far,
+                Err(e) => return Undo::JournalFailed(e),
+            };
             let spec = &self.step.spec;
             let mut ctx = run.context(self.name, &spec.run, 1, &spec.with);
             self.undo_own(run, &ctx, &mut so_far).await;
@@ -112,53 +130,42 @@ impl<'a> Rollback<'a> {
     }
 
     /// A map's elements, or a sub-workflow's completed steps, in reverse completion order.
-    async fn undo_parts(&self, run: &Run, so_far: &mut UndoSoFar) -> Result<(), JournalError> {
+    async fn undo_parts(&self, run: &Run) -> Result<UndoSoFar, JournalError> {
         match &self.step.runner {
-            Runner::Kind(_) => {}
+            Runner::Kind(_) => Ok(UndoSoFar::default()),
             Runner::Map { template, .. } => {
                 let elements = match self.plan {
                     UndoPlan::Map(done) => done.clone(),
                     _ => map_elements_done(self.name, self.args, self.result),
                 };
-                for (name, args, result) in elements.iter().rev() {
-                    let element = Rollback {
-                        step: template,
-                        name,
-                        args,
-                        result,
-                        plan: &UndoPlan::Record,
-                    };
-                    so_far.note(element.run(run).await)?;
-                }
+                undo_elements(run, template, &elements).await
             }
-            Runner::Workflow(sub) => {
-                let child_id = format!("{}/{}", run.run_id, self.name);
-                let completed = match self.plan {
-                    UndoPlan::Sub { completed } => completed.clone(),
-                    _ => match run.env.journal.entries(&child_id).await {
-                        Ok(entries) => completed_steps(&entries),
-                        Err(e) => {
-                            so_far.note_own(Err(StepError::fatal(e.to_string())));
-                            Vec::new()
-                        }
-                    },
-                };
-                let child = run.child(sub.clone(), child_id, self.name);
-                for c in completed.iter().rev().filter(|c| !c.compensated) {
-                    if let Some(&i) = sub.index.get(&c.step) {
-                        let step = Rollback {
-                            step: &sub.steps[i],
-                            name: &c.step,
-                            args: &c.arguments,
-                            result: &c.result,
-                            plan: &UndoPlan::Record,
-                        };
-                        so_far.note(step.run(&child).await)?;
-                    }
+            Runner::Workflow(sub) => self.undo_sub(run, sub).await,
+        }
+    }
+
+    /// A sub-workflow's completed steps, under the sub-run's id (`<run>/<step>`).
+    async fn undo_sub(&self, run: &Run, sub: &Arc<Workflow>) -> Result<UndoSoFar, JournalError> {
+        let mut so_far = UndoSoFar::default();
+        let child_id = format!("{}/{}", run.run_id, self.name);
+        let completed = match self.plan {
+            UndoPlan::Sub { completed } => completed.clone(),
+            _ => match run.env.journal.entries(&child_id).await {
+                Ok(entries) => completed_steps(&entries),
+                Err(e) => {
+                    so_far.note_own(Err(StepError::fatal(e.to_string())));
+                    Vec::new()
                 }
+            },
+        };
+        let child = run.child(sub.clone(), child_id, self.name);
+        for c in completed.iter().rev().filter(|c| !c.compensated) {
+            if let Some(&i) = sub.index.get(&c.step) {
+                let step = Rollback::recorded(&sub.steps[i], &c.step, &c.arguments, &c.result);
+                so_far.note(step.run(&child).await)?;
             }
         }
-        Ok(())
+        Ok(so_far)
     }
 
     /// The step's `undo` action, or else its kind's `undo` (within the step's timeout).
@@ -181,6 +188,21 @@ impl<'a> Rollback<'a> {
         };
         so_far.note_own(undone);
     }
+}
+
+/// Rolls back a map's `elements` (journal name, arguments, result), last completed first, until
+/// the journal fails.
+pub(super) async fn undo_elements(
+    run: &Run,
+    template: &ResolvedStep,
+    elements: &[(String, Value, Value)],
+) -> Result<UndoSoFar, JournalError> {
+    let mut so_far = UndoSoFar::default();
+    for (name, args, result) in elements.iter().rev() {
+        let element = Rollback::recorded(template, name, args, result);
+        so_far.note(element.run(run).await)?;
+    }
+    Ok(so_far)
 }
 
 impl StepRun<'_> {
