@@ -132,11 +132,15 @@ impl LoadError {
 /// ends the run suspended at once, with nothing more run, undone or compensated; the variant says
 /// what the caller can do next:
 ///
-/// | variant | what happened | the run ends | the caller |
-/// |---|---|---|---|
-/// | [`Fenced`](Self::Fenced) | a newer holder owns the run (stale fencing token) | suspended, [`SuspendReason::Fenced`] | lets go of the run: the new holder finishes it |
-/// | [`Unavailable`](Self::Unavailable) | the journal could not be reached (no quorum or leader in time); nothing was recorded | suspended, [`SuspendReason::JournalUnavailable`] | may resume it later with the same run id |
-/// | [`Unknown`](Self::Unknown) | the append was sent, but whether it was recorded is unknown | suspended, [`SuspendReason::JournalUnavailable`] | may resume it later: a resume reads what was recorded |
+/// - [`Fenced`](Self::Fenced): a newer holder owns the run (a stale fencing token). The run
+///   ends suspended with [`SuspendReason::Fenced`]; the caller lets go of it, and the new
+///   holder finishes it.
+/// - [`Unavailable`](Self::Unavailable): the journal could not be reached (no quorum or leader
+///   in time) and nothing was recorded. The run ends suspended with
+///   [`SuspendReason::JournalUnavailable`]; it is still the caller's, to resume later with the
+///   same run id.
+/// - [`Unknown`](Self::Unknown): the append was sent, but whether it was recorded is unknown.
+///   Handled as `Unavailable`: a resume reads back whatever was recorded.
 ///
 /// A failed read of the journal at the start of a run fails the run when it is
 /// [`Fenced`](Self::Fenced), and suspends it with [`SuspendReason::JournalUnavailable`]

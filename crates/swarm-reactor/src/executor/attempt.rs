@@ -1,6 +1,6 @@
-//! One step from its first attempt to its outcome: [`StepRun::run_to_end`] makes attempts (each within
-//! the step's timeout), retries with backoff, and hands a step that failed for good to
-//! `compensate`.
+//! One step from its first attempt to its outcome: [`StepRun::run_to_end`] makes attempts
+//! (each within the step's timeout), retries with backoff, and hands a step that failed for
+//! good to `compensate`.
 
 use std::future::Future;
 use std::time::Duration;

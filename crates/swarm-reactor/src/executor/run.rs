@@ -232,8 +232,8 @@ impl Ledger {
         let slot = &mut self.slots[i];
         slot.state = state;
         slot.attempts = attempts;
-        if error.is_some() {
-            slot.error = error;
+        if let Some(error) = error {
+            slot.error = Some(error);
         }
     }
 

@@ -252,7 +252,7 @@ struct Scheduler {
     suspend_tx: watch::Sender<Option<SuspendMode>>,
     step_cancel: Cancel,
     tasks: JoinSet<(usize, Outcome)>,
-    /// Which step each task runs, to tell which one panicked.
+    /// Which step each task runs, for a task that panicked or was aborted.
     task_step: HashMap<Id, usize>,
 }
 
