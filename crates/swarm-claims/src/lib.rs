@@ -25,6 +25,8 @@
 //!
 //! # Layout
 //! - [`command`]: the commands, one per Raft entry (or many in a `Batch`).
+//! - [`request`]: each command paired with the shape of its answer
+//!   ([`Request`]), so callers get typed answers instead of a [`Response`].
 //! - `state`: [`State`], [`WorkItem`], [`Lease`] and the claim indexes.
 //! - `apply`: [`apply`], the transition function, and [`Response`].
 //! - `validate`: [`Limits`] on names and sizes, checked at the edge and again
@@ -34,12 +36,14 @@
 mod apply;
 pub mod command;
 mod error;
+pub mod request;
 mod state;
 mod validate;
 
 pub use apply::{APPLY_LIMITS, Response, WORKFLOW_KIND, apply};
 pub use command::Command;
 pub use error::ClaimError;
+pub use request::Request;
 pub use state::{
     ClaimEnd, DEFAULT_MAX_ATTEMPTS, EventKind, Holder, ItemEvent, JournalEntry, Lease, NodeInfo,
     State, Status, WorkItem,

@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use swarm_claims::command::{Claim, Complete, Fail, Handoff, RegisterNode, Release, Renew};
-use swarm_claims::{Command, FencingToken, Response, WORKFLOW_KIND, WorkItem};
+use swarm_claims::request::Renewal;
+use swarm_claims::{FencingToken, WORKFLOW_KIND, WorkItem};
 use swarm_proto::v1 as pb;
 use swarm_proto::v1::admin_service_client::AdminServiceClient;
 use swarm_proto::v1::handoff_service_client::HandoffServiceClient;
@@ -113,17 +114,17 @@ impl Agent {
     /// Announces this node as a workflow runner (retried until it lands).
     async fn register(self: Arc<Self>) {
         let cfg = &self.ctx.config;
-        let cmd = Command::RegisterNode(RegisterNode {
+        let registration = RegisterNode {
             agent: self.agent.clone(),
             node_id: cfg.id,
             addr: cfg.advertise.clone(),
             capabilities: cfg.capabilities.clone(),
             capacity: cfg.capacity,
             now: 0,
-        });
+        };
         loop {
-            match self.ctx.cluster.write(cmd.clone()).await {
-                Ok(_) => {
+            match self.ctx.cluster.request(registration.clone()).await {
+                Ok(()) => {
                     tracing::info!(agent = %self.agent, capabilities = ?cfg.capabilities, "registered as a workflow runner");
                     return;
                 }
@@ -156,21 +157,20 @@ impl Agent {
             if free == 0 || !self.ctx.state.read(|s| s.has_claimable(&kinds, caps)) {
                 continue;
             }
-            let cmd = Command::Claim(Claim {
+            let claim = Claim {
                 agent: self.agent.clone(),
                 kinds: kinds.to_vec(),
                 capabilities: caps.clone(),
                 max: free as u32,
                 lease_ms: self.ctx.config.workflow_lease.as_millis() as u64,
                 now: 0,
-            });
-            match self.ctx.cluster.write(cmd).await {
-                Ok(Response::Granted(items)) => {
+            };
+            match self.ctx.cluster.request(claim).await {
+                Ok(items) => {
                     for item in items {
                         self.clone().start_run(item);
                     }
                 }
-                Ok(other) => tracing::debug!(?other, "claim refused"),
                 Err(e @ ClusterError::Refused(_)) => tracing::debug!(error = %e, "claim refused"),
                 Err(e) => {
                     tracing::debug!(error = %e, "claim not committed");
@@ -226,14 +226,14 @@ impl Agent {
             tokio::time::sleep(interval).await;
             let tokens: Vec<FencingToken> = self.runs().values().map(|c| c.token).collect();
             if !tokens.is_empty() {
-                let cmd = Command::Renew(Renew {
+                let renew = Renew {
                     agent: self.agent.clone(),
                     tokens,
                     progress: None,
                     now: 0,
-                });
-                match self.ctx.cluster.write(cmd).await {
-                    Ok(Response::Renewed { renewed, rejected }) => {
+                };
+                match self.ctx.cluster.request(renew).await {
+                    Ok(Renewal { renewed, rejected }) => {
                         let mut runs = self.runs();
                         for item in renewed {
                             if let (Some(ctl), Some(lease)) =
@@ -249,7 +249,6 @@ impl Agent {
                             }
                         }
                     }
-                    Ok(other) => tracing::warn!(?other, "renew refused"),
                     Err(e @ ClusterError::Refused(_)) => {
                         tracing::warn!(error = %e, "renew refused")
                     }
@@ -402,22 +401,28 @@ impl Agent {
     }
 
     async fn end(&self, id: &str, token: FencingToken, outcome: Result<Value, String>) {
-        let cmd = match outcome {
-            Ok(result) => Command::Complete(Complete {
-                id: id.to_string(),
-                token,
-                result: result.to_string(),
-                now: 0,
-            }),
-            Err(error) => Command::Fail(Fail {
-                id: id.to_string(),
-                token,
-                error,
-                retry: false,
-                now: 0,
-            }),
+        let recorded = match outcome {
+            Ok(result) => {
+                let complete = Complete {
+                    id: id.to_string(),
+                    token,
+                    result: result.to_string(),
+                    now: 0,
+                };
+                self.ctx.cluster.request(complete).await
+            }
+            Err(error) => {
+                let fail = Fail {
+                    id: id.to_string(),
+                    token,
+                    error,
+                    retry: false,
+                    now: 0,
+                };
+                self.ctx.cluster.request(fail).await
+            }
         };
-        match self.ctx.cluster.write(cmd).await {
+        match recorded {
             Ok(_) => {}
             Err(e @ ClusterError::Refused(_)) => {
                 tracing::warn!(work_id = %id, error = %e, "outcome refused")
@@ -427,12 +432,12 @@ impl Agent {
     }
 
     async fn release(&self, id: &str, token: FencingToken) {
-        let cmd = Command::Release(Release {
+        let release = Release {
             id: id.to_string(),
             token,
             now: 0,
-        });
-        match self.ctx.cluster.write(cmd).await {
+        };
+        match self.ctx.cluster.request(release).await {
             Ok(_) => tracing::info!(work_id = %id, "released"),
             Err(e @ ClusterError::Refused(_)) => {
                 tracing::warn!(work_id = %id, error = %e, "release refused")
@@ -459,18 +464,14 @@ impl Agent {
             if !self.is_live(&addr).await {
                 continue;
             }
-            let cmd = Command::Handoff(Handoff {
+            let handoff = Handoff {
                 id: id.to_string(),
                 token,
                 to_agent: agent.clone(),
                 now: 0,
-            });
-            let new_token = match self.ctx.cluster.write(cmd).await {
-                Ok(Response::Item(item)) => item.token,
-                Ok(other) => {
-                    tracing::warn!(work_id = %id, ?other, "handoff refused");
-                    return false;
-                }
+            };
+            let new_token = match self.ctx.cluster.request(handoff).await {
+                Ok(item) => item.token,
                 Err(e @ ClusterError::Refused(_)) => {
                     tracing::warn!(work_id = %id, error = %e, "handoff refused");
                     return false;

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use swarm_claims::FencingToken;
 use swarm_claims::command::StepDone;
-use swarm_claims::{Command, FencingToken, Response};
+use swarm_claims::request::Checkpoints;
 use swarm_raft::ClusterError;
 use swarm_reactor::{Journal, JournalEntry, JournalError, JournalRecord};
 use tokio::sync::oneshot;
@@ -47,7 +48,7 @@ struct Queue {
 }
 
 struct Waiting {
-    cmd: Command,
+    step: StepDone,
     /// Who waits for the outcome; `None` for a progress entry.
     done: Option<oneshot::Sender<Result<(), JournalError>>>,
 }
@@ -91,36 +92,30 @@ impl Inner {
             }
             return;
         }
-        let (mut cmds, dones): (Vec<Command>, Vec<_>) =
-            waiting.into_iter().map(|w| (w.cmd, w.done)).unzip();
-        let single = cmds.len() == 1;
-        let cmd = match cmds.pop() {
-            Some(only) if single => only,
-            Some(last) => {
-                cmds.push(last);
-                Command::Batch(cmds)
-            }
-            None => return,
-        };
-        let outcomes: Vec<Result<(), JournalError>> = match self.ctx.cluster.write(cmd).await {
-            Ok(Response::Batch(results)) if !single && results.len() == dones.len() => results
-                .into_iter()
-                .map(|r| r.map(|_| ()).map_err(|e| journal_error(e.into())))
-                .collect(),
-            Ok(_) if single => vec![Ok(())],
-            Ok(other) => dones
-                .iter()
-                .map(|_| {
-                    Err(journal_error(ClusterError::Unknown(format!(
-                        "unexpected answer to a checkpoint batch: {other:?}"
-                    ))))
-                })
-                .collect(),
-            Err(e) => dones
-                .iter()
-                .map(|_| Err(journal_error(e.clone())))
-                .collect(),
-        };
+        let (steps, dones): (Vec<StepDone>, Vec<_>) =
+            waiting.into_iter().map(|w| (w.step, w.done)).unzip();
+        let outcomes: Vec<Result<(), JournalError>> =
+            match self.ctx.cluster.request(Checkpoints(steps)).await {
+                Ok(results) if results.len() == dones.len() => results
+                    .into_iter()
+                    .map(|r| r.map(|_| ()).map_err(|e| journal_error(e.into())))
+                    .collect(),
+                Ok(results) => {
+                    let e = ClusterError::Unknown(format!(
+                        "{} checkpoints proposed, {} answered",
+                        dones.len(),
+                        results.len()
+                    ));
+                    dones
+                        .iter()
+                        .map(|_| Err(journal_error(e.clone())))
+                        .collect()
+                }
+                Err(e) => dones
+                    .iter()
+                    .map(|_| Err(journal_error(e.clone())))
+                    .collect(),
+            };
         for (done, outcome) in dones.into_iter().zip(fail_after_first_refusal(outcomes)) {
             match done {
                 Some(tx) => {
@@ -194,13 +189,13 @@ impl Journal for RaftJournal {
         }
         .to_json()
         .map_err(|e| JournalError::Unavailable(format!("encode journal entry: {e}")))?;
-        let cmd = Command::StepDone(StepDone {
+        let step = StepDone {
             id: inner.item.clone(),
             token: inner.token,
             step,
             outcome,
             now: 0,
-        });
+        };
         let (done, rx) = if progress {
             (None, None)
         } else {
@@ -212,7 +207,7 @@ impl Journal for RaftJournal {
             if let Some(refused) = queue.refused.clone() {
                 return Err(refused);
             }
-            queue.waiting.push(Waiting { cmd, done });
+            queue.waiting.push(Waiting { step, done });
             let arm = progress && !queue.linger_armed;
             if arm {
                 queue.linger_armed = true;

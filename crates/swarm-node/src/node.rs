@@ -7,13 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use swarm_claims::{Command, Limits};
+use swarm_claims::Limits;
+use swarm_claims::request::{LeaderTookOffice, Tick};
 use swarm_proto::v1 as pb;
 use swarm_proto::v1::admin_service_client::AdminServiceClient;
 use swarm_proto::v1::admin_service_server::AdminServiceServer;
 use swarm_proto::v1::handoff_service_server::HandoffServiceServer;
 use swarm_proto::v1::work_service_server::WorkServiceServer;
-use swarm_raft::{Cluster, ClusterConfig, PeerChannels, PeerServer, StateMachineStore, now_millis};
+use swarm_raft::{
+    Cluster, ClusterConfig, ClusterError, PeerChannels, PeerServer, StateMachineStore, now_millis,
+};
 use tokio::sync::oneshot;
 
 use crate::admin_service::AdminApi;
@@ -238,20 +241,12 @@ async fn leader_duties(ctx: NodeContext) {
             continue;
         }
         if office_term != Some(term) {
-            match ctx
-                .cluster
-                .write_if_leader(Command::LeaderTookOffice { now: 0 })
-                .await
-            {
-                Ok(swarm_claims::Response::Extended(n)) => {
+            match ctx.cluster.request_if_leader(LeaderTookOffice).await {
+                Ok(n) => {
                     tracing::info!(term, extended = n, "took office: leases extended");
                     office_term = Some(term);
                 }
-                Ok(other) => {
-                    tracing::warn!(?other, "unexpected answer to lease extension");
-                    office_term = Some(term);
-                }
-                Err(e @ swarm_raft::ClusterError::Refused(_)) => {
+                Err(e @ ClusterError::Refused(_)) => {
                     tracing::warn!(error = %e, "lease extension refused");
                     office_term = Some(term);
                 }
@@ -266,8 +261,8 @@ async fn leader_duties(ctx: NodeContext) {
             .read(|s| s.next_expiry())
             .is_some_and(|at| at <= now_millis());
         if due {
-            match ctx.cluster.write_if_leader(Command::Tick { now: 0 }).await {
-                Ok(swarm_claims::Response::Expired(ids)) if !ids.is_empty() => {
+            match ctx.cluster.request_if_leader(Tick).await {
+                Ok(ids) if !ids.is_empty() => {
                     tracing::info!(count = ids.len(), "leases expired");
                 }
                 Ok(_) => {}

@@ -4,7 +4,7 @@
 //! asks for the local replica.
 
 use swarm_claims::command::{Cancel, Claim, Complete, Fail, Handoff, Release, Renew, Submit};
-use swarm_claims::{Command, Response as Applied, Status as WorkStatus, WorkItem};
+use swarm_claims::{Request as Write, Status as WorkStatus, WorkItem};
 use swarm_proto::v1 as pb;
 use swarm_proto::v1::work_service_server::WorkService;
 use tonic::{Request, Response, Status};
@@ -24,25 +24,25 @@ impl WorkApi {
         WorkApi { ctx }
     }
 
-    async fn write(&self, cmd: Command) -> Result<Applied, Status> {
-        self.ctx
-            .limits
-            .check(&cmd)
-            .map_err(|e| claim_error_status(&e))?;
+    /// Checks `request` against the edge limits, commits it and answers
+    /// the state machine's typed answer.
+    async fn write<R: Write>(&self, request: R) -> Result<R::Answer, Status> {
         self.ctx
             .cluster
-            .write(cmd)
+            .request_within(request, &self.ctx.limits)
             .await
             .map_err(|e| cluster_error_status(&e))
     }
 
-    async fn write_item(&self, cmd: Command) -> Result<Response<pb::WorkResponse>, Status> {
-        match self.write(cmd).await? {
-            Applied::Item(item) => Ok(Response::new(pb::WorkResponse {
-                item: Some(item_to_pb(&item)),
-            })),
-            other => Err(unexpected(&other)),
-        }
+    /// A write on one item, answered with the item after it.
+    async fn write_item<R: Write<Answer = WorkItem>>(
+        &self,
+        request: R,
+    ) -> Result<Response<pb::WorkResponse>, Status> {
+        let item = self.write(request).await?;
+        Ok(Response::new(pb::WorkResponse {
+            item: Some(item_to_pb(&item)),
+        }))
     }
 
     /// Waits until a read from this replica is linearizable, unless the
@@ -57,10 +57,6 @@ impl WorkApi {
             .await
             .map_err(|e| cluster_error_status(&e))
     }
-}
-
-fn unexpected(r: &Applied) -> Status {
-    Status::internal(format!("unexpected state machine answer: {r:?}"))
 }
 
 fn items(list: &[WorkItem]) -> Vec<pb::WorkItem> {
@@ -146,23 +142,22 @@ impl WorkService for WorkApi {
             swarm_reactor::WorkflowPayload::load(&r.payload_json)
                 .map_err(Status::invalid_argument)?;
         }
-        let cmd = Command::Submit(Submit {
-            id: uuid::Uuid::new_v4().to_string(),
-            idempotency_key: r.idempotency_key,
-            kind: r.r#type,
-            priority: r.priority,
-            requires: r.requires,
-            payload: json_or_null(r.payload_json),
-            max_attempts: r.max_attempts,
-            now: 0,
-        });
-        match self.write(cmd).await? {
-            Applied::Submitted { item, created } => Ok(Response::new(pb::SubmitResponse {
-                item: Some(item_to_pb(&item)),
-                created,
-            })),
-            other => Err(unexpected(&other)),
-        }
+        let submitted = self
+            .write(Submit {
+                id: uuid::Uuid::new_v4().to_string(),
+                idempotency_key: r.idempotency_key,
+                kind: r.r#type,
+                priority: r.priority,
+                requires: r.requires,
+                payload: json_or_null(r.payload_json),
+                max_attempts: r.max_attempts,
+                now: 0,
+            })
+            .await?;
+        Ok(Response::new(pb::SubmitResponse {
+            item: Some(item_to_pb(&submitted.item)),
+            created: submitted.created,
+        }))
     }
 
     async fn claim(
@@ -175,20 +170,19 @@ impl WorkService for WorkApi {
         } else {
             r.lease_ms
         };
-        let cmd = Command::Claim(Claim {
-            agent: r.agent,
-            kinds: r.types,
-            capabilities: r.capabilities,
-            max: r.max.max(1),
-            lease_ms,
-            now: 0,
-        });
-        match self.write(cmd).await? {
-            Applied::Granted(granted) => Ok(Response::new(pb::ClaimResponse {
-                items: items(&granted),
-            })),
-            other => Err(unexpected(&other)),
-        }
+        let granted = self
+            .write(Claim {
+                agent: r.agent,
+                kinds: r.types,
+                capabilities: r.capabilities,
+                max: r.max.max(1),
+                lease_ms,
+                now: 0,
+            })
+            .await?;
+        Ok(Response::new(pb::ClaimResponse {
+            items: items(&granted),
+        }))
     }
 
     async fn renew(
@@ -196,25 +190,25 @@ impl WorkService for WorkApi {
         request: Request<pb::RenewRequest>,
     ) -> Result<Response<pb::RenewResponse>, Status> {
         let r = request.into_inner();
-        let cmd = Command::Renew(Renew {
-            agent: r.agent,
-            tokens: r.tokens,
-            progress: r.progress,
-            now: 0,
-        });
-        match self.write(cmd).await? {
-            Applied::Renewed { renewed, rejected } => Ok(Response::new(pb::RenewResponse {
-                renewed: items(&renewed),
-                rejected: rejected
-                    .into_iter()
-                    .map(|(token, e)| pb::RenewFailure {
-                        token,
-                        error: e.to_string(),
-                    })
-                    .collect(),
-            })),
-            other => Err(unexpected(&other)),
-        }
+        let renewal = self
+            .write(Renew {
+                agent: r.agent,
+                tokens: r.tokens,
+                progress: r.progress,
+                now: 0,
+            })
+            .await?;
+        Ok(Response::new(pb::RenewResponse {
+            renewed: items(&renewal.renewed),
+            rejected: renewal
+                .rejected
+                .into_iter()
+                .map(|(token, e)| pb::RenewFailure {
+                    token,
+                    error: e.to_string(),
+                })
+                .collect(),
+        }))
     }
 
     async fn complete(
@@ -222,12 +216,12 @@ impl WorkService for WorkApi {
         request: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::WorkResponse>, Status> {
         let r = request.into_inner();
-        self.write_item(Command::Complete(Complete {
+        self.write_item(Complete {
             id: r.id,
             token: r.token,
             result: json_or_null(r.result_json),
             now: 0,
-        }))
+        })
         .await
     }
 
@@ -236,13 +230,13 @@ impl WorkService for WorkApi {
         request: Request<pb::FailRequest>,
     ) -> Result<Response<pb::WorkResponse>, Status> {
         let r = request.into_inner();
-        self.write_item(Command::Fail(Fail {
+        self.write_item(Fail {
             id: r.id,
             token: r.token,
             error: r.error,
             retry: r.retry,
             now: 0,
-        }))
+        })
         .await
     }
 
@@ -251,11 +245,11 @@ impl WorkService for WorkApi {
         request: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::WorkResponse>, Status> {
         let r = request.into_inner();
-        self.write_item(Command::Release(Release {
+        self.write_item(Release {
             id: r.id,
             token: r.token,
             now: 0,
-        }))
+        })
         .await
     }
 
@@ -264,12 +258,12 @@ impl WorkService for WorkApi {
         request: Request<pb::HandoffRequest>,
     ) -> Result<Response<pb::WorkResponse>, Status> {
         let r = request.into_inner();
-        self.write_item(Command::Handoff(Handoff {
+        self.write_item(Handoff {
             id: r.id,
             token: r.token,
             to_agent: r.to_agent,
             now: 0,
-        }))
+        })
         .await
     }
 
@@ -283,11 +277,11 @@ impl WorkService for WorkApi {
         } else {
             r.reason
         };
-        self.write_item(Command::Cancel(Cancel {
+        self.write_item(Cancel {
             id: r.id,
             reason,
             now: 0,
-        }))
+        })
         .await
     }
 

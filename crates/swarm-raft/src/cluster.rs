@@ -12,7 +12,7 @@ use std::time::Duration;
 use openraft::errors::{ClientWriteError, RaftError};
 use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::{BasicNode, ChangeMembers, Instant as _, ServerState, SnapshotPolicy};
-use swarm_claims::{Command, Response};
+use swarm_claims::{Limits, Request, Response};
 
 use crate::error::{ClusterError, StartError};
 use crate::network::{Network, PeerChannels};
@@ -182,16 +182,31 @@ impl Cluster {
         RaftGrpcService::server(self.raft.clone(), self.proposer.clone())
     }
 
-    /// Commits `cmd` through the leader (forwarding from a follower) and
-    /// answers what the state machine answered.
-    pub async fn write(&self, cmd: Command) -> Result<Response, ClusterError> {
-        self.proposer.propose(cmd).await
+    /// Commits `request` through the leader (forwarding from a follower)
+    /// and answers what the state machine answered, typed.
+    pub async fn request<R: Request>(&self, request: R) -> Result<R::Answer, ClusterError> {
+        typed::<R>(self.proposer.propose(request.into_command()).await)
     }
 
-    /// Commits `cmd` only if this node leads: `NotLeader` otherwise. For the
-    /// leader's own duties, which must not run through another leader.
-    pub async fn write_if_leader(&self, cmd: Command) -> Result<Response, ClusterError> {
-        self.proposer.propose_local(cmd).await
+    /// [`Cluster::request`], after checking the command against the edge
+    /// `limits` (a refusal names the field and the limit).
+    pub async fn request_within<R: Request>(
+        &self,
+        request: R,
+        limits: &Limits,
+    ) -> Result<R::Answer, ClusterError> {
+        let cmd = request.into_command();
+        limits.check(&cmd)?;
+        typed::<R>(self.proposer.propose(cmd).await)
+    }
+
+    /// Commits `request` only if this node leads: `NotLeader` otherwise. For
+    /// the leader's own duties, which must not run through another leader.
+    pub async fn request_if_leader<R: Request>(
+        &self,
+        request: R,
+    ) -> Result<R::Answer, ClusterError> {
+        typed::<R>(self.proposer.propose_local(request.into_command()).await)
     }
 
     /// Waits until this replica has applied everything the cluster had
@@ -333,6 +348,17 @@ impl Cluster {
             .await
             .map_err(|e| ClusterError::Unavailable(format!("stop raft: {e}")))
     }
+}
+
+/// The typed answer of `R`. A response of another shape is a state machine
+/// bug; the caller cannot know what it did, so it is `Unknown`.
+fn typed<R: Request>(response: Result<Response, ClusterError>) -> Result<R::Answer, ClusterError> {
+    R::answer(response?).map_err(|other| {
+        ClusterError::Unknown(format!(
+            "the state machine answered a {} with {other:?}",
+            R::NAME
+        ))
+    })
 }
 
 fn millis(d: Duration) -> u64 {
