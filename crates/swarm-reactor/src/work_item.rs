@@ -118,7 +118,7 @@ mod tests {
     #[test]
     fn a_payload_round_trips_through_its_json() {
         let p = WorkflowPayload {
-            spec: "name: t\nsteps:\n  - name: a\n    run: echo\n".into(),
+            spec: "name: t\ninputs: [x]\nsteps:\n  - name: a\n    run: echo\n".into(),
             inputs: Map::from_iter([("x".to_string(), serde_json::json!(1))]),
             base_dir: Some("/tmp".into()),
         };
