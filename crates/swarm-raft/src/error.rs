@@ -42,16 +42,6 @@ pub enum ClusterError {
     Membership(String),
 }
 
-impl ClusterError {
-    /// True when nothing was applied and the same call may simply be retried.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            ClusterError::NotLeader { .. } | ClusterError::Unavailable(_)
-        )
-    }
-}
-
 impl From<ClaimError> for ClusterError {
     fn from(e: ClaimError) -> Self {
         ClusterError::Refused(e)
@@ -85,7 +75,6 @@ mod tests {
     fn a_refusal_reads_as_the_state_machine_said_it() {
         let e = ClusterError::from(ClaimError::NotFound { id: "w1".into() });
         assert_eq!(e.to_string(), r#"work item "w1" not found"#);
-        assert!(!e.is_retryable());
     }
 
     #[test]
@@ -98,7 +87,5 @@ mod tests {
             e.to_string(),
             "not the leader (leader is node 2 at 127.0.0.1:7102)"
         );
-        assert!(e.is_retryable());
-        assert!(!ClusterError::Unknown("x".into()).is_retryable());
     }
 }

@@ -20,7 +20,7 @@
 //!   bodies live in files beside the database, their record in sled). Writes
 //!   are durable only after sled's flush *and* an fdatasync of its files.
 //! - [`network`]: the client side of the network between nodes:
-//!   [`PeerChannels`] (one cached gRPC channel per peer) and [`Network`],
+//!   [`PeerChannels`] (one cached gRPC channel per peer) and `Network`,
 //!   what openraft calls to reach a peer.
 //! - [`service`]: the server side, `RaftService`: peers' Raft messages, and
 //!   the writes and read-index requests followers forward to the leader.
@@ -38,7 +38,7 @@ mod types;
 
 pub use cluster::{Cluster, ClusterConfig, ClusterStatus, MemberStatus, Role};
 pub use error::{ClusterError, StartError};
-pub use network::{Network, PeerChannels};
+pub use network::PeerChannels;
 pub use proposer::now_millis;
 pub use service::{PeerServer, RaftGrpcService};
 pub use storage::{LogStore, SledStore, StateMachineStore, StorageOpenError};

@@ -75,7 +75,7 @@ impl PeerChannels {
 
 /// openraft's network factory: hands out a [`PeerClient`] per target.
 #[derive(Clone, Default)]
-pub struct Network {
+pub(crate) struct Network {
     peers: PeerChannels,
 }
 
@@ -98,7 +98,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 }
 
 /// The client side of one peer.
-pub struct PeerClient {
+pub(crate) struct PeerClient {
     target: NodeId,
     addr: String,
     peers: PeerChannels,

@@ -11,7 +11,7 @@ use openraft::errors::{ClientWriteError, RaftError};
 use swarm_claims::{Command, Response};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::codec::{decode, encode};
+use crate::codec::{ForwardedAnswer, decode, encode, from_wire};
 use crate::error::ClusterError;
 use crate::network::PeerChannels;
 use crate::{ApplyResult, Raft, TypeConfig};
@@ -134,8 +134,10 @@ impl Proposer {
             .raft_client(addr)
             .map_err(|s| ClusterError::Unavailable(s.message().to_string()))?;
         match client.propose(swarm_proto::v1::RaftMessage { data }).await {
-            Ok(reply) => decode::<Result<Response, ClusterError>>(&reply.into_inner().data)
-                .map_err(|s| ClusterError::Unknown(s.message().to_string()))?,
+            Ok(reply) => from_wire(
+                decode::<ForwardedAnswer>(&reply.into_inner().data)
+                    .map_err(|s| ClusterError::Unknown(s.message().to_string()))?,
+            ),
             // Only a connection that never opened proves the leader did
             // not get the command.
             Err(s) if crate::network::never_connected(&s) => {

@@ -8,7 +8,7 @@ use swarm_proto::v1::raft_service_server::{RaftService, RaftServiceServer};
 use swarm_proto::v1::{RaftMessage, SnapshotChunk};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::codec::{decode, encode};
+use crate::codec::{decode, encode, to_wire};
 use crate::proposer::Proposer;
 use crate::{Raft, Snapshot, SnapshotMeta, TypeConfig, Vote};
 
@@ -124,9 +124,9 @@ impl RaftService for RaftGrpcService {
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let cmd: swarm_claims::Command = decode(&request.into_inner().data)?;
-        let result = self.proposer.propose_local(cmd).await;
+        let answer = to_wire(self.proposer.propose_local(cmd).await);
         Ok(Response::new(RaftMessage {
-            data: encode(&result)?,
+            data: encode(&answer)?,
         }))
     }
 
