@@ -102,8 +102,8 @@ pub struct JournalEntry {
 pub enum EventKind {
     Submitted,
     Claimed,
-    /// A workflow step's outcome was checkpointed; `detail` is the index of
-    /// the entry in the item's journal.
+    /// A workflow step's outcome was checkpointed; `journal_index` is the
+    /// position of the entry in the item's journal.
     StepRecorded,
     HandedOff,
     Released,
@@ -136,6 +136,7 @@ impl EventKind {
 
 /// One entry of an item's event history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredItemEvent")]
 pub struct ItemEvent {
     pub at: Millis,
     pub kind: EventKind,
@@ -149,6 +150,44 @@ pub struct ItemEvent {
     /// recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal_index: Option<usize>,
+}
+
+/// An [`ItemEvent`] as any version stored it. Before `journal_index`
+/// existed, a step event kept the index as its `detail` text; reading such a
+/// snapshot gives the same event a replica replaying the log writes today,
+/// so replicas that load old and new snapshots agree.
+#[derive(Deserialize)]
+struct StoredItemEvent {
+    at: Millis,
+    kind: EventKind,
+    agent: Option<String>,
+    token: Option<FencingToken>,
+    step: Option<String>,
+    detail: Option<String>,
+    #[serde(default)]
+    journal_index: Option<usize>,
+}
+
+impl From<StoredItemEvent> for ItemEvent {
+    fn from(s: StoredItemEvent) -> ItemEvent {
+        let legacy_index = match (s.kind, s.journal_index, s.detail.as_deref()) {
+            (EventKind::StepRecorded, None, Some(detail)) => detail.parse::<usize>().ok(),
+            _ => None,
+        };
+        let (detail, journal_index) = match legacy_index {
+            Some(index) => (None, Some(index)),
+            None => (s.detail, s.journal_index),
+        };
+        ItemEvent {
+            at: s.at,
+            kind: s.kind,
+            agent: s.agent,
+            token: s.token,
+            step: s.step,
+            detail,
+            journal_index,
+        }
+    }
 }
 
 /// A node that runs workflows, as it registered itself: what handoff picks
@@ -351,5 +390,39 @@ impl State {
             .filter_map(|id| self.items.get(id))
             .map(|b| &**b)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod stored_event_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_step_event_stored_before_journal_index_reads_as_one_written_now() {
+        let old =
+            r#"{"at":5,"kind":"StepRecorded","agent":"a1","token":3,"step":"s","detail":"2"}"#;
+        let now = ItemEvent {
+            at: 5,
+            kind: EventKind::StepRecorded,
+            agent: Some("a1".into()),
+            token: Some(3),
+            step: Some("s".into()),
+            detail: None,
+            journal_index: Some(2),
+        };
+        assert_eq!(serde_json::from_str::<ItemEvent>(old).unwrap(), now);
+        let round = serde_json::to_string(&now).unwrap();
+        assert_eq!(serde_json::from_str::<ItemEvent>(&round).unwrap(), now);
+        let failed =
+            r#"{"at":5,"kind":"Failed","agent":null,"token":null,"step":null,"detail":"7"}"#;
+        assert_eq!(
+            serde_json::from_str::<ItemEvent>(failed)
+                .unwrap()
+                .detail
+                .as_deref(),
+            Some("7")
+        );
     }
 }
