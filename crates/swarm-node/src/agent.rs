@@ -355,9 +355,7 @@ impl Agent {
             return;
         };
         match suspension.reason {
-            SuspendReason::Fenced { error } => {
-                tracing::warn!(work_id = %id, token, %error, "fenced: another holder owns the work now");
-            }
+            SuspendReason::Fenced { error } => self.refused(id, token, &error).await,
             SuspendReason::JournalUnavailable { error } => {
                 // The claim is still ours: once this run leaves the table,
                 // the claim loop adopts the item again and resumes it from
@@ -385,12 +383,7 @@ impl Agent {
                 }
             }
             SuspendReason::Requested => {
-                let still_ours = self
-                    .ctx
-                    .state
-                    .read(|s| s.get(id).and_then(|i| i.current_token()))
-                    == Some(token);
-                if !still_ours {
+                if !self.holds(id, token) {
                     return;
                 }
                 if !self.hand_off(id, token, &item.requires).await {
@@ -398,6 +391,37 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// Whether this replica shows `token` as the item's current claim.
+    fn holds(&self, id: &str, token: FencingToken) -> bool {
+        self.ctx
+            .state
+            .read(|s| s.get(id).and_then(|i| i.current_token()))
+            == Some(token)
+    }
+
+    /// The journal refused an entry of the run. Usually a newer holder owns
+    /// the work (a stale token) and there is nothing to do; but when the
+    /// cluster still shows the claim as ours, the entry itself was refused
+    /// (too large, invalid), a resumed run would be refused the same way,
+    /// and the workflow fails with the reason.
+    async fn refused(&self, id: &str, token: FencingToken, error: &str) {
+        if let Err(e) = self.ctx.cluster.read_barrier().await {
+            tracing::warn!(work_id = %id, token, %error, read_error = %e, "journal refused an entry; who holds the work now could not be confirmed");
+            return;
+        }
+        if !self.holds(id, token) {
+            tracing::warn!(work_id = %id, token, %error, "fenced: another holder owns the work now");
+            return;
+        }
+        tracing::warn!(work_id = %id, token, %error, "journal refused an entry while the claim is still ours: failing the workflow");
+        self.end(
+            id,
+            token,
+            Err(format!("journal refused a checkpoint: {error}")),
+        )
+        .await;
     }
 
     async fn end(&self, id: &str, token: FencingToken, outcome: Result<Value, String>) {

@@ -2,9 +2,14 @@
 //! `StepDone` entry in the work item's journal, under the holder's fencing
 //! token. Progress entries (a step started) ride in the same Raft entry as
 //! the outcome that follows them when it comes within a few milliseconds,
-//! so a quick step costs one commit instead of two. A holder whose token
-//! went stale gets an error from `append`, and the reactor stops the run
-//! without undoing anything (another holder owns the work now).
+//! so a quick step costs one commit instead of two.
+//!
+//! An append that does not land stops the run without undoing anything,
+//! and says why: `Fenced` when the state machine refused the entry (a stale
+//! token: another holder owns the work now; the agent checks and fails the
+//! workflow if the claim is in fact still its own), `Unavailable` when
+//! nothing was recorded (no leader or quorum in time: the run resumes from
+//! the journal later), `Unknown` when it may have been.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -132,9 +137,9 @@ impl Inner {
 }
 
 /// What the run is told when the cluster did not record an entry: fenced
-/// when the state machine refused it (the token is stale or the claim moved
-/// on: a newer holder owns the run), unavailable when nothing was recorded,
-/// unknown when it may have been.
+/// when the state machine refused it (almost always a stale token: a newer
+/// holder owns the run), unavailable when nothing was recorded, unknown
+/// when it may have been.
 fn journal_error(e: ClusterError) -> JournalError {
     match e {
         ClusterError::Refused(refusal) => JournalError::Fenced(refusal.to_string()),

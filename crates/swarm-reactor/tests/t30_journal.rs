@@ -191,7 +191,7 @@ impl Journal for BrokenJournal {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_journal_failure_fails_the_run() {
+async fn a_journal_failure_stops_the_run_with_its_error() {
     let wf = workflow(
         "name: w\nsteps:\n  - { name: a, run: echo }\n",
         &registry(&Probe::default()),
