@@ -354,8 +354,13 @@ impl Cluster {
 /// bug; the caller cannot know what it did, so it is `Unknown`.
 fn typed<R: Request>(response: Result<Response, ClusterError>) -> Result<R::Answer, ClusterError> {
     R::answer(response?).map_err(|other| {
+        let mut shown = format!("{other:?}");
+        if let Some((cut, _)) = shown.char_indices().nth(200) {
+            shown.truncate(cut);
+            shown.push_str("...");
+        }
         ClusterError::Unknown(format!(
-            "the state machine answered a {} with {other:?}",
+            "the state machine answered a {} with {shown}",
             R::NAME
         ))
     })
