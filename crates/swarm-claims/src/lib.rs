@@ -61,19 +61,28 @@ pub type FencingToken = u64;
 pub type Millis = u64;
 
 impl State {
-    /// Encodes the whole state for a snapshot.
+    /// Encodes the whole state as snapshots hold it: bincode 2, standard
+    /// configuration (swarm-raft adds a header and a checksum around it).
     pub fn to_snapshot(&self) -> Result<Vec<u8>, ClaimError> {
-        serde_json::to_vec(self).map_err(|e| ClaimError::Invalid {
-            field: "snapshot".into(),
-            reason: e.to_string(),
+        bincode::serde::encode_to_vec(self, bincode::config::standard()).map_err(|e| {
+            ClaimError::Invalid {
+                field: "snapshot".into(),
+                reason: e.to_string(),
+            }
         })
     }
 
     /// Decodes a state written by [`State::to_snapshot`].
     pub fn from_snapshot(bytes: &[u8]) -> Result<State, ClaimError> {
-        serde_json::from_slice(bytes).map_err(|e| ClaimError::Invalid {
+        let invalid = |reason: String| ClaimError::Invalid {
             field: "snapshot".into(),
-            reason: e.to_string(),
-        })
+            reason,
+        };
+        let (state, read) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+            .map_err(|e| invalid(e.to_string()))?;
+        match bytes.len() - read {
+            0 => Ok(state),
+            left => Err(invalid(format!("{left} bytes follow the state"))),
+        }
     }
 }

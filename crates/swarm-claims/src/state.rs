@@ -147,8 +147,8 @@ pub struct ItemEvent {
     pub step: Option<String>,
     pub detail: Option<String>,
     /// For a step event: the position in the item's journal of the entry it
-    /// recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// recorded. Always written, even when `None`: snapshots are bincode,
+    /// which has no field names, so a skipped field would shift the rest.
     pub journal_index: Option<usize>,
 }
 

@@ -179,7 +179,7 @@ impl Cluster {
     /// The gRPC service peers call: Raft messages, forwarded writes and
     /// read-index requests.
     pub fn peer_service(&self) -> PeerServer {
-        RaftGrpcService::server(self.raft.clone(), self.proposer.clone())
+        RaftGrpcService::server(self.raft.clone(), self.proposer.clone(), self.state.clone())
     }
 
     /// Commits `request` through the leader (forwarding from a follower)

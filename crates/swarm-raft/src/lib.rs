@@ -17,15 +17,18 @@
 //! - [`storage`]: [`SledStore`], the one sled database of a node, with
 //!   [`LogStore`] (the Raft log, vote and committed index) and
 //!   [`StateMachineStore`] (the in-memory [`swarm_claims::State`]; snapshot
-//!   bodies live in files beside the database, their record in sled). Writes
-//!   are durable only after sled's flush *and* an fdatasync of its files.
+//!   bodies live in binary files beside the database, [`SnapshotFile`],
+//!   their record in sled). Writes are durable only after sled's flush
+//!   *and* an fdatasync of its files.
 //! - [`network`]: the client side of the network between nodes:
 //!   [`PeerChannels`] (one cached gRPC channel per peer) and `Network`,
 //!   what openraft calls to reach a peer.
 //! - [`service`]: the server side, `RaftService`: peers' Raft messages, and
 //!   the writes and read-index requests followers forward to the leader.
 //! - `proposer`: group commit and forwarding to the leader.
-//! - `codec`: how openraft messages travel inside `RaftMessage.data`.
+//! - `codec`: the tagged binary encoding (bincode) of openraft messages
+//!   inside `RaftMessage.data` and of log entries in sled; legacy JSON
+//!   still reads.
 
 pub mod cluster;
 mod codec;
@@ -41,5 +44,5 @@ pub use error::{ClusterError, StartError};
 pub use network::PeerChannels;
 pub use proposer::now_millis;
 pub use service::{PeerServer, RaftGrpcService};
-pub use storage::{LogStore, SledStore, StateMachineStore, StorageOpenError};
+pub use storage::{LogStore, SledStore, SnapshotFile, StateMachineStore, StorageOpenError};
 pub use types::*;

@@ -1,6 +1,7 @@
 //! The Raft network over gRPC, client side: the channels to peers
 //! ([`PeerChannels`]) and what openraft calls to reach a peer ([`Network`]).
-//! The server side that peers call is in `service`.
+//! The server side that peers call is in `service`. A snapshot goes to a
+//! lagging follower as a stream of chunks read from its file.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,10 +17,12 @@ use openraft::raft::{
 use openraft::{OptionalSend, RaftNetworkV2};
 use swarm_proto::v1::raft_service_client::RaftServiceClient;
 use swarm_proto::v1::{RaftMessage, SnapshotChunk};
+use tokio::io::AsyncReadExt;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Response, Status};
 
 use crate::codec::{decode, encode};
+use crate::storage::SnapshotFile;
 use crate::{Node, NodeId, Snapshot, TypeConfig, Vote};
 
 /// Snapshot bytes per streamed chunk.
@@ -162,7 +165,7 @@ impl PeerClient {
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerClient {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotFile;
 
     async fn append_entries(
         &mut self,
@@ -215,33 +218,33 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             RPCError::Unreachable(u) => StreamingError::Unreachable(u),
             other => StreamingError::Network(NetworkError::from_string(other.to_string())),
         };
+        let local = |what: &str, e: std::io::Error| {
+            StreamingError::Network(NetworkError::from_string(format!(
+                "{what} {}: {e}",
+                snapshot.snapshot.path().display()
+            )))
+        };
         let mut client = self
             .peers
             .raft_client(&self.addr)
             .map_err(|s| to_streaming(rpc_error(self.target, &s)))?;
         let meta = encode(&(vote, snapshot.meta.clone()))
             .map_err(|s| to_streaming(rpc_error(self.target, &s)))?;
-        let data = snapshot.snapshot;
-        let mut chunks: Vec<SnapshotChunk> = data
-            .chunks(SNAPSHOT_CHUNK_BYTES)
-            .map(|c| SnapshotChunk {
-                meta: Vec::new(),
-                data: c.to_vec(),
-            })
-            .collect();
-        if chunks.is_empty() {
-            chunks.push(SnapshotChunk::default());
-        }
-        if let Some(first) = chunks.first_mut() {
-            first.meta = meta;
-        }
+        let bytes = snapshot
+            .snapshot
+            .len()
+            .map_err(|e| local("size of snapshot", e))?;
+        let file = snapshot
+            .snapshot
+            .reader()
+            .map_err(|e| local("open snapshot", e))?;
         tracing::info!(
             target = self.target,
-            bytes = data.len(),
-            chunks = chunks.len(),
+            bytes,
+            chunks = bytes.div_ceil(SNAPSHOT_CHUNK_BYTES as u64),
             "sending snapshot"
         );
-        let send = client.install_snapshot(futures::stream::iter(chunks));
+        let send = client.install_snapshot(snapshot_chunks(tokio::fs::File::from_std(file), meta));
         let target = self.target;
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
@@ -253,4 +256,39 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             }
         }
     }
+}
+
+/// The chunks of a snapshot file, read one at a time as the transport asks
+/// for them; the first carries `meta`. A read error ends the stream early:
+/// the receiver then finds the file truncated and refuses it.
+fn snapshot_chunks(
+    file: tokio::fs::File,
+    meta: Vec<u8>,
+) -> impl futures::Stream<Item = SnapshotChunk> {
+    futures::stream::unfold(
+        (file, Some(meta), false),
+        |(mut file, meta, done)| async move {
+            if done {
+                return None;
+            }
+            let mut data = Vec::with_capacity(SNAPSHOT_CHUNK_BYTES);
+            if let Err(e) = (&mut file)
+                .take(SNAPSHOT_CHUNK_BYTES as u64)
+                .read_to_end(&mut data)
+                .await
+            {
+                tracing::error!(error = %e, "read snapshot to send; ending the transfer");
+                return None;
+            }
+            let last = data.len() < SNAPSHOT_CHUNK_BYTES;
+            if data.is_empty() && meta.is_none() {
+                return None;
+            }
+            let chunk = SnapshotChunk {
+                meta: meta.unwrap_or_default(),
+                data,
+            };
+            Some((chunk, (file, None, last)))
+        },
+    )
 }

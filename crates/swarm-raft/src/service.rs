@@ -1,6 +1,8 @@
 //! The Raft network over gRPC, server side: `RaftService`, which hands
 //! peers' Raft messages to the local Raft and runs the proposals and read
-//! index requests that followers forward to this node.
+//! index requests that followers forward to this node. A snapshot from the
+//! leader is streamed into a file beside the stored ones, checked, and
+//! installed from there.
 
 use futures::StreamExt;
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
@@ -10,7 +12,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::codec::{decode, encode, to_wire};
 use crate::proposer::Proposer;
-use crate::{Raft, Snapshot, SnapshotMeta, TypeConfig, Vote};
+use crate::{Raft, Snapshot, SnapshotMeta, StateMachineStore, TypeConfig, Vote};
 
 /// The largest Raft message a peer may send or receive (a snapshot chunk,
 /// a batch of entries).
@@ -25,13 +27,19 @@ pub type PeerServer = RaftServiceServer<RaftGrpcService>;
 pub struct RaftGrpcService {
     raft: Raft,
     proposer: Proposer,
+    /// Where a snapshot from the leader is written as it arrives.
+    state: StateMachineStore,
 }
 
 impl RaftGrpcService {
-    pub(crate) fn server(raft: Raft, proposer: Proposer) -> PeerServer {
-        RaftServiceServer::new(RaftGrpcService { raft, proposer })
-            .max_decoding_message_size(PEER_MESSAGE_BYTES)
-            .max_encoding_message_size(PEER_MESSAGE_BYTES)
+    pub(crate) fn server(raft: Raft, proposer: Proposer, state: StateMachineStore) -> PeerServer {
+        RaftServiceServer::new(RaftGrpcService {
+            raft,
+            proposer,
+            state,
+        })
+        .max_decoding_message_size(PEER_MESSAGE_BYTES)
+        .max_encoding_message_size(PEER_MESSAGE_BYTES)
     }
 }
 
@@ -77,7 +85,9 @@ impl RaftService for RaftGrpcService {
     ) -> Result<Response<RaftMessage>, Status> {
         let mut stream = request.into_inner();
         let mut head: Option<(Vote, SnapshotMeta)> = None;
-        let mut data = Vec::new();
+        let mut incoming = self.state.receive_snapshot().await.map_err(|e| {
+            Status::internal(format!("create a file for the received snapshot: {e}"))
+        })?;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
             if head.is_none() {
@@ -88,10 +98,25 @@ impl RaftService for RaftGrpcService {
                 }
                 head = Some(decode(&chunk.meta)?);
             }
-            data.extend_from_slice(&chunk.data);
+            incoming
+                .write(&chunk.data)
+                .await
+                .map_err(|e| Status::internal(format!("write the received snapshot: {e}")))?;
         }
         let (vote, meta) = head.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
-        tracing::info!(last_log_id = ?meta.last_log_id, bytes = data.len(), "received snapshot");
+        let bytes = incoming.bytes();
+        let data = incoming
+            .finish()
+            .await
+            .map_err(|e| Status::internal(format!("write the received snapshot: {e}")))?;
+        tracing::info!(last_log_id = ?meta.last_log_id, bytes, "received snapshot");
+        // Checked before openraft sees it: a storage error while installing
+        // would stop the Raft core, a refusal here only makes the leader
+        // send it again.
+        let data = tokio::task::spawn_blocking(move || data.verify().map(|_| data))
+            .await
+            .map_err(|e| Status::internal(format!("check the received snapshot: {e}")))?
+            .map_err(|e| Status::invalid_argument(format!("received snapshot is unusable: {e}")))?;
         let resp = self
             .raft
             .install_full_snapshot(

@@ -25,6 +25,7 @@ pub type LogId = alias::LogIdOf<TypeConfig>;
 pub type Vote = alias::VoteOf<TypeConfig>;
 pub type Entry = alias::EntryOf<TypeConfig>;
 pub type SnapshotMeta = alias::SnapshotMetaOf<TypeConfig>;
-pub type Snapshot = alias::SnapshotOf<TypeConfig, Vec<u8>>;
+/// A snapshot: its metadata, and its body as an open file.
+pub type Snapshot = alias::SnapshotOf<TypeConfig, crate::storage::SnapshotFile>;
 pub type StoredMembership = alias::StoredMembershipOf<TypeConfig>;
 pub(crate) type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
