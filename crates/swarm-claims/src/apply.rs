@@ -52,6 +52,7 @@ pub const APPLY_LIMITS: Limits = Limits {
 
 /// Applies one command. A refused command leaves `state` exactly as it was.
 pub fn apply(state: &mut State, cmd: Command) -> Result<Response, ClaimError> {
+    state.recount();
     if let Command::Batch(cmds) = cmd {
         let mut out = Vec::with_capacity(cmds.len());
         for c in cmds {
@@ -141,6 +142,7 @@ fn submit(state: &mut State, c: Submit) -> Result<Response, ClaimError> {
         state.by_key.insert(c.idempotency_key, c.id.clone());
     }
     state.enqueue(queue_key(&item), &item.kind);
+    state.counts.insert(&item);
     state.items.insert(c.id, Box::new(item.clone()));
     Ok(Response::Submitted {
         item,
@@ -184,7 +186,7 @@ fn grant(
     state.last_token += 1;
     let token = state.last_token;
     let expires_at = now.saturating_add(lease_ms);
-    item.status = Status::Claimed;
+    state.counts.set_status(item, Status::Claimed);
     if counts_as_attempt {
         item.attempt = item.attempt.saturating_add(1);
     }
@@ -583,7 +585,7 @@ fn requeue<'a>(
         .items
         .get_mut(id)
         .ok_or_else(|| ClaimError::NotFound { id: id.to_string() })?;
-    item.status = Status::Pending;
+    state.counts.set_status(item, Status::Pending);
     item.updated_at = now;
     let key = queue_key(item);
     let kind = item.kind.clone();
@@ -605,7 +607,7 @@ fn finish<'a>(
         .items
         .get_mut(id)
         .ok_or_else(|| ClaimError::NotFound { id: id.to_string() })?;
-    item.status = status;
+    state.counts.set_status(item, status);
     item.updated_at = now;
     Ok(item)
 }

@@ -28,6 +28,7 @@
 //! - [`request`]: each command paired with the shape of its answer
 //!   ([`Request`]), so callers get typed answers instead of a [`Response`].
 //! - `state`: [`State`], [`WorkItem`], [`Lease`] and the claim indexes.
+//! - `counts`: [`WorkCounts`], items by type and status, kept by `apply`.
 //! - `apply`: [`apply`], the transition function, and [`Response`].
 //! - `validate`: [`Limits`] on names and sizes, checked at the edge and again
 //!   by `apply`.
@@ -35,6 +36,7 @@
 
 mod apply;
 pub mod command;
+mod counts;
 mod error;
 pub mod request;
 mod state;
@@ -42,6 +44,7 @@ mod validate;
 
 pub use apply::{APPLY_LIMITS, Response, WORKFLOW_KIND, apply};
 pub use command::Command;
+pub use counts::{StatusCounts, WorkCounts};
 pub use error::ClaimError;
 pub use request::Request;
 pub use state::{

@@ -1,10 +1,13 @@
 //! The state: every work item, its claim and journal, the fencing counter, and
 //! the indexes that keep claiming, renewing and expiry cheap.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
+use crate::counts::WorkCounts;
 use crate::{FencingToken, Millis, WorkId};
 
 /// Attempts an item gets when its submit does not say.
@@ -278,6 +281,13 @@ pub struct State {
     pub(crate) clock: Millis,
     /// Workflow-running nodes by agent id.
     pub(crate) nodes: BTreeMap<String, NodeInfo>,
+    /// Item counts by type and status, for stats without a scan. A state
+    /// decoded from a snapshot written before the counts existed has none:
+    /// [`State::counts`] and `apply()` see that (the counted total is not
+    /// the number of items) and count again, so whatever path decoded the
+    /// state, the counts never disagree with the items.
+    #[serde(default)]
+    pub(crate) counts: WorkCounts,
 }
 
 impl State {
@@ -300,6 +310,64 @@ impl State {
 
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
+    }
+
+    /// Items from the one after `after` (every item when `None`), in id
+    /// order: a listing resumes where its last page stopped without walking
+    /// the items before it.
+    pub fn items_after(&self, after: Option<&str>) -> impl Iterator<Item = &WorkItem> {
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.items
+            .range::<str, _>((from, Bound::Unbounded))
+            .map(|(_, b)| &**b)
+    }
+
+    /// How many items there are, by type and status: the kept counts, or
+    /// fresh ones when those are stale (see the `counts` field).
+    pub fn counts(&self) -> Cow<'_, WorkCounts> {
+        if self.counts_are_stale() {
+            Cow::Owned(WorkCounts::of(self.items()))
+        } else {
+            Cow::Borrowed(&self.counts)
+        }
+    }
+
+    /// Rebuilds the counts from the items if they are stale: before
+    /// `apply()` changes anything, and for a state just decoded.
+    pub fn recount(&mut self) {
+        if self.counts_are_stale() {
+            self.counts = WorkCounts::of(self.items());
+        }
+    }
+
+    /// Counts kept by `apply()` cover every item exactly once, so only a
+    /// state decoded without them (empty counts, some items) fails this.
+    fn counts_are_stale(&self) -> bool {
+        self.counts.total() != self.items.len() as u64
+    }
+
+    /// The pending item submitted first, of any type and priority. The claim
+    /// queue is in priority order, so this looks at the head of each
+    /// priority present in it (the oldest of that priority): a few lookups,
+    /// not a walk of the queue.
+    pub fn oldest_pending(&self) -> Option<&WorkItem> {
+        let mut oldest: Option<&QueueKey> = None;
+        let mut head = self.queue.first();
+        while let Some(key) = head {
+            if oldest.is_none_or(|o| key.seq < o.seq) {
+                oldest = Some(key);
+            }
+            let Some(neg_priority) = key.neg_priority.checked_add(1) else {
+                break;
+            };
+            let next_priority = QueueKey {
+                neg_priority,
+                seq: 0,
+                id: WorkId::new(),
+            };
+            head = self.queue.range(next_priority..).next();
+        }
+        oldest.and_then(|k| self.get(&k.id))
     }
 
     /// How many claims are live.

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
@@ -505,6 +506,59 @@ fn check_invariants(state: &State) -> Result<(), TestCaseError> {
     let live: BTreeSet<String> = live_leases(state).iter().map(|i| i.id.clone()).collect();
     prop_assert_eq!(expired, live);
     prop_assert_eq!(copy.live_claims(), 0);
+    check_counts(state)
+}
+
+/// The counts `apply()` keeps are what a full scan of the items finds, and
+/// the oldest pending item is the pending item submitted first.
+fn check_counts(state: &State) -> Result<(), TestCaseError> {
+    let counts = state.counts();
+    prop_assert!(
+        matches!(counts, Cow::Borrowed(_)),
+        "the kept counts were stale"
+    );
+    let mut scanned: BTreeMap<(String, Status), u64> = BTreeMap::new();
+    for item in state.items() {
+        *scanned.entry((item.kind.clone(), item.status)).or_default() += 1;
+    }
+    let statuses = [
+        Status::Pending,
+        Status::Claimed,
+        Status::Completed,
+        Status::Failed,
+        Status::Cancelled,
+    ];
+    let mut kept: BTreeMap<(String, Status), u64> = BTreeMap::new();
+    for (kind, by_status) in counts.by_kind() {
+        prop_assert!(
+            by_status.total() > 0,
+            "type {} is counted with no items",
+            kind
+        );
+        for status in statuses {
+            if by_status.get(status) > 0 {
+                kept.insert((kind.to_string(), status), by_status.get(status));
+            }
+        }
+    }
+    prop_assert_eq!(&kept, &scanned);
+    let all = counts.by_status();
+    for status in statuses {
+        let scanned_status: u64 = scanned
+            .iter()
+            .filter(|((_, s), _)| *s == status)
+            .map(|(_, n)| n)
+            .sum();
+        prop_assert_eq!(all.get(status), scanned_status);
+    }
+    prop_assert_eq!(counts.total(), state.len() as u64);
+
+    let first_pending = state
+        .items()
+        .filter(|i| i.status == Status::Pending)
+        .min_by_key(|i| i.seq)
+        .map(|i| i.id.clone());
+    prop_assert_eq!(state.oldest_pending().map(|i| i.id.clone()), first_pending);
     Ok(())
 }
 
