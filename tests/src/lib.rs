@@ -23,7 +23,8 @@
 //!
 //! # Layout
 //! - [`Cluster`]: spawns, kills, stops, restarts, pauses and resumes nodes;
-//!   waits for a leader or a healthy cluster; hands out gRPC clients per node.
+//!   waits for a leader or a healthy cluster; hands out gRPC clients per node
+//!   and lists every item of a node, page by page.
 //!   Dropping it SIGKILLs and reaps every process it started; when dropped
 //!   during a panic it prints the tail of every node's log and keeps the
 //!   temporary directory for inspection.
@@ -54,7 +55,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use rustix::process::{Pid, Signal, kill_process};
 use swarm_proto::v1::admin_service_client::AdminServiceClient;
 use swarm_proto::v1::work_service_client::WorkServiceClient;
-use swarm_proto::v1::{ClusterStatusRequest, ClusterStatusResponse, MemberRole};
+use swarm_proto::v1::{
+    ClusterStatusRequest, ClusterStatusResponse, ListWorkRequest, MemberRole, WorkItem,
+};
 use tonic::transport::{Channel, Endpoint};
 
 pub use binary::swarmd_binary;
@@ -358,6 +361,34 @@ impl Cluster {
         Ok(WorkServiceClient::new(channel)
             .max_decoding_message_size(swarm_proto::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(swarm_proto::MAX_MESSAGE_BYTES))
+    }
+
+    /// Every item matching `request` as `node` lists them, following the
+    /// pages from `request.page_token`; each page is one call cut off after
+    /// `timeout`. A node lists at most 10,000 items per answer, so anything
+    /// that reads a whole replica reads it this way.
+    pub async fn list_all(
+        &self,
+        node: NodeId,
+        mut request: ListWorkRequest,
+        timeout: Duration,
+    ) -> Result<Vec<WorkItem>> {
+        let mut work = self.work(node)?;
+        let mut items = Vec::new();
+        loop {
+            let mut call = tonic::Request::new(request.clone());
+            call.set_timeout(timeout);
+            let page = tokio::time::timeout(timeout, work.list_work(call))
+                .await
+                .map_err(|_| anyhow!("list work on node {node}: no answer within {timeout:?}"))?
+                .with_context(|| format!("list work on node {node}"))?
+                .into_inner();
+            items.extend(page.items);
+            if page.next_page_token.is_empty() {
+                return Ok(items);
+            }
+            request.page_token = page.next_page_token;
+        }
     }
 
     /// An AdminService client for one node.

@@ -103,17 +103,15 @@ async fn list(cluster: &Cluster, node: NodeId, kind: &str, local: bool) -> Resul
     } else {
         ReadConsistency::Linearizable
     };
-    Ok(cluster
-        .work(node)?
-        .list_work(ListWorkRequest {
-            r#type: kind.to_string(),
-            consistency: consistency as i32,
-            ..ListWorkRequest::default()
-        })
+    let request = ListWorkRequest {
+        r#type: kind.to_string(),
+        consistency: consistency as i32,
+        ..ListWorkRequest::default()
+    };
+    cluster
+        .list_all(node, request, Duration::from_secs(10))
         .await
-        .with_context(|| format!("list {kind} on node {node}"))?
-        .into_inner()
-        .items)
+        .with_context(|| format!("list {kind} on node {node}"))
 }
 
 async fn claim(

@@ -25,15 +25,18 @@ pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
 
 /// Prints `text` on stdout, ending it with a newline.
 pub fn print_text(text: &str) -> Result<()> {
+    if text.ends_with('\n') {
+        print_raw(text)
+    } else {
+        print_raw(&format!("{text}\n"))
+    }
+}
+
+/// Prints `text` on stdout as it is, now: a piece of output that arrives
+/// in parts.
+pub fn print_raw(text: &str) -> Result<()> {
     let mut out = io::stdout().lock();
     out.write_all(text.as_bytes())
-        .and_then(|()| {
-            if text.ends_with('\n') {
-                Ok(())
-            } else {
-                out.write_all(b"\n")
-            }
-        })
         .and_then(|()| out.flush())
         .context("write output")
 }
@@ -58,15 +61,27 @@ impl Table {
     }
 
     pub fn render(&self) -> String {
+        self.render_continued(&mut Vec::new(), true)
+    }
+
+    /// Renders the rows (after the header when `header`) as part of a table
+    /// printed in pieces: `widths` carries the column widths from piece to
+    /// piece and only ever grows, so columns stay aligned unless a later
+    /// cell is wider than every earlier one.
+    pub fn render_continued(&self, widths: &mut Vec<usize>, header: bool) -> String {
         let columns = self.header.len();
-        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        widths.resize(columns, 0);
+        for (i, h) in self.header.iter().enumerate() {
+            widths[i] = widths[i].max(h.chars().count());
+        }
         for row in &self.rows {
             for (i, cell) in row.iter().enumerate().take(columns) {
                 widths[i] = widths[i].max(cell.chars().count());
             }
         }
+        let header = header.then_some(&self.header);
         let mut text = String::new();
-        for row in std::iter::once(&self.header).chain(&self.rows) {
+        for row in header.into_iter().chain(&self.rows) {
             let mut line = String::new();
             for (i, width) in widths.iter().enumerate() {
                 let cell = row.get(i).map_or("", String::as_str);
@@ -109,13 +124,19 @@ pub fn now_ms() -> u64 {
 /// `800ms`, or `expired`. Seconds are rounded down, so the value never
 /// promises more time than there is.
 pub fn time_left(expires_at_ms: u64, now_ms: u64) -> String {
-    let left = expires_at_ms.saturating_sub(now_ms);
-    if left == 0 {
-        "expired".to_string()
-    } else if left < 1000 {
-        format!("{left}ms")
+    match expires_at_ms.saturating_sub(now_ms) {
+        0 => "expired".to_string(),
+        left => duration_ms(left),
+    }
+}
+
+/// A span of milliseconds for people: `800ms` under a second, else whole
+/// seconds rounded down (`1m 30s`).
+pub fn duration_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
     } else {
-        humantime::format_duration(Duration::from_secs(left / 1000)).to_string()
+        humantime::format_duration(Duration::from_secs(ms / 1000)).to_string()
     }
 }
 
@@ -132,6 +153,19 @@ mod tests {
             t.render(),
             "ID         STATUS\nw-long-id  pending\nw2         -\n"
         );
+    }
+
+    #[test]
+    fn a_table_in_pieces_keeps_one_header_and_grows_columns() {
+        let mut widths = Vec::new();
+        let mut first = Table::new(&["ID", "STATUS"]);
+        first.push(vec!["w1".into(), "pending".into()]);
+        let mut second = Table::new(&["ID", "STATUS"]);
+        second.push(vec!["w-long".into(), "claimed".into()]);
+        let text = first.render_continued(&mut widths, true)
+            + &second.render_continued(&mut widths, false);
+        assert_eq!(text, "ID  STATUS\nw1  pending\nw-long  claimed\n");
+        assert_eq!(widths, [6, 7]);
     }
 
     #[test]

@@ -340,6 +340,9 @@ impl WorkService for FakeNode {
         r: Request<ListWorkRequest>,
     ) -> Result<Response<ListWorkResponse>, Status> {
         let r = r.into_inner();
+        if r.r#type == "many" {
+            return many_page(&r);
+        }
         let mut second = claimed("w2");
         if let Some(c) = second.claim.as_mut() {
             c.agent = "node-2".into();
@@ -352,8 +355,76 @@ impl WorkService for FakeNode {
                 r.holder.is_empty() || i.claim.as_ref().is_some_and(|c| c.agent == r.holder)
             })
             .collect();
-        Ok(Response::new(ListWorkResponse { items }))
+        Ok(Response::new(ListWorkResponse {
+            items,
+            next_page_token: String::new(),
+        }))
     }
+    async fn work_stats(
+        &self,
+        _: Request<WorkStatsRequest>,
+    ) -> Result<Response<WorkStatsResponse>, Status> {
+        let counts = |pending, claimed, completed, cancelled| StatusCounts {
+            pending,
+            claimed,
+            completed,
+            failed: 0,
+            cancelled,
+        };
+        Ok(Response::new(WorkStatsResponse {
+            by_status: Some(counts(2, 1, 4, 1)),
+            by_type: [
+                ("workflow".to_string(), counts(1, 0, 0, 1)),
+                ("build".to_string(), counts(1, 1, 4, 0)),
+            ]
+            .into(),
+            oldest_pending_age_ms: Some(90_500),
+            oldest_pending_id: "w3".into(),
+            total: 8,
+        }))
+    }
+}
+
+/// `work list --type many`: 25 pending items `m00`..`m24` in answers of at
+/// most 4 whatever the limit (as a node at its message limit answers), the
+/// token after item N being `after-N`; limits and tokens checked as a node
+/// checks them.
+fn many_page(r: &ListWorkRequest) -> Result<Response<ListWorkResponse>, Status> {
+    if r.limit > 10_000 {
+        return Err(Status::invalid_argument(format!(
+            "invalid limit: {} is over the maximum of 10000",
+            r.limit
+        )));
+    }
+    let start = match r.page_token.as_str() {
+        "" => 0,
+        token => token
+            .strip_prefix("after-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .map(|n| n + 1)
+            .ok_or_else(|| {
+                Status::invalid_argument("invalid page_token: not one this cluster issued")
+            })?,
+    };
+    let limit = if r.limit == 0 { 1000 } else { r.limit as usize };
+    let end = (start + limit.min(4)).min(25);
+    let items = (start..end)
+        .map(|n| WorkItem {
+            id: format!("m{n:02}"),
+            r#type: "many".into(),
+            status: WorkStatus::Pending as i32,
+            ..Default::default()
+        })
+        .collect();
+    let next_page_token = if end < 25 {
+        format!("after-{}", end - 1)
+    } else {
+        String::new()
+    };
+    Ok(Response::new(ListWorkResponse {
+        items,
+        next_page_token,
+    }))
 }
 
 #[tonic::async_trait]
@@ -618,6 +689,181 @@ async fn get_and_list() {
         "{table}"
     );
     assert_eq!(table.lines().count(), 3, "{table}");
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn many(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|n| format!("m{n:02}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_takes_a_limit_and_a_page_token() {
+    let addr = spawn_node().await;
+    let out = swarmctl(
+        &addr,
+        &[
+            "work", "list", "--type", "many", "--limit", "10", "-o", "json",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Short answers are followed up to the limit; the array keeps its shape.
+    assert_eq!(ids(&stdout_json(&out)), many(0..10));
+    assert_eq!(stderr(&out), "next page token: after-9\n");
+
+    let out = swarmctl(
+        &addr,
+        &[
+            "work",
+            "list",
+            "--type",
+            "many",
+            "--limit",
+            "10",
+            "--page-token",
+            "after-9",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(table.lines().count(), 11, "{table}");
+    assert!(table.lines().nth(1).unwrap().starts_with("m10 "), "{table}");
+    assert_eq!(stderr(&out), "next page token: after-19\n");
+
+    let out = swarmctl(
+        &addr,
+        &[
+            "work",
+            "list",
+            "--type",
+            "many",
+            "--page-token",
+            "after-19",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(ids(&stdout_json(&out)), many(20..25));
+    assert_eq!(stderr(&out), "", "the last page has no next token");
+
+    let out = swarmctl(
+        &addr,
+        &["work", "list", "--type", "many", "--limit", "20000"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("maximum of 10000"),
+        "{}",
+        stderr(&out)
+    );
+    let out = swarmctl(
+        &addr,
+        &["work", "list", "--type", "many", "--page-token", "x"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("invalid page_token"),
+        "{}",
+        stderr(&out)
+    );
+    let out = swarmctl(&addr, &["work", "list", "--limit", "0"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_all_prints_every_page_as_one_list() {
+    let addr = spawn_node().await;
+    let out = swarmctl(
+        &addr,
+        &[
+            "work", "list", "--type", "many", "--all", "--limit", "3", "-o", "json",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(ids(&stdout_json(&out)), many(0..25));
+    assert_eq!(stderr(&out), "");
+
+    let out = swarmctl(&addr, &["work", "list", "--type", "many", "--all"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(table.lines().count(), 26, "one header, 25 rows: {table}");
+    assert_eq!(table.lines().filter(|l| l.starts_with("ID ")).count(), 1);
+
+    let out = swarmctl(
+        &addr,
+        &[
+            "work",
+            "list",
+            "--type",
+            "many",
+            "--all",
+            "--page-token",
+            "after-19",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(ids(&stdout_json(&out)), many(20..25));
+
+    let out = swarmctl(
+        &addr,
+        &["work", "list", "--all", "--holder", "nobody", "-o", "json"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout_json(&out), json!([]));
+    let out = swarmctl(&addr, &["work", "list", "--all", "--holder", "nobody"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert!(stderr(&out).contains("no work items"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn work_stats_shapes() {
+    let addr = spawn_node().await;
+    let out = swarmctl(&addr, &["work", "stats", "-o", "json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout_json(&out),
+        json!({
+            "by_status": {"pending": 2, "claimed": 1, "completed": 4, "failed": 0, "cancelled": 1},
+            "by_type": {
+                "build": {"pending": 1, "claimed": 1, "completed": 4, "failed": 0, "cancelled": 0},
+                "workflow": {"pending": 1, "claimed": 0, "completed": 0, "failed": 0, "cancelled": 1},
+            },
+            "oldest_pending_age_ms": 90_500,
+            "oldest_pending_id": "w3",
+            "total": 8,
+        })
+    );
+
+    let out = swarmctl(&addr, &["work", "stats"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "TYPE      PENDING  CLAIMED  COMPLETED  FAILED  CANCELLED\n\
+         build     1        1        4          0       0\n\
+         workflow  1        0        0          0       1\n\
+         (all)     2        1        4          0       1\n\
+         \n\
+         total           8\n\
+         oldest pending  1m 30s (w3)\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,10 +15,11 @@ use swarm_proto::v1::admin_service_client::AdminServiceClient;
 use swarm_proto::v1::work_service_client::WorkServiceClient;
 use swarm_proto::v1::{
     AddNodeRequest, CancelRequest, ClaimRequest, ClusterStatusRequest, ClusterStatusResponse,
-    CompleteRequest, FailRequest, GetWorkRequest, HandoffRequest, ListWorkRequest, ReadConsistency,
-    ReleaseRequest, RemoveNodeRequest, RenewRequest, RenewResponse, SubmitRequest, SubmitResponse,
-    TransferLeaderRequest, TransferLeaderResponse, WatchWorkRequest, WorkEvent, WorkItem,
-    WorkResponse, WorkStatus,
+    CompleteRequest, FailRequest, GetWorkRequest, HandoffRequest, ListWorkRequest,
+    ListWorkResponse, ReadConsistency, ReleaseRequest, RemoveNodeRequest, RenewRequest,
+    RenewResponse, SubmitRequest, SubmitResponse, TransferLeaderRequest, TransferLeaderResponse,
+    WatchWorkRequest, WorkEvent, WorkItem, WorkResponse, WorkStatsRequest, WorkStatsResponse,
+    WorkStatus,
 };
 use tokio::time::Instant;
 use tonic::Status;
@@ -37,6 +38,9 @@ const TIMEOUT_GRACE: Duration = Duration::from_millis(200);
 /// Ends after the item's last event (it completed, failed or was cancelled),
 /// or with an error.
 pub type WorkEvents = Pin<Box<dyn Stream<Item = Result<WorkEvent, ClientError>> + Send>>;
+
+/// The pages of a listing, as [`SwarmClient::list_work_pages`] streams them.
+pub type WorkPages = Pin<Box<dyn Stream<Item = Result<ListWorkResponse, ClientError>> + Send>>;
 
 /// A client for a Swarm cluster. Cheap to clone; clones share channels and
 /// the memory of which node answered last.
@@ -252,15 +256,70 @@ impl SwarmClient {
         item_of(resp?, "get work")
     }
 
-    /// Lists items matching the filters.
+    /// One page of the items matching the filters, from `req.page_token`
+    /// (empty: the first page). `req.limit` caps the page (0: the node's
+    /// default of 1,000; at most 10,000); a page may hold fewer items, even
+    /// none, and still be followed by more: the listing is over when
+    /// `next_page_token` is empty.
+    pub async fn list_work_page(
+        &self,
+        req: ListWorkRequest,
+    ) -> Result<ListWorkResponse, ClientError> {
+        self.call(Rpc::ListWork, |ch, t| {
+            let req = request(req.clone(), t);
+            async move { work(ch).list_work(req).await }
+        })
+        .await
+    }
+
+    /// Every page of the items matching the filters, from `req.page_token`
+    /// on, each fetched when the stream is polled for it. Each page is one
+    /// call, retried like any read; an error ends the stream.
+    pub fn list_work_pages(&self, req: ListWorkRequest) -> WorkPages {
+        let client = self.clone();
+        Box::pin(futures::stream::try_unfold(Some(req), move |next| {
+            let client = client.clone();
+            async move {
+                let Some(req) = next else {
+                    return Ok(None);
+                };
+                let page = client.list_work_page(req.clone()).await?;
+                if !page.next_page_token.is_empty() && page.next_page_token == req.page_token {
+                    return Err(ClientError::MalformedResponse(
+                        "list work answered with the page token it was given".into(),
+                    ));
+                }
+                let more = (!page.next_page_token.is_empty()).then(|| ListWorkRequest {
+                    page_token: page.next_page_token.clone(),
+                    ..req
+                });
+                Ok(Some((page, more)))
+            }
+        }))
+    }
+
+    /// Every item matching the filters (from `req.page_token` on), following
+    /// the pages; `req.limit` is the page size.
     pub async fn list_work(&self, req: ListWorkRequest) -> Result<Vec<WorkItem>, ClientError> {
-        let resp = self
-            .call(Rpc::ListWork, |ch, t| {
-                let req = request(req.clone(), t);
-                async move { work(ch).list_work(req).await }
-            })
-            .await?;
-        Ok(resp.items)
+        let mut pages = self.list_work_pages(req);
+        let mut items = Vec::new();
+        while let Some(page) = pages.next().await {
+            items.extend(page?.items);
+        }
+        Ok(items)
+    }
+
+    /// How many items there are, by status and by type, and how long the
+    /// oldest pending one has waited.
+    pub async fn work_stats(
+        &self,
+        req: WorkStatsRequest,
+    ) -> Result<WorkStatsResponse, ClientError> {
+        self.call(Rpc::WorkStats, |ch, t| {
+            let req = request(req, t);
+            async move { work(ch).work_stats(req).await }
+        })
+        .await
     }
 
     /// Streams the events of work item `id`: every one since it was

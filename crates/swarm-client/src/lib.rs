@@ -21,8 +21,8 @@
 //! | timeout, connection lost after sending, UNAVAILABLE without hint | repeatable calls only |
 //! | any other answer (not found, stale token, ...)      | no call                   |
 //!
-//! Repeatable calls: `get_work`, `list_work`, `watch_work` (opening the
-//! stream), `cluster_status`, `renew`,
+//! Repeatable calls: `get_work`, `list_work` (each page), `work_stats`,
+//! `watch_work` (opening the stream), `cluster_status`, `renew`,
 //! `complete`, `cancel`, and `submit` with a non-empty idempotency key.
 //! `claim`, `fail`, `release`, `handoff`, `submit` without a key and the
 //! membership changes are not: after an ambiguous failure they end with
@@ -77,7 +77,7 @@ mod endpoint;
 mod error;
 mod retry;
 
-pub use client::{SwarmClient, WorkEvents};
+pub use client::{SwarmClient, WorkEvents, WorkPages};
 pub use config::{ClientConfig, RetryPolicy};
 pub use endpoint::NodeAddr;
 pub use error::ClientError;
@@ -85,3 +85,5 @@ pub use retry::LEADER_ADDR_KEY;
 
 /// The generated protocol types the client takes and returns.
 pub use swarm_proto::v1 as proto;
+/// The page sizes of `list_work`: the default and the most one page holds.
+pub use swarm_proto::{LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT};

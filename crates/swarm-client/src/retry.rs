@@ -32,6 +32,7 @@ pub(crate) enum Rpc {
     Cancel,
     GetWork,
     ListWork,
+    WorkStats,
     /// Opening a `WatchWork` stream (a read). Once the stream has started,
     /// nothing retries it: the caller resumes from the last event it saw.
     WatchWork,
@@ -52,6 +53,7 @@ impl Rpc {
             | Rpc::Cancel
             | Rpc::GetWork
             | Rpc::ListWork
+            | Rpc::WorkStats
             | Rpc::WatchWork
             | Rpc::ClusterStatus => true,
             Rpc::Claim

@@ -98,6 +98,12 @@ impl WorkService for FakeNode {
     ) -> Result<Response<ListWorkResponse>, Status> {
         unimplemented()
     }
+    async fn work_stats(
+        &self,
+        _: Request<WorkStatsRequest>,
+    ) -> Result<Response<WorkStatsResponse>, Status> {
+        unimplemented()
+    }
 }
 
 async fn spawn(node: FakeNode) -> String {

@@ -1,10 +1,12 @@
 //! Domain <-> protobuf conversions and the one place that maps domain errors
 //! to gRPC status codes. prost types do not travel past the service layer.
 
-use swarm_claims::{ClaimError, Status as WorkStatus, WorkItem};
+use swarm_claims::{ClaimError, Status as WorkStatus, StatusCounts, WorkCounts, WorkItem};
 use swarm_proto::v1 as pb;
 use swarm_raft::ClusterError;
 use tonic::Status;
+
+use crate::listing::ReadError;
 
 pub fn status_to_pb(s: WorkStatus) -> pb::WorkStatus {
     match s {
@@ -99,6 +101,47 @@ pub fn event_to_pb(item: &WorkItem, seq: usize) -> Option<pb::WorkEvent> {
         outcome_json,
         status: status_to_pb(item.status) as i32,
     })
+}
+
+fn counts_to_pb(c: &StatusCounts) -> pb::StatusCounts {
+    pb::StatusCounts {
+        pending: c.pending,
+        claimed: c.claimed,
+        completed: c.completed,
+        failed: c.failed,
+        cancelled: c.cancelled,
+    }
+}
+
+/// Stats from the state's counts and its oldest pending item, whose age is
+/// taken at `now_ms`.
+pub fn stats_to_pb(
+    counts: &WorkCounts,
+    oldest_pending: Option<&WorkItem>,
+    now_ms: u64,
+) -> pb::WorkStatsResponse {
+    pb::WorkStatsResponse {
+        by_status: Some(counts_to_pb(&counts.by_status())),
+        by_type: counts
+            .by_kind()
+            .map(|(kind, c)| (kind.to_string(), counts_to_pb(c)))
+            .collect(),
+        oldest_pending_age_ms: oldest_pending.map(|i| now_ms.saturating_sub(i.submitted_at)),
+        oldest_pending_id: oldest_pending.map(|i| i.id.clone()).unwrap_or_default(),
+        total: counts.total(),
+    }
+}
+
+/// The gRPC status for a refused read.
+pub fn read_error_status(e: &ReadError) -> Status {
+    match e {
+        ReadError::UnknownStatus(_) | ReadError::BadPageToken | ReadError::LimitTooLarge { .. } => {
+            Status::invalid_argument(e.to_string())
+        }
+        ReadError::TooLarge { .. } | ReadError::PageItemTooLarge { .. } => {
+            Status::resource_exhausted(e.to_string())
+        }
+    }
 }
 
 /// The gRPC status for a refused command.

@@ -16,6 +16,8 @@
 //! - `node`: [`run`], start-up (bootstrap or join), the leader's lease
 //!   clock, and shutdown with a hand-over of leadership.
 //! - `work_service`: `WorkService`, validating and proposing client commands.
+//! - `listing`: `ListWork` pages (page tokens, size limits) and the check
+//!   that an answer fits one gRPC message.
 //! - `admin_service`: `AdminService`, status and membership.
 //! - `agent`: the agent loop (claim workflows, run them with swarm-reactor,
 //!   renew, self-fence, hand off, drain) and `HandoffService`.
@@ -27,6 +29,7 @@ mod agent;
 pub mod config;
 mod convert;
 mod journal;
+mod listing;
 mod node;
 mod work_service;
 

@@ -4,14 +4,17 @@
 //! asks for the local replica.
 
 use swarm_claims::command::{Cancel, Claim, Complete, Fail, Handoff, Release, Renew, Submit};
-use swarm_claims::{Request as Write, Status as WorkStatus, WorkItem};
+use swarm_claims::{Request as Write, WorkItem};
+use swarm_proto::MAX_MESSAGE_BYTES;
 use swarm_proto::v1 as pb;
 use swarm_proto::v1::work_service_server::WorkService;
 use tonic::{Request, Response, Status};
 
 use crate::convert::{
-    claim_error_status, cluster_error_status, event_to_pb, item_to_pb, status_from_pb,
+    claim_error_status, cluster_error_status, event_to_pb, item_to_pb, read_error_status,
+    stats_to_pb,
 };
+use crate::listing::{ListQuery, check_fits, list_page};
 use crate::node::NodeContext;
 
 #[derive(Clone)]
@@ -113,6 +116,10 @@ impl WorkService for WorkApi {
                     None => (Vec::new(), true),
                 });
                 for ev in batch {
+                    if let Err(e) = check_fits(&id, &ev, MAX_MESSAGE_BYTES) {
+                        let _ = tx.send(Err(read_error_status(&e))).await;
+                        return;
+                    }
                     next = ev.seq as usize + 1;
                     if tx.send(Ok(ev)).await.is_err() {
                         return;
@@ -300,7 +307,9 @@ impl WorkService for WorkApi {
             .state
             .read(|s| s.get(&r.id).map(item_to_pb))
             .ok_or_else(|| Status::not_found(format!("work item {:?} not found", r.id)))?;
-        Ok(Response::new(pb::WorkResponse { item: Some(item) }))
+        let answer = pb::WorkResponse { item: Some(item) };
+        check_fits(&r.id, &answer, MAX_MESSAGE_BYTES).map_err(|e| read_error_status(&e))?;
+        Ok(Response::new(answer))
     }
 
     async fn list_work(
@@ -308,27 +317,27 @@ impl WorkService for WorkApi {
         request: Request<pb::ListWorkRequest>,
     ) -> Result<Response<pb::ListWorkResponse>, Status> {
         let r = request.into_inner();
-        let status = pb::WorkStatus::try_from(r.status).map_err(|_| {
-            Status::invalid_argument(format!("invalid status: unknown value {}", r.status))
-        })?;
-        let status: Option<WorkStatus> = status_from_pb(status);
+        let query = ListQuery::from_pb(&r).map_err(|e| read_error_status(&e))?;
         self.read_barrier(r.consistency).await?;
-        let limit = if r.limit == 0 {
-            usize::MAX
-        } else {
-            r.limit as usize
-        };
-        let items = self.ctx.state.read(|s| {
-            s.items()
-                .filter(|i| status.is_none_or(|st| i.status == st))
-                .filter(|i| r.r#type.is_empty() || i.kind == r.r#type)
-                .filter(|i| {
-                    r.holder.is_empty() || i.lease.as_ref().is_some_and(|l| l.agent == r.holder)
-                })
-                .take(limit)
-                .map(item_to_pb)
-                .collect()
-        });
-        Ok(Response::new(pb::ListWorkResponse { items }))
+        let page = self
+            .ctx
+            .state
+            .read(|s| list_page(s, &query, MAX_MESSAGE_BYTES))
+            .map_err(|e| read_error_status(&e))?;
+        Ok(Response::new(page))
+    }
+
+    async fn work_stats(
+        &self,
+        request: Request<pb::WorkStatsRequest>,
+    ) -> Result<Response<pb::WorkStatsResponse>, Status> {
+        let r = request.into_inner();
+        self.read_barrier(r.consistency).await?;
+        let now = swarm_raft::now_millis();
+        let stats = self
+            .ctx
+            .state
+            .read(|s| stats_to_pb(&s.counts(), s.oldest_pending(), now));
+        Ok(Response::new(stats))
     }
 }

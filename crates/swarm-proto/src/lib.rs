@@ -7,6 +7,7 @@
 //!   (`WorkService`, `AdminService`, `RaftService`, `HandoffService`).
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded `FileDescriptorSet` for reflection.
 //! - [`LEADER_ADDR_KEY`]: the response metadata that names the leader.
+//! - [`LIST_DEFAULT_LIMIT`], [`LIST_MAX_LIMIT`]: the page sizes of `ListWork`.
 
 /// Package `swarm.v1`.
 #[allow(clippy::all, missing_docs)]
@@ -26,3 +27,9 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// leader's `host:port`. Its presence on an UNAVAILABLE status also says the
 /// node did not act on the request (empty value: leader unknown).
 pub const LEADER_ADDR_KEY: &str = "swarm-leader-addr";
+
+/// Items in one `ListWork` answer when the request's `limit` is 0.
+pub const LIST_DEFAULT_LIMIT: u32 = 1_000;
+
+/// The largest `limit` a `ListWork` request may ask for; more is refused.
+pub const LIST_MAX_LIMIT: u32 = 10_000;

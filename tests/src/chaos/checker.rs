@@ -32,7 +32,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use serde::Serialize;
 pub use swarm_check::{
     DOUBLE_GRANT, DUPLICATE_COMPLETION, REPLICA_DIVERGENCE, ReplicaState, TOKEN_NOT_INCREASING,
@@ -646,17 +646,11 @@ async fn read_replicas_at_one_index(cluster: &Cluster) -> Result<Vec<ReplicaStat
     }
     let mut replicas = Vec::with_capacity(nodes.len());
     for &node in &nodes {
-        let mut request = tonic::Request::new(ListWorkRequest {
+        let request = ListWorkRequest {
             consistency: ReadConsistency::Local as i32,
             ..ListWorkRequest::default()
-        });
-        request.set_timeout(READ_TIMEOUT);
-        let items = tokio::time::timeout(READ_TIMEOUT, cluster.work(node)?.list_work(request))
-            .await
-            .map_err(|_| anyhow!("list work on node {node}: no answer within {READ_TIMEOUT:?}"))?
-            .with_context(|| format!("list work on node {node}"))?
-            .into_inner()
-            .items;
+        };
+        let items = cluster.list_all(node, request, READ_TIMEOUT).await?;
         replicas.push(ReplicaState {
             node,
             applied: before.get(&node).copied().unwrap_or_default(),

@@ -524,25 +524,8 @@ impl<'a> Workload<'a> {
     async fn open_items(&self) -> Result<Vec<WorkItem>> {
         let mut last = None;
         for node in self.cluster.running() {
-            let request = ListWorkRequest {
-                consistency: ReadConsistency::Linearizable as i32,
-                ..Default::default()
-            };
-            let result = match self.cluster.work(node) {
-                Ok(mut work) => self.call(work.list_work(self.timed(request))).await,
-                Err(e) => Err(CallError::Definite(e.to_string())),
-            };
-            match result {
-                Ok(resp) => {
-                    return Ok(resp
-                        .items
-                        .into_iter()
-                        .filter(|i| {
-                            i.status == WorkStatus::Pending as i32
-                                || i.status == WorkStatus::Claimed as i32
-                        })
-                        .collect());
-                }
+            match self.open_items_of(node).await {
+                Ok(open) => return Ok(open),
                 Err(CallError::Definite(e) | CallError::Unknown(e)) => last = Some(e),
             }
         }
@@ -550,6 +533,31 @@ impl<'a> Workload<'a> {
             "no node listed the items: {}",
             last.unwrap_or_else(|| "no running node".into())
         )
+    }
+
+    /// The open items `node` lists, page by page.
+    async fn open_items_of(&self, node: NodeId) -> Result<Vec<WorkItem>, CallError> {
+        let mut work = self
+            .cluster
+            .work(node)
+            .map_err(|e| CallError::Definite(e.to_string()))?;
+        let mut request = ListWorkRequest {
+            consistency: ReadConsistency::Linearizable as i32,
+            ..Default::default()
+        };
+        let mut open = Vec::new();
+        loop {
+            let page = self
+                .call(work.list_work(self.timed(request.clone())))
+                .await?;
+            open.extend(page.items.into_iter().filter(|i| {
+                i.status == WorkStatus::Pending as i32 || i.status == WorkStatus::Claimed as i32
+            }));
+            if page.next_page_token.is_empty() {
+                return Ok(open);
+            }
+            request.page_token = page.next_page_token;
+        }
     }
 
     fn pick_node(&self, rng: &mut StdRng) -> Option<NodeId> {

@@ -5,4 +5,5 @@ pub mod claim;
 pub mod cluster;
 pub mod work_event;
 pub mod work_item;
+pub mod work_stats;
 pub mod workflow_steps;

@@ -1,6 +1,6 @@
 //! `swarmctl work ...`: the life of a work item, from submit through claim,
-//! renew and complete (or fail, release, cancel), reading it back, and
-//! watching its events.
+//! renew and complete (or fail, release, cancel), reading it back, listing
+//! and counting items, and watching its events.
 
 pub mod cancel;
 pub mod claim;
@@ -10,6 +10,7 @@ pub mod get;
 pub mod list;
 pub mod release;
 pub mod renew;
+pub mod stats;
 pub mod submit;
 pub mod watch;
 
@@ -39,8 +40,10 @@ pub enum Work {
     Cancel(cancel::Cancel),
     /// Show one item
     Get(get::Get),
-    /// List items
+    /// List items, a page at a time or all of them
     List(list::List),
+    /// Count items by status and type
+    Stats(stats::Stats),
     /// Print an item's events as they happen, until it ends
     Watch(watch::Watch),
 }
@@ -57,6 +60,7 @@ impl Work {
             Work::Cancel(args) => cancel::run(ctx, args).await,
             Work::Get(args) => get::run(ctx, args).await,
             Work::List(args) => list::run(ctx, args).await,
+            Work::Stats(args) => stats::run(ctx, args).await,
             Work::Watch(args) => watch::run(ctx, args).await,
         }
     }
