@@ -35,6 +35,14 @@
 //! broken stream ends with [`ClientError::WatchInterrupted`], and the caller
 //! watches again from the start and skips the events it saw (by `seq`).
 //!
+//! Listings come in pages ([`LIST_DEFAULT_LIMIT`] items unless the request
+//! says, at most [`LIST_MAX_LIMIT`], and never more than one gRPC message):
+//! [`SwarmClient::list_work_page`] is one call, [`SwarmClient::list_work_pages`]
+//! a stream that follows `next_page_token` (each page a call retried like any
+//! read), and [`SwarmClient::list_work`] collects every matching item.
+//! [`SwarmClient::work_stats`] counts items by status and type without
+//! listing them.
+//!
 //! ```no_run
 //! use swarm_client::SwarmClient;
 //! use swarm_client::proto::{ClaimRequest, CompleteRequest, SubmitRequest};

@@ -34,8 +34,7 @@ pub struct List {
     /// Only items this agent holds
     #[arg(long)]
     pub holder: Option<String>,
-    /// At most this many items (a node answers at most 10000 at a time);
-    /// with --all, the page size
+    /// At most this many items (up to 10000); with --all, the page size
     #[arg(long, default_value_t = LIST_DEFAULT_LIMIT, value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: u32,
     /// Carry on where an earlier listing stopped: the token it printed
