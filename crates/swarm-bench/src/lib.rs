@@ -5,12 +5,18 @@
 //! # Layout
 //! - `benches/state_machine.rs`: `apply()` throughput for submits and claims,
 //!   one command per entry and grouped in `Batch` entries.
+//! - [`client`]: the calls the load tools share: one agent's submit → claim
+//!   → complete ([`client::SwarmClaimer`]) and a workflow to completion.
 //! - [`workload`]: command generators and the five-step workflow shared by
 //!   the benches and the load tools.
+//! - [`soak`]: the soak benchmark: millions of items through a real cluster
+//!   while every node's memory, snapshot and log are sampled, then a
+//!   whole-cluster restart; its table, JSON and SVG curves.
 //! - `src/bin/swarm-load.rs`: load against a running cluster.
 //! - `src/bin/swarm-vs-etcd.rs`: the claim workload against Swarm and etcd,
 //!   failover and memory fill (etcd side behind the `etcd` feature), for
 //!   `scripts/bench.sh`.
+//! - `src/bin/swarm-soak.rs`: runs [`soak`] for `scripts/soak.sh`.
 
 pub mod client {
     //! Calls the load tools share.
@@ -19,8 +25,82 @@ pub mod client {
 
     use anyhow::{Context, Result, bail};
     use swarm_proto::v1::work_service_client::WorkServiceClient;
-    use swarm_proto::v1::{SubmitRequest, WatchWorkRequest};
+    use swarm_proto::v1::{ClaimRequest, CompleteRequest, SubmitRequest, WatchWorkRequest};
     use tonic::transport::Channel;
+
+    /// One agent of the claim workload: it submits items of one work type,
+    /// claims them under a lease and completes them.
+    pub struct SwarmClaimer {
+        client: WorkServiceClient<Channel>,
+        agent: String,
+        /// The work type of this run, so items left by earlier runs do not
+        /// change what is claimed.
+        kind: String,
+        lease_ms: u64,
+    }
+
+    impl SwarmClaimer {
+        pub fn new(
+            client: WorkServiceClient<Channel>,
+            agent: String,
+            kind: String,
+            lease_ms: u64,
+        ) -> Self {
+            Self {
+                client,
+                agent,
+                kind,
+                lease_ms,
+            }
+        }
+
+        /// Submits one item of the run's type with `payload_json`.
+        pub async fn submit(&mut self, payload_json: String) -> Result<()> {
+            self.client
+                .submit(SubmitRequest {
+                    r#type: self.kind.clone(),
+                    payload_json,
+                    ..Default::default()
+                })
+                .await?;
+            Ok(())
+        }
+
+        /// Claims up to `max` items; returns each one's id and fencing token.
+        pub async fn claim(&mut self, max: u32) -> Result<Vec<(String, u64)>> {
+            let items = self
+                .client
+                .claim(ClaimRequest {
+                    agent: self.agent.clone(),
+                    types: vec![self.kind.clone()],
+                    max,
+                    lease_ms: self.lease_ms,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+                .items;
+            Ok(items
+                .into_iter()
+                .map(|item| {
+                    let token = item.claim.map(|c| c.token).unwrap_or(0);
+                    (item.id, token)
+                })
+                .collect())
+        }
+
+        /// Completes a claimed item with no result.
+        pub async fn complete(&mut self, id: String, token: u64) -> Result<()> {
+            self.client
+                .complete(CompleteRequest {
+                    id,
+                    token,
+                    result_json: String::new(),
+                })
+                .await?;
+            Ok(())
+        }
+    }
 
     /// Submits one workflow with `payload` (`{"spec", "inputs"}`) and
     /// watches it until it completes: the time from submit to its
@@ -103,3 +183,5 @@ pub mod workload {
             .collect()
     }
 }
+
+pub mod soak;

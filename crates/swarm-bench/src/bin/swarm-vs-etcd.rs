@@ -34,8 +34,9 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
 use serde_json::json;
+use swarm_bench::client::SwarmClaimer;
+use swarm_proto::v1::SubmitRequest;
 use swarm_proto::v1::work_service_client::WorkServiceClient;
-use swarm_proto::v1::{ClaimRequest, CompleteRequest, SubmitRequest};
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Parser)]
@@ -140,87 +141,23 @@ fn channel(addr: &str) -> Result<Channel> {
 }
 
 mod swarm_side {
+    //! The Swarm side: [`SwarmClaimer`] from the library, one item per claim.
+
     use super::*;
-
-    pub struct SwarmClaimer {
-        client: WorkServiceClient<Channel>,
-        agent: String,
-        /// The work type of this run, so items left by earlier runs do not
-        /// change what is claimed.
-        kind: String,
-        lease_ms: u64,
-    }
-
-    impl SwarmClaimer {
-        pub fn new(addr: &str, agent: String, kind: String, lease_ms: u64) -> Result<Self> {
-            Ok(Self {
-                client: WorkServiceClient::new(channel(addr)?),
-                agent,
-                kind,
-                lease_ms,
-            })
-        }
-
-        /// Claims up to `max` items at once (the memory fill).
-        pub async fn claim_many(&mut self, max: u32) -> Result<usize> {
-            let items = self
-                .client
-                .claim(ClaimRequest {
-                    agent: self.agent.clone(),
-                    types: vec![self.kind.clone()],
-                    max,
-                    lease_ms: self.lease_ms,
-                    ..Default::default()
-                })
-                .await?
-                .into_inner()
-                .items;
-            Ok(items.len())
-        }
-    }
 
     impl Claimer for SwarmClaimer {
         type Claimed = (String, u64);
 
         async fn submit(&mut self) -> Result<()> {
-            self.client
-                .submit(SubmitRequest {
-                    r#type: self.kind.clone(),
-                    payload_json: "{}".into(),
-                    ..Default::default()
-                })
-                .await?;
-            Ok(())
+            SwarmClaimer::submit(self, "{}".into()).await
         }
 
         async fn claim(&mut self) -> Result<Option<(String, u64)>> {
-            let items = self
-                .client
-                .claim(ClaimRequest {
-                    agent: self.agent.clone(),
-                    types: vec![self.kind.clone()],
-                    max: 1,
-                    lease_ms: self.lease_ms,
-                    ..Default::default()
-                })
-                .await?
-                .into_inner()
-                .items;
-            Ok(items.into_iter().next().map(|item| {
-                let token = item.claim.map(|c| c.token).unwrap_or(0);
-                (item.id, token)
-            }))
+            Ok(SwarmClaimer::claim(self, 1).await?.into_iter().next())
         }
 
         async fn complete(&mut self, (id, token): (String, u64)) -> Result<()> {
-            self.client
-                .complete(CompleteRequest {
-                    id,
-                    token,
-                    result_json: String::new(),
-                })
-                .await?;
-            Ok(())
+            SwarmClaimer::complete(self, id, token).await
         }
     }
 }
@@ -449,18 +386,18 @@ async fn swarm_claimers(
     n: usize,
     run: &str,
     lease_ms: u64,
-) -> Result<Vec<swarm_side::SwarmClaimer>> {
+) -> Result<Vec<SwarmClaimer>> {
     if endpoints.is_empty() {
         bail!("no Swarm endpoints");
     }
     (0..n)
         .map(|i| {
-            swarm_side::SwarmClaimer::new(
-                &endpoints[i % endpoints.len()],
+            Ok(SwarmClaimer::new(
+                WorkServiceClient::new(channel(&endpoints[i % endpoints.len()])?),
                 format!("bench-{i}"),
                 format!("bench-{run}"),
                 lease_ms,
-            )
+            ))
         })
         .collect()
 }
@@ -685,13 +622,13 @@ async fn fill(args: &Args, system: System, count: usize, clients: usize) -> Resu
             let cs = swarm_claimers(&args.swarm_endpoints, clients, &run, 3_600_000).await?;
             let tasks = cs.into_iter().map(|mut c| async move {
                 for _ in 0..per {
-                    c.submit().await?;
+                    c.submit("{}".into()).await?;
                 }
                 // Claims in batches; Swarm's claim takes any pending item of
                 // the run's type, so together the clients claim them all.
                 let mut got = 0;
                 while got < per {
-                    let n = c.claim_many((per - got).min(256) as u32).await?;
+                    let n = c.claim((per - got).min(256) as u32).await?.len();
                     if n == 0 {
                         break;
                     }
