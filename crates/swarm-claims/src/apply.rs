@@ -37,6 +37,8 @@ pub enum Response {
     Extended(usize),
     /// A node's registration was recorded.
     Registered,
+    /// How many finished items a compaction removed.
+    Compacted(usize),
     Batch(Vec<Result<Response, ClaimError>>),
 }
 
@@ -53,6 +55,7 @@ pub const APPLY_LIMITS: Limits = Limits {
 /// Applies one command. A refused command leaves `state` exactly as it was.
 pub fn apply(state: &mut State, cmd: Command) -> Result<Response, ClaimError> {
     state.recount();
+    crate::retention::reindex_if_stale(state);
     if let Command::Batch(cmds) = cmd {
         let mut out = Vec::with_capacity(cmds.len());
         for c in cmds {
@@ -81,13 +84,14 @@ fn apply_one(state: &mut State, cmd: Command) -> Result<Response, ClaimError> {
         Command::RegisterNode(c) => Ok(register_node(state, c)),
         Command::Tick { now } => Ok(tick(state, now)),
         Command::LeaderTookOffice { now } => Ok(extend_leases(state, now)),
+        Command::Compact(c) => Ok(crate::retention::compact(state, c)),
         Command::Batch(_) => Err(ClaimError::invalid("batch", "batches do not nest")),
     }
 }
 
 /// Time in the state machine never runs backwards, whatever a new leader's
 /// clock says.
-fn advance(state: &mut State, now: Millis) -> Millis {
+pub(crate) fn advance(state: &mut State, now: Millis) -> Millis {
     state.clock = state.clock.max(now);
     state.clock
 }
@@ -135,6 +139,7 @@ fn submit(state: &mut State, c: Submit) -> Result<Response, ClaimError> {
         journal: Vec::new(),
         cancel_requested: None,
         events: Vec::new(),
+        events_dropped: 0,
     };
     let mut item = item;
     record(&mut item, now, EventKind::Submitted, None, None, None);
@@ -209,6 +214,7 @@ fn grant(
         granted_at: now,
         ended: None,
     });
+    crate::retention::bound_history(item);
     record(item, now, kind, Some((agent, token)), None, None);
     state.live.insert(token, id.to_string());
     state
@@ -332,7 +338,7 @@ fn renew(state: &mut State, c: Renew) -> Result<Response, ClaimError> {
 }
 
 fn step_done(state: &mut State, c: StepDone) -> Result<Response, ClaimError> {
-    held(state, &c.id, c.token)?;
+    crate::retention::check_journal_room(held(state, &c.id, c.token)?, c.outcome.len())?;
     let now = advance(state, c.now);
     let item = state
         .items
@@ -607,8 +613,12 @@ fn finish<'a>(
         .items
         .get_mut(id)
         .ok_or_else(|| ClaimError::NotFound { id: id.to_string() })?;
+    if item.status.is_terminal() {
+        state.ended.remove(&(item.updated_at, item.id.clone()));
+    }
     state.counts.set_status(item, status);
     item.updated_at = now;
+    crate::retention::note_ended(&mut state.ended, item);
     Ok(item)
 }
 
@@ -658,6 +668,7 @@ fn record(
         detail,
         journal_index: None,
     });
+    crate::retention::bound_events(item);
 }
 
 fn queue_key(item: &WorkItem) -> QueueKey {

@@ -28,6 +28,8 @@ pub enum Command {
     LeaderTookOffice {
         now: Millis,
     },
+    /// Retention: removes finished items that ended long enough ago.
+    Compact(Compact),
     /// Several commands applied in order as one entry (group commit). Each
     /// gets its own response; one failing does not undo the others.
     Batch(Vec<Command>),
@@ -135,6 +137,18 @@ pub struct RegisterNode {
     pub now: Millis,
 }
 
+/// Removes the finished items (completed, failed, cancelled) that ended at
+/// or before `before`, oldest first, at most `max` of them: the leader
+/// proposes it with `before` = its now minus the cluster's retention, again
+/// while a batch comes back full. Live items are never removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compact {
+    pub before: Millis,
+    /// At most [`crate::MAX_COMPACT_BATCH`].
+    pub max: u32,
+    pub now: Millis,
+}
+
 impl Command {
     /// Sets the time of this command (and of every command in a batch).
     /// The leader calls this right before proposing, so time in the state
@@ -151,6 +165,7 @@ impl Command {
             Command::Handoff(c) => c.now = at,
             Command::Cancel(c) => c.now = at,
             Command::RegisterNode(c) => c.now = at,
+            Command::Compact(c) => c.now = at,
             Command::Tick { now } | Command::LeaderTookOffice { now } => *now = at,
             Command::Batch(cmds) => cmds.iter_mut().for_each(|c| c.stamp(at)),
         }
@@ -187,6 +202,7 @@ impl Command {
             Command::RegisterNode(_) => "register_node",
             Command::Tick { .. } => "tick",
             Command::LeaderTookOffice { .. } => "leader_took_office",
+            Command::Compact(_) => "compact",
             Command::Batch(_) => "batch",
         }
     }

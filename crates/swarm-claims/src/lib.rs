@@ -30,6 +30,8 @@
 //! - `state`: [`State`], [`WorkItem`], [`Lease`] and the claim indexes.
 //! - `counts`: [`WorkCounts`], items by type and status, kept by `apply`.
 //! - `apply`: [`apply`], the transition function, and [`Response`].
+//! - `retention`: `Compact` (finished items leave after the retention, in
+//!   bounded batches) and [`ITEM_BOUNDS`], what one item keeps.
 //! - `validate`: [`Limits`] on names and sizes, checked at the edge and again
 //!   by `apply`.
 //! - `error`: [`ClaimError`], why a command was refused.
@@ -39,6 +41,7 @@ pub mod command;
 mod counts;
 mod error;
 pub mod request;
+mod retention;
 mod state;
 mod validate;
 
@@ -47,6 +50,7 @@ pub use command::Command;
 pub use counts::{StatusCounts, WorkCounts};
 pub use error::ClaimError;
 pub use request::Request;
+pub use retention::{ITEM_BOUNDS, ItemBounds, MAX_COMPACT_BATCH};
 pub use state::{
     ClaimEnd, DEFAULT_MAX_ATTEMPTS, EventKind, Holder, ItemEvent, JournalEntry, Lease, NodeInfo,
     State, Status, WorkItem,

@@ -159,6 +159,22 @@ impl Request for LeaderTookOffice {
     }
 }
 
+impl Request for crate::command::Compact {
+    /// How many finished items were removed: a full batch (`max`) means
+    /// more may be due.
+    type Answer = usize;
+    const NAME: &'static str = "compaction";
+    fn into_command(self) -> Command {
+        Command::Compact(self)
+    }
+    fn answer(response: Response) -> Result<usize, Box<Response>> {
+        match response {
+            Response::Compacted(n) => Ok(n),
+            other => Err(Box::new(other)),
+        }
+    }
+}
+
 /// Several step checkpoints of one run, committed in one entry and in
 /// order; each is answered on its own (one refused does not undo the
 /// others). A single checkpoint is proposed bare.

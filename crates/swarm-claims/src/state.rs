@@ -236,13 +236,37 @@ pub struct WorkItem {
     /// Set when a cancel arrived while a workflow had steps done: the holder
     /// undoes them, then ends the item as cancelled.
     pub cancel_requested: Option<String>,
+    /// The first event and the most recent ones, within
+    /// [`ITEM_BOUNDS`](crate::ITEM_BOUNDS)`.max_events`.
     pub events: Vec<ItemEvent>,
+    /// Events dropped from between the first and the kept recent ones, so
+    /// that an event keeps its sequence number (see [`WorkItem::event_seq`])
+    /// however many were dropped before it. 32 bits: it packs beside the
+    /// other small fields instead of growing every item.
+    #[serde(default)]
+    pub events_dropped: u32,
 }
 
 impl WorkItem {
     /// The token of the live claim, if any.
     pub fn current_token(&self) -> Option<FencingToken> {
         self.lease.as_ref().map(|l| l.token)
+    }
+
+    /// The sequence number of `events[index]`: its place in everything that
+    /// happened to the item, dropped events included. Stable, so a watcher
+    /// resumes after the last number it saw.
+    pub fn event_seq(&self, index: usize) -> u64 {
+        match index {
+            0 => 0,
+            i => i as u64 + u64::from(self.events_dropped),
+        }
+    }
+
+    /// How many events were ever recorded: the sequence number the next one
+    /// gets.
+    pub fn events_recorded(&self) -> u64 {
+        self.events.len() as u64 + u64::from(self.events_dropped)
     }
 }
 
@@ -288,6 +312,18 @@ pub struct State {
     /// state, the counts never disagree with the items.
     #[serde(default)]
     pub(crate) counts: WorkCounts,
+    /// Terminal items by the time they ended (their `updated_at`, frozen
+    /// once terminal), then id: the order `Compact` removes them in, without
+    /// looking at a live item. Empty in a state decoded from a snapshot
+    /// written before retention existed: `apply()` sees that (fewer entries
+    /// than terminal items) and rebuilds it, like the counts.
+    #[serde(default)]
+    pub(crate) ended: BTreeSet<(Millis, WorkId)>,
+    /// How many finished items retention has removed, ever: what tells a
+    /// checker that an item missing from every replica may have finished and
+    /// been removed rather than lost.
+    #[serde(default)]
+    pub(crate) removed: u64,
 }
 
 impl State {
@@ -368,6 +404,17 @@ impl State {
             head = self.queue.range(next_priority..).next();
         }
         oldest.and_then(|k| self.get(&k.id))
+    }
+
+    /// How many finished items retention has removed from this state, ever.
+    pub fn removed(&self) -> u64 {
+        self.removed
+    }
+
+    /// When the longest-finished item still kept ended: `Compact` has work
+    /// once this is at or before its `before`.
+    pub fn oldest_ended(&self) -> Option<Millis> {
+        self.ended.first().map(|(at, _)| *at)
     }
 
     /// How many claims are live.

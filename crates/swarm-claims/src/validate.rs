@@ -94,6 +94,19 @@ impl Limits {
                 Ok(())
             }
             Command::Tick { .. } | Command::LeaderTookOffice { .. } => Ok(()),
+            Command::Compact(c) => {
+                if c.max == 0 || c.max > crate::MAX_COMPACT_BATCH {
+                    return Err(ClaimError::invalid(
+                        "max",
+                        format!(
+                            "must be between 1 and {} items per compaction, got {}",
+                            crate::MAX_COMPACT_BATCH,
+                            c.max
+                        ),
+                    ));
+                }
+                Ok(())
+            }
             // Batches do not nest: `apply()` refuses an inner batch, so the
             // edge must too.
             Command::Batch(cmds) => cmds.iter().try_for_each(|c| match c {

@@ -10,10 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use swarm_claims::command::{
-    Cancel, Claim, Complete, Fail, Handoff, Release, Renew, StepDone, Submit,
+    Cancel, Claim, Compact, Complete, Fail, Handoff, Release, Renew, StepDone, Submit,
 };
 use swarm_claims::{
-    ClaimError, Command, FencingToken, Millis, Response, State, Status, WorkItem, apply,
+    ClaimError, Command, FencingToken, ITEM_BOUNDS, MAX_COMPACT_BATCH, Millis, Response, State,
+    Status, WorkItem, apply,
 };
 
 const IDS: &[&str] = &["i0", "i1", "i2", "i3", "i4", "i5", "i6", "i7"];
@@ -104,6 +105,12 @@ enum Op {
     },
     Tick,
     LeaderTookOffice,
+    /// Retention: removes what ended `age` ms or more before now, at most
+    /// `max` items (0 and too many must be refused).
+    Compact {
+        age: Millis,
+        max: u32,
+    },
     Batch(Vec<(i64, Op)>),
     /// A batch inside a batch: `apply` must refuse it.
     Nested,
@@ -178,6 +185,11 @@ fn leaf_op() -> impl Strategy<Value = Op> {
         1 => id().prop_map(|id| Op::Cancel { id }),
         3 => Just(Op::Tick),
         1 => Just(Op::LeaderTookOffice),
+        2 => (
+            prop_oneof![Just(0u64), 0u64..3_000, Just(Millis::MAX)],
+            prop_oneof![8 => 1u32..4, 1 => Just(0u32), 1 => Just(MAX_COMPACT_BATCH + 1)],
+        )
+            .prop_map(|(age, max)| Op::Compact { age, max }),
     ]
 }
 
@@ -371,6 +383,11 @@ fn make(state: &State, now: Millis, op: &Op) -> Command {
         }),
         Op::Tick => Command::Tick { now },
         Op::LeaderTookOffice => Command::LeaderTookOffice { now },
+        Op::Compact { age, max } => Command::Compact(Compact {
+            before: now.saturating_sub(*age),
+            max: *max,
+            now,
+        }),
         Op::Nested => Command::Batch(vec![Command::Tick { now }]),
         Op::Batch(inner) => {
             // Tokens inside a batch are picked against the state before the
@@ -450,7 +467,20 @@ fn check_invariants(state: &State) -> Result<(), TestCaseError> {
         if item.status == Status::Completed {
             prop_assert!(item.result.is_some());
         }
+        // What one item keeps is bounded.
+        prop_assert!(item.events.len() <= ITEM_BOUNDS.max_events);
+        prop_assert_eq!(
+            item.events.first().map(|e| e.kind.as_str()),
+            Some("submitted")
+        );
+        let named = item
+            .history
+            .iter()
+            .filter(|h| item.journal.iter().any(|j| j.token == h.token))
+            .count();
+        prop_assert!(item.history.len() <= ITEM_BOUNDS.max_holders.max(named + 1));
     }
+    check_compaction_oracle(state)?;
     prop_assert_eq!(state.live_claims(), tokens.len());
     prop_assert_eq!(
         state.next_expiry(),
@@ -559,6 +589,27 @@ fn check_counts(state: &State) -> Result<(), TestCaseError> {
         .min_by_key(|i| i.seq)
         .map(|i| i.id.clone());
     prop_assert_eq!(state.oldest_pending().map(|i| i.id.clone()), first_pending);
+    Ok(())
+}
+
+/// The terminal index holds exactly the finished items: a compaction of
+/// everything on a copy removes just those, and leaves every live item as
+/// it was.
+fn check_compaction_oracle(state: &State) -> Result<(), TestCaseError> {
+    let mut copy = state.clone();
+    let resp = apply(
+        &mut copy,
+        Command::Compact(Compact {
+            before: Millis::MAX,
+            max: MAX_COMPACT_BATCH,
+            now: 0,
+        }),
+    );
+    let finished = state.items().filter(|i| i.status.is_terminal()).count();
+    prop_assert_eq!(resp, Ok(Response::Compacted(finished)));
+    let live: Vec<&WorkItem> = state.items().filter(|i| !i.status.is_terminal()).collect();
+    prop_assert_eq!(copy.items().collect::<Vec<_>>(), live);
+    prop_assert_eq!(copy.removed(), state.removed() + finished as u64);
     Ok(())
 }
 
@@ -715,6 +766,33 @@ fn check_step(
                 }
             }
         }
+        (Command::Compact(c), Ok(Response::Compacted(n))) => {
+            // Only finished items that ended by `before` leave, at most
+            // `max`, oldest first; nothing that stays changes.
+            prop_assert!(*n <= c.max as usize);
+            prop_assert_eq!(after.len() + n, before.len());
+            for it in after.items() {
+                prop_assert_eq!(before.get(&it.id), Some(it));
+            }
+            let gone: Vec<&WorkItem> = before
+                .items()
+                .filter(|i| after.get(&i.id).is_none())
+                .collect();
+            for it in &gone {
+                prop_assert!(it.status.is_terminal(), "{} was live", it.id);
+                prop_assert!(it.updated_at <= c.before);
+            }
+            let newest_gone = gone.iter().map(|i| (i.updated_at, &i.id)).max();
+            for it in after.items().filter(|i| i.status.is_terminal()) {
+                let due = it.updated_at <= c.before;
+                // A batch that was not full left nothing due behind.
+                prop_assert!(!due || *n == c.max as usize, "{} is due but kept", it.id);
+                if due {
+                    prop_assert!(newest_gone < Some((it.updated_at, &it.id)));
+                }
+            }
+            prop_assert_eq!(after.removed(), before.removed() + *n as u64);
+        }
         (Command::LeaderTookOffice { .. }, Ok(_)) | (Command::Tick { .. }, Ok(_)) => {
             prop_assert_eq!(after.last_token(), before.last_token());
         }
@@ -816,6 +894,26 @@ proptest! {
             prop_assert_eq!(apply(&mut restored, cmd.clone()), apply(&mut original, cmd.clone()));
         }
         prop_assert_eq!(restored, original);
+    }
+
+    /// Replicas that applied the same commands, one of them restored from a
+    /// snapshot, remove the same finished items at the same compaction, and
+    /// none whose retention passed is left on either.
+    #[test]
+    fn a_compaction_removes_the_same_items_on_every_replica(ops in ops(), age in 0u64..5_000) {
+        let (first, _) = run(&ops)?;
+        let mut restored = State::from_snapshot(&first.to_snapshot().unwrap()).unwrap();
+        let mut original = first.clone();
+        let before = first.clock().saturating_sub(age);
+        let cmd = Command::Compact(Compact { before, max: MAX_COMPACT_BATCH, now: first.clock() });
+        let answer = apply(&mut original, cmd.clone());
+        prop_assert_eq!(apply(&mut restored, cmd), answer);
+        prop_assert_eq!(&restored, &original);
+        for replica in [&restored, &original] {
+            prop_assert!(replica.items().all(|i| !i.status.is_terminal() || i.updated_at > before));
+        }
+        let snap = State::from_snapshot(&original.to_snapshot().unwrap()).unwrap();
+        prop_assert_eq!(snap, original);
     }
 
     /// Arbitrary (even nonsensical) field values never make `apply` panic,
