@@ -13,6 +13,13 @@ use swarm_tests::chaos::runner::{self, ChaosConfig};
 /// The seed of the CI run; change it only with a reason in the commit.
 const CI_SEED: u64 = 20261124;
 
+/// The nodes' retention in the CI run: short enough that most items
+/// finished in the first minutes are removed while the run goes on (so the
+/// checker has to tell removed from lost), long enough that a submit retried
+/// with its idempotency key, seconds later, never finds its first item
+/// already removed.
+const CI_RETENTION: Duration = Duration::from_secs(20);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ci_tier_every_nemesis_no_anomaly() {
     let seed = std::env::var("SWARM_CHAOS_SEED")
@@ -29,6 +36,7 @@ async fn ci_tier_every_nemesis_no_anomaly() {
     let mut config = ChaosConfig::new(seed, duration);
     config.history_path = Some(std::env::temp_dir().join(format!("swarm-chaos-ci-{seed}.json")));
     config.save_history_on_anomaly_only = true;
+    config.retention = Some(CI_RETENTION);
     let report = runner::run(config).await.expect("the chaos run itself");
     eprintln!("{report}");
     eprintln!("{}", serde_json::to_string(&report.to_json()).unwrap());
@@ -54,6 +62,10 @@ async fn ci_tier_every_nemesis_no_anomaly() {
             kind.name()
         );
     }
+    assert!(
+        report.removed_by_retention > 0,
+        "no finished item was removed after the retention period of {CI_RETENTION:?}"
+    );
     assert!(
         report.check.ops_checked >= 10_000,
         "only {} operations checked (seed {seed})",

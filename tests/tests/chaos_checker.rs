@@ -555,6 +555,35 @@ fn a_lost_acknowledged_complete_is_reported() {
     assert_eq!(report.of(LOST_ACK).len(), 3 * 2, "{report}");
 }
 
+#[test]
+fn finished_items_removed_after_the_retention_period_are_not_lost() {
+    let mut input = clean();
+    // Every replica removed the finished w1 and w3 after the retention
+    // period, and says it removed two items.
+    for r in &mut input.replicas {
+        r.items.retain(|i| i.id != "w1" && i.id != "w3");
+        r.removed = 2;
+    }
+    let report = check(&input);
+    assert!(report.is_clean(), "{report}");
+}
+
+#[test]
+fn more_missing_items_than_the_replica_removed_are_lost() {
+    let mut input = clean();
+    for r in &mut input.replicas {
+        r.items.retain(|i| i.id != "w1" && i.id != "w3");
+        r.removed = 1;
+    }
+    let report = only(&input, LOST_ACK);
+    let lost = report.of(LOST_ACK);
+    assert_eq!(lost.len(), 3 * 2, "{report}");
+    assert!(
+        lost.iter().all(|l| l.contains("removed only 1")),
+        "{report}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // duplicate_completion
 

@@ -93,6 +93,7 @@ pub fn replicas(items: &[WorkItem], applied: u64) -> Vec<ReplicaState> {
             node,
             applied,
             items: items.to_vec(),
+            removed: 0,
         })
         .collect()
 }

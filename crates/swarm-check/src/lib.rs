@@ -40,7 +40,7 @@
 //!     history: vec![holder("a", 1), holder("b", 2)],
 //!     ..WorkItem::default()
 //! };
-//! let report = check_replicas(&[ReplicaState { node: 1, applied: 7, items: vec![w1] }]);
+//! let report = check_replicas(&[ReplicaState { node: 1, applied: 7, items: vec![w1], removed: 0 }]);
 //! assert_eq!(report.of(DOUBLE_GRANT).len(), 1);
 //! assert!(report.of(TOKEN_NOT_INCREASING).is_empty());
 //! ```
@@ -87,6 +87,10 @@ pub struct ReplicaState {
     /// when they were all read at one.
     pub applied: u64,
     pub items: Vec<WorkItem>,
+    /// Finished items the replica has removed after the retention period,
+    /// ever (`ClusterStatus.items_removed`): an acknowledged item missing
+    /// from it may have been one of them rather than lost.
+    pub removed: u64,
 }
 
 /// What the replica checks found.

@@ -49,6 +49,7 @@ fn the_hash_is_stable() {
         node: 1,
         applied: 0,
         items: vec![item("w1", "k1", T0)],
+        removed: 0,
     };
     let hash = replica_hash(&replica);
     assert_eq!(hash.len(), 16);

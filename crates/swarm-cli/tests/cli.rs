@@ -459,6 +459,7 @@ impl AdminService for FakeNode {
             ],
             live_claims: 1,
             items: 2,
+            items_removed: 0,
         }))
     }
     async fn add_node(

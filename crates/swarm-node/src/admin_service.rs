@@ -59,10 +59,10 @@ impl AdminApi {
                 }
             })
             .collect();
-        let (items, live_claims) = self
+        let (items, live_claims, items_removed) = self
             .ctx
             .state
-            .read(|s| (s.len() as u64, s.live_claims() as u64));
+            .read(|s| (s.len() as u64, s.live_claims() as u64, s.removed()));
         pb::ClusterStatusResponse {
             leader_id: leader.unwrap_or(0),
             term: cluster.term,
@@ -72,6 +72,7 @@ impl AdminApi {
             members,
             live_claims,
             items,
+            items_removed,
         }
     }
 

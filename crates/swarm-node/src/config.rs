@@ -46,6 +46,11 @@ pub struct Config {
     pub default_lease: Duration,
     /// Build a snapshot (and purge the log behind it) every this many entries.
     pub snapshot_every: u64,
+    /// How long a finished item (completed, failed, cancelled) stays before
+    /// the leader removes it, with its idempotency key; `0s`: as soon as it
+    /// ends (watchers following it still get its end).
+    #[serde(deserialize_with = "humantime")]
+    pub retention: Duration,
     /// How often the leader checks for expired leases.
     #[serde(deserialize_with = "humantime")]
     pub tick_interval: Duration,
@@ -97,6 +102,7 @@ impl Default for Config {
             max_payload_bytes: 1024 * 1024,
             default_lease: Duration::from_secs(30),
             snapshot_every: 10_000,
+            retention: Duration::from_secs(24 * 60 * 60),
             tick_interval: Duration::from_millis(100),
             capacity: 8,
             workflow_lease: Duration::from_secs(10),
@@ -120,7 +126,7 @@ impl Default for RaftTimings {
 
 /// Each `SWARM_*` variable and the key it sets: the flag's name in capitals.
 /// Lists are comma separated, as on the command line.
-const ENV_VARS: [(&str, &str); 21] = [
+const ENV_VARS: [(&str, &str); 22] = [
     ("SWARM_ID", "id"),
     ("SWARM_LISTEN", "listen"),
     ("SWARM_ADVERTISE", "advertise"),
@@ -133,6 +139,7 @@ const ENV_VARS: [(&str, &str); 21] = [
     ("SWARM_MAX_PAYLOAD_BYTES", "max_payload_bytes"),
     ("SWARM_DEFAULT_LEASE", "default_lease"),
     ("SWARM_SNAPSHOT_EVERY", "snapshot_every"),
+    ("SWARM_RETENTION", "retention"),
     ("SWARM_TICK_INTERVAL", "tick_interval"),
     ("SWARM_CAPACITY", "capacity"),
     ("SWARM_WORKFLOW_LEASE", "workflow_lease"),
@@ -205,6 +212,11 @@ pub struct Flags {
     /// Snapshot the state machine every this many log entries.
     #[arg(long)]
     pub snapshot_every: Option<u64>,
+    /// How long finished items are kept before they are removed (e.g. 24h;
+    /// 0s: as soon as they end).
+    #[arg(long, value_parser = duration)]
+    #[serde(serialize_with = "humantime_serde::serialize")]
+    pub retention: Option<Duration>,
     /// How often the leader expires leases (e.g. 100ms).
     #[arg(long, value_parser = duration)]
     #[serde(serialize_with = "humantime_serde::serialize")]
@@ -734,6 +746,34 @@ mod tests {
             .collect();
         let vars: Vec<String> = ENV_VARS.iter().map(|(var, _)| var.to_string()).collect();
         assert_eq!(keys, vars);
+    }
+
+    #[test]
+    fn retention_comes_from_every_layer() {
+        let day = Duration::from_secs(24 * 60 * 60);
+        assert_eq!(
+            Config::load_with_env(flags(&[]), []).unwrap().retention,
+            day
+        );
+        let (_dir, path) = config_file("retention = \"1h\"\n");
+        let c = Config::load_with_env(flags(&["--config", &path]), []).unwrap();
+        assert_eq!(c.retention, Duration::from_secs(3600));
+        let vars = env(&[("SWARM_RETENTION", "0s")]);
+        let c = Config::load_with_env(flags(&["--config", &path]), vars).unwrap();
+        assert_eq!(c.retention, Duration::ZERO, "0s: as soon as an item ends");
+        let c = Config::load_with_env(
+            flags(&["--retention", "2s"]),
+            env(&[("SWARM_RETENTION", "0s")]),
+        )
+        .unwrap();
+        assert_eq!(c.retention, Duration::from_secs(2));
+        let err = Config::load_with_env(flags(&[]), env(&[("SWARM_RETENTION", "a while")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("SWARM_RETENTION") && err.contains("retention"),
+            "{err}"
+        );
     }
 
     #[test]

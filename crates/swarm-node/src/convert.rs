@@ -1,6 +1,8 @@
 //! Domain <-> protobuf conversions and the one place that maps domain errors
 //! to gRPC status codes. prost types do not travel past the service layer.
 
+use std::time::Duration;
+
 use swarm_claims::{ClaimError, Status as WorkStatus, StatusCounts, WorkCounts, WorkItem};
 use swarm_proto::v1 as pb;
 use swarm_raft::ClusterError;
@@ -79,9 +81,10 @@ pub fn item_to_pb(item: &WorkItem) -> pb::WorkItem {
     }
 }
 
-/// The `seq`-th event of `item`, with a step event's journal outcome.
-pub fn event_to_pb(item: &WorkItem, seq: usize) -> Option<pb::WorkEvent> {
-    let e = item.events.get(seq)?;
+/// The event at `index` in `item`'s kept events, numbered by its sequence
+/// number (dropped events counted), with a step event's journal outcome.
+pub fn event_to_pb(item: &WorkItem, index: usize) -> Option<pb::WorkEvent> {
+    let e = item.events.get(index)?;
     let outcome_json = match e.kind {
         swarm_claims::EventKind::StepRecorded => e
             .journal_index
@@ -91,7 +94,7 @@ pub fn event_to_pb(item: &WorkItem, seq: usize) -> Option<pb::WorkEvent> {
         _ => String::new(),
     };
     Some(pb::WorkEvent {
-        seq: seq as u64,
+        seq: item.event_seq(index),
         at_ms: e.at,
         kind: e.kind.as_str().to_string(),
         agent: e.agent.clone().unwrap_or_default(),
@@ -141,6 +144,33 @@ pub fn read_error_status(e: &ReadError) -> Status {
         ReadError::TooLarge { .. } | ReadError::PageItemTooLarge { .. } => {
             Status::resource_exhausted(e.to_string())
         }
+    }
+}
+
+/// NOT_FOUND for a work item this replica does not hold: it never existed,
+/// or it finished and was removed after the retention period.
+pub fn work_not_found(id: &str, retention: Duration) -> Status {
+    Status::not_found(format!(
+        "work item {id:?} not found (finished items are removed after the retention period, {})",
+        humantime::format_duration(retention)
+    ))
+}
+
+/// NOT_FOUND for a watched item that was removed before the watch read its
+/// end: only finished items are removed, so it did finish.
+pub fn work_removed_while_watched(id: &str, retention: Duration) -> Status {
+    Status::not_found(format!(
+        "work item {id:?} finished and was removed after the retention period ({}) before this watch read its end",
+        humantime::format_duration(retention)
+    ))
+}
+
+/// [`cluster_error_status`] for a call on a work item: an item that is not
+/// there is answered as by [`work_not_found`].
+pub fn work_call_status(e: &ClusterError, retention: Duration) -> Status {
+    match e {
+        ClusterError::Refused(ClaimError::NotFound { id }) => work_not_found(id, retention),
+        e => cluster_error_status(e),
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use swarm_claims::Limits;
+use swarm_claims::command::Compact;
 use swarm_claims::request::{LeaderTookOffice, Tick};
 use swarm_proto::v1 as pb;
 use swarm_proto::v1::admin_service_client::AdminServiceClient;
@@ -225,9 +226,24 @@ async fn join_or_bootstrap(ctx: &NodeContext) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Items one compaction entry removes at most: applying it takes about a
+/// millisecond, so it never stalls the log.
+const COMPACT_BATCH: u32 = 1_000;
+
+/// Full compaction batches proposed per tick at most, so that a backlog of
+/// finished items (a retention just shortened) never holds up lease expiry.
+const COMPACT_BATCHES_PER_TICK: usize = 10;
+
+/// However short the retention, a finished item stays at least this long:
+/// a watcher following it on an up-to-date replica reads its end before it
+/// goes (one that still misses it is told the item finished and was
+/// removed).
+const WATCH_GRACE: Duration = Duration::from_secs(1);
+
 /// The leader's duties for the lease clock: on taking office, extend every
 /// live lease to at least now + its length (a change of leader never
-/// shortens a lease); then expire leases as they run out.
+/// shortens a lease); then expire leases as they run out, and remove
+/// finished items once the retention has passed.
 async fn leader_duties(ctx: NodeContext) {
     let mut ticker = tokio::time::interval(ctx.config.tick_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -267,6 +283,42 @@ async fn leader_duties(ctx: NodeContext) {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(error = %e, "tick not committed"),
+            }
+        }
+        compact_finished(&ctx).await;
+    }
+}
+
+/// Retention: removes the items that finished at least `retention` (and
+/// [`WATCH_GRACE`]) ago, oldest first, one bounded batch per entry, again
+/// while batches come back full.
+async fn compact_finished(ctx: &NodeContext) {
+    let keep = ctx.config.retention.max(WATCH_GRACE);
+    let keep_ms = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX);
+    for _ in 0..COMPACT_BATCHES_PER_TICK {
+        let before = now_millis().saturating_sub(keep_ms);
+        let due = ctx
+            .state
+            .read(|s| s.oldest_ended())
+            .is_some_and(|at| at <= before);
+        if !due {
+            return;
+        }
+        let batch = Compact {
+            before,
+            max: COMPACT_BATCH,
+            now: 0,
+        };
+        match ctx.cluster.request_if_leader(batch).await {
+            Ok(removed) => {
+                tracing::debug!(removed, "finished items removed after the retention period");
+                if removed < COMPACT_BATCH as usize {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "compaction not committed");
+                return;
             }
         }
     }

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::convert::{
     claim_error_status, cluster_error_status, event_to_pb, item_to_pb, read_error_status,
-    stats_to_pb,
+    stats_to_pb, work_call_status, work_not_found, work_removed_while_watched,
 };
 use crate::listing::{ListQuery, check_fits, list_page};
 use crate::node::NodeContext;
@@ -34,7 +34,7 @@ impl WorkApi {
             .cluster
             .request_within(request, &self.ctx.limits)
             .await
-            .map_err(|e| cluster_error_status(&e))
+            .map_err(|e| work_call_status(&e, self.ctx.config.retention))
     }
 
     /// A write on one item, answered with the item after it.
@@ -97,9 +97,11 @@ impl WorkService for WorkApi {
         self.read_barrier(pb::ReadConsistency::Linearizable as i32)
             .await?;
         let state = self.ctx.state.clone();
+        let retention = self.ctx.config.retention;
         let start = state
-            .read(|s| s.get(&r.id).map(|i| i.events.len()))
-            .ok_or_else(|| Status::not_found(format!("work item {:?} not found", r.id)))?;
+            .read(|s| s.get(&r.id).map(WorkItem::events_recorded))
+            .ok_or_else(|| work_not_found(&r.id, retention))?;
+        // The sequence number of the next event to send.
         let mut next = if r.from_start { 0 } else { start };
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let id = r.id;
@@ -108,19 +110,29 @@ impl WorkService for WorkApi {
             loop {
                 let (batch, done) = state.read(|s| match s.get(&id) {
                     Some(item) => (
-                        (next..item.events.len())
+                        (0..item.events.len())
+                            .filter(|&i| item.event_seq(i) >= next)
                             .filter_map(|i| event_to_pb(item, i))
                             .collect::<Vec<_>>(),
-                        item.status.is_terminal(),
+                        Some(item.status.is_terminal()),
                     ),
-                    None => (Vec::new(), true),
+                    None => (Vec::new(), None),
                 });
+                // Only a finished item is ever removed: one that went
+                // between two reads (this replica caught up past its end and
+                // its removal at once) ended, and the watcher is told so.
+                let Some(done) = done else {
+                    let _ = tx
+                        .send(Err(work_removed_while_watched(&id, retention)))
+                        .await;
+                    return;
+                };
                 for ev in batch {
                     if let Err(e) = check_fits(&id, &ev, MAX_MESSAGE_BYTES) {
                         let _ = tx.send(Err(read_error_status(&e))).await;
                         return;
                     }
-                    next = ev.seq as usize + 1;
+                    next = ev.seq + 1;
                     if tx.send(Ok(ev)).await.is_err() {
                         return;
                     }
@@ -306,7 +318,7 @@ impl WorkService for WorkApi {
             .ctx
             .state
             .read(|s| s.get(&r.id).map(item_to_pb))
-            .ok_or_else(|| Status::not_found(format!("work item {:?} not found", r.id)))?;
+            .ok_or_else(|| work_not_found(&r.id, self.ctx.config.retention))?;
         let answer = pb::WorkResponse { item: Some(item) };
         check_fits(&r.id, &answer, MAX_MESSAGE_BYTES).map_err(|e| read_error_status(&e))?;
         Ok(Response::new(answer))

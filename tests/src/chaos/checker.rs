@@ -23,6 +23,10 @@
 //! - `stale_write_accepted`: the fenced resource accepted a token lower than
 //!   one it had already accepted for the item.
 //! - `lost_ack`: an acknowledged operation whose effect some replica lacks.
+//!   An item a replica does not hold at all is lost only beyond what the
+//!   replica removed after the retention period: retention removes finished
+//!   items, and a removed item leaves nothing to tell it from a lost one but
+//!   the count ([`ReplicaState::removed`]).
 //! - `duplicate_completion`: an item completed more than once.
 //! - `stuck`: an item not in a terminal state after the liveness deadline.
 //! - `replica_divergence`: replicas disagree about the items they hold.
@@ -461,12 +465,18 @@ fn check_stale_writes(log: &[WriteAttempt], report: &mut CheckReport) {
 
 /// Acknowledged effects must be on every replica: submitted items exist, and
 /// a claim ended by an acknowledged complete, fail, release or handoff is
-/// recorded as ended that way.
+/// recorded as ended that way. An acknowledged item a replica does not hold
+/// at all may have finished and been removed after the retention period:
+/// that is a lost acknowledgement only when the replica misses more such
+/// items than it removed.
 fn check_lost_acks(history: &History, replicas: &[ReplicaState], report: &mut CheckReport) {
     let indexed: Vec<(NodeId, BTreeMap<&str, &WorkItem>)> = replicas
         .iter()
         .map(|r| (r.node, r.items.iter().map(|i| (i.id.as_str(), i)).collect()))
         .collect();
+    // Per node: the acknowledged items it does not hold, each with the
+    // first line that would report it.
+    let mut missing: BTreeMap<NodeId, BTreeMap<&str, String>> = BTreeMap::new();
     for op in history.ops.iter().filter(|op| op.outcome == Outcome::Ok) {
         match op.kind {
             OpKind::Submit => {
@@ -475,13 +485,12 @@ fn check_lost_acks(history: &History, replicas: &[ReplicaState], report: &mut Ch
                 };
                 for (node, items) in &indexed {
                     if !items.contains_key(id) {
-                        report.add(
-                            LOST_ACK,
+                        missing.entry(*node).or_default().entry(id).or_insert_with(|| {
                             format!(
                                 "node {node}: item {id} of acknowledged submit op {} is missing",
                                 op.index
-                            ),
-                        );
+                            )
+                        });
                     }
                 }
             }
@@ -496,11 +505,26 @@ fn check_lost_acks(history: &History, replicas: &[ReplicaState], report: &mut Ch
                     _ => "handed_off",
                 };
                 for (node, items) in &indexed {
-                    let found = items
-                        .get(id)
-                        .and_then(|item| item.history.iter().find(|h| h.token == token))
+                    let Some(item) = items.get(id) else {
+                        missing.entry(*node).or_default().entry(id).or_insert_with(|| {
+                            format!(
+                                "node {node}: item {id} token {token} should have ended {ended} (op {}) but the item is missing",
+                                op.index
+                            )
+                        });
+                        continue;
+                    };
+                    let found = item
+                        .history
+                        .iter()
+                        .find(|h| h.token == token)
                         .map(|h| h.ended.as_str());
-                    if found != Some(ended) {
+                    // An item keeps its most recent holder records only:
+                    // one older than every kept record may have been
+                    // dropped.
+                    let trimmed =
+                        found.is_none() && item.history.first().is_some_and(|h| h.token > token);
+                    if found != Some(ended) && !trimmed {
                         report.add(
                             LOST_ACK,
                             format!(
@@ -517,6 +541,23 @@ fn check_lost_acks(history: &History, replicas: &[ReplicaState], report: &mut Ch
                 }
             }
             _ => {}
+        }
+    }
+    for replica in replicas {
+        let Some(lines) = missing.remove(&replica.node) else {
+            continue;
+        };
+        if lines.len() as u64 <= replica.removed {
+            continue;
+        }
+        for line in lines.into_values() {
+            report.add(
+                LOST_ACK,
+                format!(
+                    "{line} (and the replica removed only {} finished items after the retention period)",
+                    replica.removed
+                ),
+            );
         }
     }
 }
@@ -646,6 +687,7 @@ async fn read_replicas_at_one_index(cluster: &Cluster) -> Result<Vec<ReplicaStat
     }
     let mut replicas = Vec::with_capacity(nodes.len());
     for &node in &nodes {
+        let removed = cluster.status(node).await?.items_removed;
         let request = ListWorkRequest {
             consistency: ReadConsistency::Local as i32,
             ..ListWorkRequest::default()
@@ -655,6 +697,7 @@ async fn read_replicas_at_one_index(cluster: &Cluster) -> Result<Vec<ReplicaStat
             node,
             applied: before.get(&node).copied().unwrap_or_default(),
             items,
+            removed,
         });
     }
     let after = applied_indexes(cluster, &nodes).await?;

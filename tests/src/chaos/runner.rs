@@ -46,6 +46,10 @@ pub struct ChaosConfig {
     /// `save_history_on_anomaly_only`).
     pub history_path: Option<PathBuf>,
     pub save_history_on_anomaly_only: bool,
+    /// The nodes' `--retention`: finished items are removed while the run
+    /// goes on, and the checker must tell them from lost ones. `None`: the
+    /// default (24h), nothing is removed.
+    pub retention: Option<Duration>,
 }
 
 impl ChaosConfig {
@@ -64,6 +68,7 @@ impl ChaosConfig {
             liveness_timeout: Duration::from_secs(90),
             history_path: None,
             save_history_on_anomaly_only: false,
+            retention: None,
         }
     }
 }
@@ -94,10 +99,13 @@ pub struct ChaosReport {
     /// Why the cluster did not settle after healing, if it did not.
     pub liveness_error: Option<String>,
     pub history_saved: Option<PathBuf>,
-    /// Workflow items by final status (from the first replica).
+    /// Workflow items by final status (from the first replica; those not
+    /// yet removed after the retention period).
     pub workflows: BTreeMap<String, u64>,
     /// Fenced writes made by workflow steps: (accepted, rejected).
     pub workflow_writes: (u64, u64),
+    /// Finished items removed after the retention period (first replica).
+    pub removed_by_retention: u64,
 }
 
 impl ChaosReport {
@@ -152,6 +160,7 @@ impl ChaosReport {
             "replica_hashes": self.check.replica_hashes,
             "workflows": self.workflows,
             "workflow_writes": { "accepted": self.workflow_writes.0, "rejected": self.workflow_writes.1 },
+            "removed_by_retention": self.removed_by_retention,
             "fault_log": self.fault_log.iter().map(|f| json!({
                 "kind": f.kind.name(),
                 "node": f.node,
@@ -229,6 +238,11 @@ impl std::fmt::Display for ChaosReport {
             self.workflow_writes.0,
             self.workflow_writes.1
         )?;
+        writeln!(
+            f,
+            "finished items removed after the retention period: {}",
+            self.removed_by_retention
+        )?;
         writeln!(f, "elections: {}", self.elections)?;
         match (self.recovery_p50(), self.recovery_max()) {
             (Some(p50), Some(max)) => writeln!(
@@ -283,18 +297,22 @@ async fn run_unbounded(config: ChaosConfig) -> Result<ChaosReport> {
     let script = install_write_script(scripts.path(), "fenced-write.sh", &server.write_url(), "wf")
         .context("install the fenced write script")?;
 
+    let mut extra_args = vec![
+        "--workflow-lease".into(),
+        format!("{}ms", WORKFLOW_LEASE.as_millis()),
+        "--renew-interval".into(),
+        "1s".into(),
+    ];
+    if let Some(retention) = config.retention {
+        extra_args.extend(["--retention".into(), format!("{}ms", retention.as_millis())]);
+    }
     let options = ClusterOptions {
         ports: Some(ports),
         per_node_args: addrs
             .keys()
             .map(|&n| (n, proxies.peer_route_args(n)))
             .collect(),
-        extra_args: vec![
-            "--workflow-lease".into(),
-            format!("{}ms", WORKFLOW_LEASE.as_millis()),
-            "--renew-interval".into(),
-            "1s".into(),
-        ],
+        extra_args,
         ..ClusterOptions::default()
     };
     let election_max = options.election_max;
@@ -353,6 +371,7 @@ async fn run_unbounded(config: ChaosConfig) -> Result<ChaosReport> {
         }
     };
     let history = recorder.history();
+    let removed_by_retention = replicas.first().map_or(0, |r| r.removed);
     let workflows = replicas.first().map_or_else(BTreeMap::new, |r| {
         let mut by_status = BTreeMap::new();
         for item in r.items.iter().filter(|i| i.r#type == "workflow") {
@@ -416,6 +435,7 @@ async fn run_unbounded(config: ChaosConfig) -> Result<ChaosReport> {
         history_saved,
         workflows,
         workflow_writes,
+        removed_by_retention,
     };
     drop(server);
     Ok(report)

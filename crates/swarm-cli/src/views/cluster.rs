@@ -160,6 +160,7 @@ mod tests {
             ],
             live_claims: 0,
             items: 0,
+            items_removed: 0,
         }
     }
 

@@ -126,6 +126,7 @@ async fn read_replica(node: u64, addr: &str) -> Result<ReplicaState> {
         node,
         applied: before.last_applied,
         items,
+        removed: before.items_removed,
     })
 }
 
