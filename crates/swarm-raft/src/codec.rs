@@ -213,6 +213,33 @@ mod tests {
         assert!(matches!(entry.payload, EntryPayload::Normal(_)));
     }
 
+    /// The point of the binary format: a typical entry (one submit) takes
+    /// well under half its JSON size in the log.
+    #[test]
+    fn a_log_entry_is_much_smaller_than_its_json() {
+        let submit = Command::Submit(swarm_claims::command::Submit {
+            id: "w00000001".into(),
+            idempotency_key: "k00000001".into(),
+            kind: "task".into(),
+            priority: 1,
+            requires: Vec::new(),
+            payload: "{\"n\":1}".into(),
+            max_attempts: 0,
+            now: 1_764_000_000_000,
+        });
+        let entry = Entry::new_normal(log_id::<TypeConfig>(3, 1, 1_234_567), submit);
+        let (binary, json) = (
+            to_bytes(&entry).unwrap(),
+            serde_json::to_vec(&entry).unwrap(),
+        );
+        assert!(
+            2 * binary.len() < json.len(),
+            "{} vs {}",
+            binary.len(),
+            json.len()
+        );
+    }
+
     #[test]
     fn bad_bytes_are_errors_that_say_what_is_wrong() {
         let entry = to_bytes(&Command::Tick { now: 5 }).unwrap();

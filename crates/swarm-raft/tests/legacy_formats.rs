@@ -182,7 +182,7 @@ async fn a_damaged_log_entry_is_an_error_that_says_what_to_do() {
         .unwrap();
         db.flush().unwrap();
     }
-    let store = SledStore::open(dir.path(), 1 << 20).unwrap();
+    let store = open_when_free(dir.path()).await;
     let (mut log, _sm) = store.stores().unwrap();
     let err = log.try_get_log_entries(11..16).await.unwrap_err();
     let msg = err.to_string();
@@ -218,7 +218,7 @@ async fn a_damaged_snapshot_file_stops_the_start_with_what_to_do() {
     bytes[middle] ^= 0x10;
     std::fs::write(&stored, bytes).unwrap();
 
-    let store = SledStore::open(dir.path(), 1 << 20).unwrap();
+    let store = open_when_free(dir.path()).await;
     let Err(err) = store.stores() else {
         panic!("a damaged snapshot loaded");
     };

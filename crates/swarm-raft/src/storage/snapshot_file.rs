@@ -108,6 +108,13 @@ impl SnapshotFile {
     /// `path` and makes the file durable; its directory entry is the
     /// caller's to sync.
     pub fn create(path: &Path, state: &State) -> io::Result<SnapshotFile> {
+        let written = SnapshotFile::create_unsynced(path, state)?;
+        written.sync()?;
+        Ok(written)
+    }
+
+    /// [`SnapshotFile::create`] without making the file durable yet.
+    pub(crate) fn create_unsynced(path: &Path, state: &State) -> io::Result<SnapshotFile> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -115,12 +122,16 @@ impl SnapshotFile {
             .truncate(true)
             .open(path)?;
         write_snapshot(state, &mut &file)?;
-        file.sync_all()?;
         Ok(SnapshotFile {
             file,
             path: path.to_path_buf(),
             received: false,
         })
+    }
+
+    /// Makes the file's content durable.
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        self.file.sync_all()
     }
 
     /// Where the file is (or was, if a newer snapshot replaced it).

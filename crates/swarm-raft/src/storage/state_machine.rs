@@ -5,8 +5,9 @@
 
 use std::fs::File;
 use std::io;
+use std::ops::Deref;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use futures::{Stream, TryStreamExt};
 use openraft::entry::RaftEntry;
@@ -228,14 +229,22 @@ impl SledStore {
     }
 
     /// Writes `state` to a new snapshot file for `meta` and makes it
-    /// durable (file and directory entry).
-    fn write_snapshot(&self, meta: &SnapshotMeta, state: &State) -> io::Result<SnapshotFile> {
+    /// durable (file and directory entry). `state` is let go of once it is
+    /// encoded, before the wait for the disk: a build passes the applied
+    /// state's read guard, so applying waits for the encoder only.
+    fn write_snapshot(
+        &self,
+        meta: &SnapshotMeta,
+        state: impl Deref<Target = State>,
+    ) -> io::Result<SnapshotFile> {
         let dir = self.ensure_snapshot_dir()?;
         let path = self.snapshot_path(meta);
         let mut tmp_name = path.clone().into_os_string();
         tmp_name.push(".tmp");
         let tmp = PathBuf::from(tmp_name);
-        let written = SnapshotFile::create(&tmp, state)?;
+        let written = SnapshotFile::create_unsynced(&tmp, &state)?;
+        drop(state);
+        written.sync()?;
         std::fs::rename(&tmp, &path)?;
         File::open(&dir)?.sync_all()?;
         drop(written);
@@ -278,27 +287,35 @@ impl SledStore {
     }
 }
 
+/// The applied state under its read lock, as the state to write.
+struct AppliedState<'a>(RwLockReadGuard<'a, Applied>);
+
+impl Deref for AppliedState<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.0.state
+    }
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     type SnapshotData = SnapshotFile;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let (state, last_applied, membership) = {
-            let guard = self.applied.read().unwrap_or_else(|p| p.into_inner());
-            (
-                guard.state.clone(),
-                guard.last_applied,
-                guard.membership.clone(),
-            )
-        };
         let this = self.clone();
         let snapshot = tokio::task::spawn_blocking(move || -> io::Result<Snapshot> {
+            // Encoded straight from the applied state into the file, under
+            // the read lock: applying waits while it is encoded (less time
+            // than copying the state took) and no second copy of the state
+            // is ever in memory.
+            let applied = AppliedState(this.applied.read().unwrap_or_else(|p| p.into_inner()));
             let meta = SnapshotMeta {
-                last_log_id: last_applied,
-                last_membership: membership,
+                last_log_id: applied.0.last_applied,
+                last_membership: applied.0.membership.clone(),
             };
             // Durable before openraft may purge the log behind it.
             let (meta, snapshot) =
-                this.persist(&meta, |store| store.write_snapshot(&meta, &state))?;
+                this.persist(&meta, |store| store.write_snapshot(&meta, applied))?;
             Ok(Snapshot { meta, snapshot })
         })
         .await
