@@ -17,7 +17,7 @@ pub const TARGET_RSS_MIB: f64 = 150.0;
 pub const TARGET_RESTART_S: f64 = 5.0;
 
 /// Items after which the memory is taken as the baseline the end is compared
-/// with (a tenth of the run when the run is shorter than a million).
+/// with (half the run when the run is shorter than 200,000 items).
 const BASELINE_ITEMS: u64 = 100_000;
 
 /// One look at one node.
@@ -54,9 +54,13 @@ pub struct Restart {
     pub stop_s: f64,
     /// Nodes still running when the SIGTERM grace ran out (then SIGKILLed).
     pub sigkilled: Vec<u64>,
-    /// From relaunching the nodes on their data dirs until every node names
-    /// one leader, sees three voters and has applied the same index, at
-    /// least the one applied before the stop.
+    /// From relaunching the nodes on their data dirs until every node
+    /// answers ClusterStatus.
+    pub answering_s: f64,
+    /// ... until every node names one leader and sees three voters.
+    pub leader_s: f64,
+    /// ... until, besides, every node has applied the same index, at least
+    /// the one applied before the stop: healthy.
     pub healthy_s: f64,
     /// The index applied by every node when it was healthy again.
     pub applied_index: u64,
@@ -108,7 +112,7 @@ pub struct Summary {
     pub items_done: u64,
     pub items_per_s: f64,
     /// Items done at the baseline sample (the first at or after 100,000
-    /// items, or a tenth of the run).
+    /// items, or half the run).
     pub baseline_items: Option<u64>,
     pub rss: Vec<NodeGrowth>,
     pub rss_ratio_max: Option<f64>,
@@ -148,7 +152,7 @@ impl Summary {
         restart: Option<&Restart>,
     ) -> Summary {
         let items_done = samples.last().map_or(0, |s| s.items);
-        let wanted = BASELINE_ITEMS.min(items_requested / 10).max(1);
+        let wanted = BASELINE_ITEMS.min(items_requested / 2).max(1);
         let baseline = samples.iter().find(|s| s.items >= wanted);
         let end = samples.last();
         let rss_of = |sample: Option<&Sample>, node: u64| {
@@ -334,6 +338,11 @@ impl Report {
                 );
                 let _ = writeln!(
                     out,
+                    "  every node answering after {:.2} s, one leader after {:.2} s",
+                    r.answering_s, r.leader_s
+                );
+                let _ = writeln!(
+                    out,
                     "  RSS MiB after the restart: {}",
                     per_node(&r.after, |n| opt(n.rss_bytes.map(mib), 0))
                 );
@@ -431,14 +440,14 @@ mod tests {
     }
 
     #[test]
-    fn a_short_run_takes_a_tenth_of_it_as_the_baseline() {
+    fn a_short_run_takes_its_half_as_the_baseline() {
         let samples = vec![
             sample(1_000, [40, 40, 40], None),
-            sample(2_500, [42, 40, 40], None),
+            sample(10_500, [42, 40, 40], None),
             sample(20_000, [84, 40, 40], None),
         ];
         let s = Summary::of(20_000, 10.0, &samples, None);
-        assert_eq!(s.baseline_items, Some(2_500));
+        assert_eq!(s.baseline_items, Some(10_500));
         assert_eq!(s.rss[0].ratio, Some(2.0));
         assert_eq!(s.snapshot_mib_max, None);
     }
@@ -475,6 +484,8 @@ mod tests {
         let restart = Restart {
             stop_s: 0.4,
             sigkilled: vec![],
+            answering_s: 0.5,
+            leader_s: 0.9,
             healthy_s: 1.25,
             applied_index: 123_456,
             after: vec![

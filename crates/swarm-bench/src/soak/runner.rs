@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use swarm_tests::{Cluster, ClusterOptions, NodeId, is_voter, poll_until};
+use swarm_proto::v1::ClusterStatusResponse;
+use swarm_tests::{Cluster, ClusterOptions, NodeId, is_voter};
 use tokio::time::MissedTickBehavior;
 
 use super::load::{Progress, agent};
@@ -328,45 +329,157 @@ async fn restart(cluster: &Cluster, pid_file: Option<&Path>) -> Result<Restart> 
         cluster.restart(id)?;
     }
     write_pids(cluster, pid_file)?;
-    let applied_index = healthy_again(cluster, &ids, applied_before).await?;
-    let healthy_s = relaunched.elapsed().as_secs_f64();
-    eprintln!("soak: healthy again {healthy_s:.2}s after the relaunch");
+    let times = healthy_again(cluster, &ids, applied_before, relaunched).await?;
+    eprintln!(
+        "soak: healthy again {:.2}s after the relaunch",
+        times.healthy_s
+    );
     Ok(Restart {
         stop_s,
         sigkilled,
-        healthy_s,
-        applied_index,
+        answering_s: times.answering_s,
+        leader_s: times.leader_s,
+        healthy_s: times.healthy_s,
+        applied_index: times.applied_index,
         after: sample_nodes(cluster).await,
     })
 }
 
-/// Waits until every node names one leader, sees every node as a voter and
-/// has applied one index, at least `applied_before`; returns that index.
-async fn healthy_again(cluster: &Cluster, ids: &[NodeId], applied_before: u64) -> Result<u64> {
-    let what = format!(
-        "one leader, {} voters, every node at one applied index of at least {applied_before}",
-        ids.len()
-    );
-    poll_until(HEALTHY_TIMEOUT, &what, || async {
+/// How far a relaunched cluster has come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recovery {
+    /// Some node does not answer ClusterStatus yet.
+    Down,
+    /// Every node answers, but they do not all name one leader and see every
+    /// node as a voter.
+    Answering,
+    /// One leader, every node a voter, but the applied indexes differ or are
+    /// behind the index applied before the stop.
+    OneLeader,
+    /// Everything above, every node at this applied index.
+    Healthy(u64),
+}
+
+/// Where the cluster stands, from every node's own ClusterStatus (`None`:
+/// no answer).
+fn recovery(views: &[Option<ClusterStatusResponse>], applied_before: u64) -> Recovery {
+    let Some(views) = views.iter().map(Option::as_ref).collect::<Option<Vec<_>>>() else {
+        return Recovery::Down;
+    };
+    let Some(first) = views.first() else {
+        return Recovery::Down;
+    };
+    let one_leader = first.leader_id != 0
+        && views.iter().all(|v| {
+            v.leader_id == first.leader_id
+                && v.members.iter().filter(|m| is_voter(m.role)).count() == views.len()
+        });
+    if !one_leader {
+        return Recovery::Answering;
+    }
+    let index = first.last_applied;
+    if index >= applied_before && views.iter().all(|v| v.last_applied == index) {
+        Recovery::Healthy(index)
+    } else {
+        Recovery::OneLeader
+    }
+}
+
+/// When a relaunched cluster reached each [`Recovery`] stage.
+struct RecoveryTimes {
+    answering_s: f64,
+    leader_s: f64,
+    healthy_s: f64,
+    applied_index: u64,
+}
+
+/// Polls every node until the cluster is [`Recovery::Healthy`], noting when
+/// it reached each stage, in seconds since `relaunched`.
+async fn healthy_again(
+    cluster: &Cluster,
+    ids: &[NodeId],
+    applied_before: u64,
+    relaunched: Instant,
+) -> Result<RecoveryTimes> {
+    let (mut answering_s, mut leader_s) = (None, None);
+    loop {
         cluster.check_alive()?;
-        let mut leaders = Vec::new();
-        let mut applied = Vec::new();
-        for &id in ids {
-            let s = cluster.status(id).await?;
-            let voters = s.members.iter().filter(|m| is_voter(m.role)).count();
-            if s.leader_id == 0 || voters != ids.len() {
-                return Ok(None);
-            }
-            leaders.push(s.leader_id);
-            applied.push(s.last_applied);
+        let views = futures::future::join_all(
+            ids.iter()
+                .map(|&id| async move { cluster.status(id).await.ok() }),
+        )
+        .await;
+        let now = relaunched.elapsed().as_secs_f64();
+        let stage = recovery(&views, applied_before);
+        if stage != Recovery::Down {
+            answering_s.get_or_insert(now);
         }
-        let one_leader = leaders.windows(2).all(|w| w[0] == w[1]);
-        let one_index = applied.windows(2).all(|w| w[0] == w[1]);
-        match applied.first() {
-            Some(&index) if one_leader && one_index && index >= applied_before => Ok(Some(index)),
-            Some(_) => Ok(None),
-            None => bail!("a cluster without nodes"),
+        if matches!(stage, Recovery::OneLeader | Recovery::Healthy(_)) {
+            leader_s.get_or_insert(now);
         }
-    })
-    .await
+        if let Recovery::Healthy(applied_index) = stage {
+            return Ok(RecoveryTimes {
+                answering_s: answering_s.unwrap_or(now),
+                leader_s: leader_s.unwrap_or(now),
+                healthy_s: now,
+                applied_index,
+            });
+        }
+        if relaunched.elapsed() >= HEALTHY_TIMEOUT {
+            bail!(
+                "the cluster was not healthy {HEALTHY_TIMEOUT:?} after the relaunch (last seen: {stage:?}, applied index before the stop {applied_before})"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use swarm_proto::v1::{Member, MemberRole};
+
+    use super::*;
+
+    fn view(node: u64, leader: u64, applied: u64) -> Option<ClusterStatusResponse> {
+        Some(ClusterStatusResponse {
+            leader_id: leader,
+            node_id: node,
+            last_applied: applied,
+            members: (1..=3)
+                .map(|id| Member {
+                    id,
+                    role: if id == leader {
+                        MemberRole::Leader
+                    } else {
+                        MemberRole::Follower
+                    } as i32,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_cluster_is_healthy_when_all_agree_on_the_leader_and_the_index() {
+        let all = |a: [u64; 3], leaders: [u64; 3]| {
+            (0..3)
+                .map(|i| view(i as u64 + 1, leaders[i], a[i]))
+                .collect::<Vec<_>>()
+        };
+        let mut down = all([5, 5, 5], [1, 1, 1]);
+        down[2] = None;
+        assert_eq!(recovery(&down, 5), Recovery::Down);
+        assert_eq!(recovery(&all([5, 5, 5], [1, 0, 1]), 5), Recovery::Answering);
+        assert_eq!(recovery(&all([5, 5, 5], [1, 2, 1]), 5), Recovery::Answering);
+        assert_eq!(recovery(&all([6, 5, 6], [1, 1, 1]), 5), Recovery::OneLeader);
+        assert_eq!(recovery(&all([4, 4, 4], [1, 1, 1]), 5), Recovery::OneLeader);
+        assert_eq!(
+            recovery(&all([6, 6, 6], [1, 1, 1]), 5),
+            Recovery::Healthy(6)
+        );
+        assert_eq!(recovery(&[], 0), Recovery::Down);
+    }
 }
