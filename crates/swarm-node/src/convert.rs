@@ -152,7 +152,7 @@ pub fn read_error_status(e: &ReadError) -> Status {
 pub fn work_not_found(id: &str, retention: Duration) -> Status {
     Status::not_found(format!(
         "work item {id:?} not found (finished items are removed after the retention period, {})",
-        humantime::format_duration(retention)
+        retention_text(retention)
     ))
 }
 
@@ -161,8 +161,19 @@ pub fn work_not_found(id: &str, retention: Duration) -> Status {
 pub fn work_removed_while_watched(id: &str, retention: Duration) -> Status {
     Status::not_found(format!(
         "work item {id:?} finished and was removed after the retention period ({}) before this watch read its end",
-        humantime::format_duration(retention)
+        retention_text(retention)
     ))
+}
+
+/// A retention as an operator writes it: whole hours as hours (`24h`, not
+/// humantime's `1day`), anything else in humantime's form (`2s`, `1m 30s`).
+fn retention_text(retention: Duration) -> String {
+    let secs = retention.as_secs();
+    if retention.subsec_nanos() == 0 && secs >= 3600 && secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else {
+        humantime::format_duration(retention).to_string()
+    }
 }
 
 /// [`cluster_error_status`] for a call on a work item: an item that is not
@@ -209,4 +220,35 @@ fn not_applied(message: String, leader_addr: &str) -> Status {
         s.metadata_mut().insert(swarm_proto::LEADER_ADDR_KEY, v);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_item_says_finished_items_are_removed_after_the_retention() {
+        let day = work_not_found("w1", Duration::from_secs(24 * 3600));
+        assert_eq!(day.code(), tonic::Code::NotFound);
+        assert_eq!(
+            day.message(),
+            r#"work item "w1" not found (finished items are removed after the retention period, 24h)"#
+        );
+        let short = work_not_found("w1", Duration::from_millis(2_500));
+        assert!(
+            short.message().ends_with("retention period, 2s 500ms)"),
+            "{}",
+            short.message()
+        );
+        let refused = ClusterError::Refused(ClaimError::NotFound { id: "w2".into() });
+        let status = work_call_status(&refused, Duration::ZERO);
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        assert!(status.message().contains(r#""w2""#) && status.message().contains("0s"));
+        let removed = work_removed_while_watched("w3", Duration::ZERO);
+        assert!(
+            removed.message().contains("finished and was removed"),
+            "{}",
+            removed.message()
+        );
+    }
 }
