@@ -177,15 +177,9 @@ impl SnapshotFile {
                 Ok((state, Format::Binary))
             }
             (Format::LegacyJson, _) => {
-                /// The body of a snapshot before the binary format.
-                #[derive(Deserialize)]
-                struct LegacyBody {
-                    state: State,
-                }
                 file.seek(SeekFrom::Start(0))?;
-                let body: LegacyBody =
-                    serde_json::from_reader(BufReader::with_capacity(BUFFER_BYTES, file))?;
-                Ok((body.state, Format::LegacyJson))
+                let reader = BufReader::with_capacity(BUFFER_BYTES, file);
+                Ok((read_legacy_json(reader)?, Format::LegacyJson))
             }
         }
     }
@@ -214,6 +208,16 @@ impl Drop for SnapshotFile {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// Reads a snapshot body in the JSON of versions before the binary format,
+/// `{"state": ...}`.
+pub(super) fn read_legacy_json(reader: impl Read) -> serde_json::Result<State> {
+    #[derive(Deserialize)]
+    struct LegacyBody {
+        state: State,
+    }
+    Ok(serde_json::from_reader::<_, LegacyBody>(reader)?.state)
 }
 
 /// Reads the header (and, for the binary format, checks the checksum):

@@ -16,7 +16,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 use swarm_claims::State;
 
-use super::snapshot_file::{Format, IncomingSnapshot, SnapshotFile};
+use super::snapshot_file::{Format, IncomingSnapshot, SnapshotFile, read_legacy_json};
 use super::{
     KEY_SNAPSHOT, LEGACY_SNAPSHOT_DATA, LEGACY_SNAPSHOT_META, SNAPSHOT_DIR, SledStore,
     StorageOpenError,
@@ -194,17 +194,13 @@ impl SledStore {
         else {
             return Ok(None);
         };
-        #[derive(Deserialize)]
-        struct LegacyBody {
-            state: State,
-        }
-        let body: LegacyBody = serde_json::from_slice(&data).map_err(|e| {
+        let state = read_legacy_json(data.as_ref()).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("the legacy JSON snapshot kept in sled: {e}"),
             )
         })?;
-        Ok(Some((meta, body.state, Format::LegacyJson)))
+        Ok(Some((meta, state, Format::LegacyJson)))
     }
 
     /// The name of the snapshot file for `meta`: after its last log id
