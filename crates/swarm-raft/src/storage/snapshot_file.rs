@@ -314,7 +314,8 @@ impl<W: Write> Write for Checksummed<W> {
 }
 
 /// A snapshot arriving from the leader in chunks, written to a temporary
-/// file in `dir` (removed if it is never installed, or at the next start).
+/// file in the snapshot directory (removed if it is never installed, or at
+/// the next start).
 pub(crate) struct IncomingSnapshot {
     snapshot: SnapshotFile,
     writer: tokio::io::BufWriter<tokio::fs::File>,
@@ -324,7 +325,6 @@ pub(crate) struct IncomingSnapshot {
 impl IncomingSnapshot {
     pub(crate) async fn create(dir: &Path) -> io::Result<IncomingSnapshot> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        tokio::fs::create_dir_all(dir).await?;
         let name = format!(
             "incoming-{}-{}.tmp",
             std::process::id(),

@@ -103,7 +103,11 @@ impl StateMachineStore {
 
     /// A temporary file for a snapshot arriving from the leader.
     pub(crate) async fn receive_snapshot(&self) -> io::Result<IncomingSnapshot> {
-        IncomingSnapshot::create(&self.store.snapshot_dir()).await
+        let store = self.store.clone();
+        let dir = tokio::task::spawn_blocking(move || store.ensure_snapshot_dir())
+            .await
+            .map_err(io::Error::other)??;
+        IncomingSnapshot::create(&dir).await
     }
 
     /// Stores the snapshot `write` makes, unless a newer one is stored
