@@ -37,9 +37,10 @@ pub enum Response {
     Extended(usize),
     /// A node's registration was recorded.
     Registered,
-    /// How many finished items a compaction removed.
-    Compacted(usize),
     Batch(Vec<Result<Response, ClaimError>>),
+    /// How many finished items a compaction removed. Last, so that the
+    /// binary encoding of every older variant stays as it was.
+    Compacted(usize),
 }
 
 /// Limits `apply()` holds every entry to. They are fixed (not node config) so

@@ -28,11 +28,12 @@ pub enum Command {
     LeaderTookOffice {
         now: Millis,
     },
-    /// Retention: removes finished items that ended long enough ago.
-    Compact(Compact),
     /// Several commands applied in order as one entry (group commit). Each
     /// gets its own response; one failing does not undo the others.
     Batch(Vec<Command>),
+    /// Retention: removes finished items that ended long enough ago. Last,
+    /// so that the binary encoding of every older variant stays as it was.
+    Compact(Compact),
 }
 
 /// Creates a work item, or returns the existing one with the same
