@@ -117,6 +117,8 @@ fn draw_panel<DB: DrawingBackend>(
     let mut chart = ChartBuilder::on(area)
         .caption(&panel.title, ("sans-serif", 16))
         .margin(12)
+        // Room for the last x label, which is centred on the right edge.
+        .margin_right(32)
         .x_label_area_size(36)
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..x_max, 0.0..y_top)
@@ -148,7 +150,7 @@ fn draw_panel<DB: DrawingBackend>(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::LowerRight)
         .border_style(BLACK)
         .background_style(WHITE.mix(0.85))
         .draw()
