@@ -32,6 +32,7 @@ usage() {
 
 invocation="scripts/soak.sh${*:+ $*}"
 args=()
+keep=0
 json_out="$root/target/soak/soak.json"
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -49,7 +50,10 @@ while [[ $# -gt 0 ]]; do
         json_out="$2"
         shift
         ;;
-    --keep) args+=(--keep) ;;
+    --keep)
+        args+=(--keep)
+        keep=1
+        ;;
     -h | --help)
         sed -n '2,25p' "$0"
         exit 0
@@ -67,6 +71,9 @@ revision="$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown
 
 work="$(mktemp -d /tmp/swarm-soak.XXXXXX)"
 pid_file="$work/nodes.pid"
+# The harness makes the cluster's temp dir (data dirs, node logs) in
+# $TMPDIR: inside $work, it goes with $work even if swarm-soak is killed.
+mkdir "$work/tmp"
 soak_pid=""
 
 # Stops what this script started, by recorded PID: swarm-soak first (on
@@ -94,7 +101,11 @@ cleanup() {
             fi
         done <"$pid_file"
     fi
-    rm -rf "$work"
+    if [[ $keep -eq 1 ]]; then
+        echo "==> data and node logs kept in $work/tmp" >&2
+    else
+        rm -rf "$work"
+    fi
     exit "$rc"
 }
 trap cleanup EXIT
@@ -103,7 +114,7 @@ trap 'exit 143' TERM
 
 log "soak: ${args[*]:-defaults}; JSON to $json_out"
 # In the background so that a signal to this script reaches its trap at once.
-SWARMD_BIN="$root/target/release/swarmd" "$root/target/release/swarm-soak" run \
+TMPDIR="$work/tmp" SWARMD_BIN="$root/target/release/swarmd" "$root/target/release/swarm-soak" run \
     "${args[@]}" --json "$json_out" --pid-file "$pid_file" \
     --command "$invocation" --revision "$revision" &
 soak_pid=$!
