@@ -1,5 +1,6 @@
 //! Memory of the replicated state: resident bytes held by a [`State`] with
-//! 100,000 active claims, per item, and the size of its encoded snapshot.
+//! 100,000 active claims, per item, and the size of its snapshot in the
+//! binary encoding swarmd writes.
 //! The figure behind the "RSS at most 100 MB per node with 100k active
 //! claims" target: what the state costs before sled, the runtime and
 //! allocator slack.
@@ -43,7 +44,7 @@ fn main() {
         let _ = apply(&mut state, cmd);
     }
     let held = rss_bytes() - before;
-    let snapshot = serde_json::to_vec(&state).unwrap_or_default();
+    let snapshot = state.to_snapshot().unwrap_or_default();
     println!(
         "memory/state_{n}_active_claims: {:.1} MiB resident ({} bytes per item), snapshot {:.1} MiB, {} live claims",
         mib(held),

@@ -4,6 +4,10 @@ use clap::Parser;
 use swarm_node::{Config, Flags, LogFormat};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc: see the workspace Cargo.toml for why.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let flags = Flags::parse();
     let config = match Config::load(flags) {
