@@ -55,8 +55,6 @@ pub const APPLY_LIMITS: Limits = Limits {
 
 /// Applies one command. A refused command leaves `state` exactly as it was.
 pub fn apply(state: &mut State, cmd: Command) -> Result<Response, ClaimError> {
-    state.recount();
-    crate::retention::reindex_if_stale(state);
     if let Command::Batch(cmds) = cmd {
         let mut out = Vec::with_capacity(cmds.len());
         for c in cmds {

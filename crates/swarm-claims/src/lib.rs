@@ -88,7 +88,7 @@ impl State {
         let (state, read) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
             .map_err(|e| invalid(e.to_string()))?;
         match bytes.len() - read {
-            0 => Ok(state),
+            0 => Ok(State::restored(state)),
             left => Err(invalid(format!("{left} bytes follow the state"))),
         }
     }

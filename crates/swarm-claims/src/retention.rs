@@ -85,16 +85,10 @@ pub(crate) fn note_ended(ended: &mut BTreeSet<(Millis, WorkId)>, item: &WorkItem
     ended.insert((item.updated_at, item.id.clone()));
 }
 
-/// Rebuilds the terminal index when it does not cover every terminal item:
-/// a state decoded from a snapshot written before retention existed. Such a
-/// snapshot's items are trimmed to [`ITEM_BOUNDS`] too, so a replica that
-/// loaded it equals one that replayed the log.
-pub(crate) fn reindex_if_stale(state: &mut State) {
-    let counts = state.counts().by_status();
-    let terminal = counts.completed + counts.failed + counts.cancelled;
-    if state.ended.len() as u64 == terminal {
-        return;
-    }
+/// Rebuilds the terminal index and trims every item to [`ITEM_BOUNDS`]: for
+/// a state decoded from a snapshot, which may predate retention, so that a
+/// replica that loaded it equals one that replayed the log.
+pub(crate) fn reindex(state: &mut State) {
     state.ended = state
         .items
         .values()

@@ -1,7 +1,6 @@
 //! The state: every work item, its claim and journal, the fencing counter, and
 //! the indexes that keep claiming, renewing and expiry cheap.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
@@ -307,16 +306,13 @@ pub struct State {
     pub(crate) nodes: BTreeMap<String, NodeInfo>,
     /// Item counts by type and status, for stats without a scan. A state
     /// decoded from a snapshot written before the counts existed has none:
-    /// [`State::counts`] and `apply()` see that (the counted total is not
-    /// the number of items) and count again, so whatever path decoded the
-    /// state, the counts never disagree with the items.
+    /// [`State::restored`] counts again.
     #[serde(default)]
     pub(crate) counts: WorkCounts,
     /// Terminal items by the time they ended (their `updated_at`, frozen
     /// once terminal), then id: the order `Compact` removes them in, without
     /// looking at a live item. Empty in a state decoded from a snapshot
-    /// written before retention existed: `apply()` sees that (fewer entries
-    /// than terminal items) and rebuilds it, like the counts.
+    /// written before retention existed: [`State::restored`] rebuilds it.
     #[serde(default)]
     pub(crate) ended: BTreeSet<(Millis, WorkId)>,
     /// How many finished items retention has removed, ever: what tells a
@@ -358,28 +354,20 @@ impl State {
             .map(|(_, b)| &**b)
     }
 
-    /// How many items there are, by type and status: the kept counts, or
-    /// fresh ones when those are stale (see the `counts` field).
-    pub fn counts(&self) -> Cow<'_, WorkCounts> {
-        if self.counts_are_stale() {
-            Cow::Owned(WorkCounts::of(self.items()))
-        } else {
-            Cow::Borrowed(&self.counts)
-        }
+    /// Item counts by type and status, kept by `apply()`.
+    pub fn counts(&self) -> &WorkCounts {
+        &self.counts
     }
 
-    /// Rebuilds the counts from the items if they are stale: before
-    /// `apply()` changes anything, and for a state just decoded.
-    pub fn recount(&mut self) {
-        if self.counts_are_stale() {
-            self.counts = WorkCounts::of(self.items());
-        }
-    }
-
-    /// Counts kept by `apply()` cover every item exactly once, so only a
-    /// state decoded without them (empty counts, some items) fails this.
-    fn counts_are_stale(&self) -> bool {
-        self.counts.total() != self.items.len() as u64
+    /// Rebuilds what a state decoded from an older snapshot may lack or
+    /// hold beyond today's rules (the counts, the index of finished items,
+    /// the per-item bounds), so that it equals a state that replayed the
+    /// same log. Every decoder of a stored or received state calls it once,
+    /// at load; `apply()` never checks.
+    pub fn restored(mut self) -> State {
+        self.counts = WorkCounts::of(self.items());
+        crate::retention::reindex(&mut self);
+        self
     }
 
     /// The pending item submitted first, of any type and priority. The claim

@@ -349,7 +349,7 @@ impl WorkService for WorkApi {
         let stats = self
             .ctx
             .state
-            .read(|s| stats_to_pb(&s.counts(), s.oldest_pending(), now));
+            .read(|s| stats_to_pb(s.counts(), s.oldest_pending(), now));
         Ok(Response::new(stats))
     }
 }

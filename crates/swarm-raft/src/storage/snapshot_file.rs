@@ -174,7 +174,7 @@ impl SnapshotFile {
                 if left > 0 {
                     return Err(SnapshotReadError::Trailing(left));
                 }
-                Ok((state, Format::Binary))
+                Ok((State::restored(state), Format::Binary))
             }
             (Format::LegacyJson, _) => {
                 file.seek(SeekFrom::Start(0))?;
@@ -217,7 +217,9 @@ pub(super) fn read_legacy_json(reader: impl Read) -> serde_json::Result<State> {
     struct LegacyBody {
         state: State,
     }
-    Ok(serde_json::from_reader::<_, LegacyBody>(reader)?.state)
+    Ok(serde_json::from_reader::<_, LegacyBody>(reader)?
+        .state
+        .restored())
 }
 
 /// Reads the header (and, for the binary format, checks the checksum):
