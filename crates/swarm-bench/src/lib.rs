@@ -151,36 +151,38 @@ pub mod workload {
 
     /// `n` submits of type `task`, priority cycling over 0..8.
     pub fn submits(n: usize, now: u64) -> Vec<Command> {
-        (0..n)
-            .map(|i| {
-                Command::Submit(Submit {
-                    id: format!("w{i:08}"),
-                    idempotency_key: format!("k{i:08}"),
-                    kind: "task".into(),
-                    priority: (i % 8) as i32,
-                    requires: Vec::new(),
-                    payload: "{\"n\":1}".into(),
-                    max_attempts: 0,
-                    now,
-                })
-            })
-            .collect()
+        (0..n).map(|i| submit(i, now)).collect()
+    }
+
+    /// The `i`th of [`submits`].
+    pub fn submit(i: usize, now: u64) -> Command {
+        Command::Submit(Submit {
+            id: format!("w{i:08}"),
+            idempotency_key: format!("k{i:08}"),
+            kind: "task".into(),
+            priority: (i % 8) as i32,
+            requires: Vec::new(),
+            payload: "{\"n\":1}".into(),
+            max_attempts: 0,
+            now,
+        })
     }
 
     /// `n` single-item claims by `agents` agents in turn.
     pub fn claims(n: usize, agents: usize, now: u64) -> Vec<Command> {
-        (0..n)
-            .map(|i| {
-                Command::Claim(Claim {
-                    agent: format!("agent-{}", i % agents.max(1)),
-                    kinds: vec!["task".into()],
-                    capabilities: Vec::new(),
-                    max: 1,
-                    lease_ms: 30_000,
-                    now,
-                })
-            })
-            .collect()
+        (0..n).map(|i| claim(i, agents, now)).collect()
+    }
+
+    /// The `i`th of [`claims`].
+    pub fn claim(i: usize, agents: usize, now: u64) -> Command {
+        Command::Claim(Claim {
+            agent: format!("agent-{}", i % agents.max(1)),
+            kinds: vec!["task".into()],
+            capabilities: Vec::new(),
+            max: 1,
+            lease_ms: 30_000,
+            now,
+        })
     }
 }
 

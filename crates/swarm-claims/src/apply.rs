@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::RegisterNode;
 use crate::command::{Cancel, Claim, Complete, Fail, Handoff, Release, Renew, StepDone, Submit};
 use crate::state::{
-    ClaimEnd, EventKind, Holder, ItemEvent, JournalEntry, Lease, NodeInfo, QueueKey, Status,
+    ClaimEnd, EventKind, Holder, ItemEvent, JournalEntry, Lease, NodeInfo, QueueKey, Status, Text,
     WorkItem,
 };
 use crate::{
@@ -99,7 +99,7 @@ fn submit(state: &mut State, c: Submit) -> Result<Response, ClaimError> {
     if !c.idempotency_key.is_empty()
         && let Some(item) = state
             .by_key
-            .get(&c.idempotency_key)
+            .get(c.idempotency_key.as_str())
             .and_then(|id| state.items.get(id))
     {
         return Ok(Response::Submitted {
@@ -107,47 +107,44 @@ fn submit(state: &mut State, c: Submit) -> Result<Response, ClaimError> {
             created: false,
         });
     }
-    if state.items.contains_key(&c.id) {
+    if state.items.contains_key(c.id.as_str()) {
         return Err(ClaimError::DuplicateId { id: c.id });
     }
     let now = advance(state, c.now);
     let seq = state.next_seq;
     state.next_seq += 1;
-    let item = WorkItem {
-        id: c.id.clone(),
-        kind: c.kind,
-        priority: c.priority,
-        requires: c.requires,
-        payload: c.payload,
-        idempotency_key: c.idempotency_key.clone(),
-        status: Status::Pending,
-        attempt: 0,
-        max_attempts: if c.max_attempts == 0 {
-            DEFAULT_MAX_ATTEMPTS
-        } else {
-            c.max_attempts
-        },
-        lease: None,
-        token: 0,
-        result: None,
-        error: None,
-        submitted_at: now,
-        updated_at: now,
-        seq,
-        history: Vec::new(),
-        journal: Vec::new(),
-        cancel_requested: None,
-        events: Vec::new(),
-        events_dropped: 0,
+    let id = Text::from(c.id);
+    let key = if c.idempotency_key.is_empty() {
+        crate::shared::empty_text()
+    } else {
+        Text::from(c.idempotency_key)
     };
-    let mut item = item;
-    record(&mut item, now, EventKind::Submitted, None, None, None);
-    if !c.idempotency_key.is_empty() {
-        state.by_key.insert(c.idempotency_key, c.id.clone());
+    let max_attempts = if c.max_attempts == 0 {
+        DEFAULT_MAX_ATTEMPTS
+    } else {
+        c.max_attempts
+    };
+    let mut item = WorkItem::pending(
+        id.clone(),
+        state.kind_text(&c.kind),
+        c.priority,
+        c.payload.into_boxed_str(),
+        key.clone(),
+        max_attempts,
+        now,
+        seq,
+    );
+    if !c.requires.is_empty() {
+        item.rare_mut().requires = c.requires;
     }
-    state.enqueue(queue_key(&item), &item.kind);
+    record(&mut item, now, EventKind::Submitted, None, None, None);
+    if !key.is_empty() {
+        state.by_key.insert(key, id.clone());
+    }
+    let kind = item.kind.clone();
+    state.enqueue(queue_key(&item), &kind);
     state.counts.insert(&item);
-    state.items.insert(c.id, Box::new(item.clone()));
+    state.items.insert(id, Box::new(item.clone()));
     Ok(Response::Submitted {
         item,
         created: true,
@@ -159,11 +156,9 @@ fn claim(state: &mut State, c: Claim) -> Result<Response, ClaimError> {
     let chosen = state.claimable(&c.kinds, &c.capabilities, c.max as usize);
     let mut granted = Vec::with_capacity(chosen.len());
     for key in chosen {
-        let kind = state
-            .items
-            .get(&key.id)
-            .map(|i| i.kind.clone())
-            .unwrap_or_default();
+        let Some(kind) = state.items.get(&key.id).map(|i| i.kind.clone()) else {
+            continue;
+        };
         state.dequeue(&key, &kind);
         if let Some(item) = grant(state, &key.id, &c.agent, c.lease_ms, now, true) {
             granted.push(item);
@@ -186,6 +181,7 @@ fn grant(
     } else {
         EventKind::HandedOff
     };
+    let agent = state.agent_text(agent);
     let item = state.items.get_mut(id)?;
     state.last_token += 1;
     let token = state.last_token;
@@ -197,7 +193,7 @@ fn grant(
     item.token = token;
     item.updated_at = now;
     item.lease = Some(Lease {
-        agent: agent.to_string(),
+        agent: agent.clone(),
         token,
         granted_at: now,
         expires_at,
@@ -208,19 +204,15 @@ fn grant(
     // life, and a doubling Vec would reserve four.
     item.history.reserve_exact(1);
     item.history.push(Holder {
-        agent: agent.to_string(),
+        agent: agent.clone(),
         token,
         granted_at: now,
         ended: None,
     });
     crate::retention::bound_history(item);
-    record(item, now, kind, Some((agent, token)), None, None);
-    state.live.insert(token, id.to_string());
-    state
-        .by_agent
-        .entry(agent.to_string())
-        .or_default()
-        .insert(token);
+    record(item, now, kind, Some((agent.clone(), token)), None, None);
+    state.live.insert(token, item.id.clone());
+    state.by_agent.entry(agent).or_default().insert(token);
     state.expiry.insert((expires_at, token));
     Some(WorkItem::clone(item))
 }
@@ -253,17 +245,17 @@ fn end_claim(state: &mut State, id: &str, how: ClaimEnd, now: Millis) {
             item,
             now,
             kind,
-            Some((&lease.agent, lease.token)),
+            Some((lease.agent.clone(), lease.token)),
             None,
             None,
         );
     }
     state.live.remove(&lease.token);
     state.expiry.remove(&(lease.expires_at, lease.token));
-    if let Some(tokens) = state.by_agent.get_mut(&lease.agent) {
+    if let Some(tokens) = state.by_agent.get_mut(&*lease.agent) {
         tokens.remove(&lease.token);
         if tokens.is_empty() {
-            state.by_agent.remove(&lease.agent);
+            state.by_agent.remove(&*lease.agent);
         }
     }
 }
@@ -289,7 +281,7 @@ fn renew(state: &mut State, c: Renew) -> Result<Response, ClaimError> {
     let tokens: Vec<FencingToken> = if c.tokens.is_empty() {
         state
             .by_agent
-            .get(&c.agent)
+            .get(c.agent.as_str())
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default()
     } else {
@@ -304,7 +296,7 @@ fn renew(state: &mut State, c: Renew) -> Result<Response, ClaimError> {
             .and_then(|id| state.items.get(id))
             .and_then(|item| item.lease.as_ref());
         let lease = match lease {
-            Some(l) if l.agent == c.agent && l.expires_at > now => l.clone(),
+            Some(l) if *l.agent == *c.agent && l.expires_at > now => l.clone(),
             _ => {
                 rejected.push((
                     token,
@@ -325,8 +317,8 @@ fn renew(state: &mut State, c: Renew) -> Result<Response, ClaimError> {
         if let Some(item) = state.items.get_mut(&id) {
             if let Some(l) = item.lease.as_mut() {
                 l.expires_at = expires_at;
-                if c.progress.is_some() {
-                    l.progress.clone_from(&c.progress);
+                if let Some(progress) = c.progress.as_deref() {
+                    l.progress = Some(progress.into());
                 }
             }
             item.updated_at = now;
@@ -341,27 +333,24 @@ fn step_done(state: &mut State, c: StepDone) -> Result<Response, ClaimError> {
     let now = advance(state, c.now);
     let item = state
         .items
-        .get_mut(&c.id)
+        .get_mut(c.id.as_str())
         .ok_or_else(|| ClaimError::NotFound { id: c.id.clone() })?;
-    let index = item.journal.len();
-    let holder = item
-        .lease
-        .as_ref()
-        .map(|l| l.agent.clone())
-        .unwrap_or_default();
-    record(
+    let index = item.journal().len();
+    let holder = item.lease.as_ref().map(|l| (l.agent.clone(), c.token));
+    push_event(
         item,
-        now,
-        EventKind::StepRecorded,
-        Some((&holder, c.token)),
-        Some(c.step.clone()),
-        None,
+        ItemEvent::new(
+            now,
+            EventKind::StepRecorded,
+            holder,
+            Some(c.step.clone()),
+            None,
+            Some(index),
+        ),
     );
-    if let Some(event) = item.events.last_mut() {
-        event.journal_index = Some(index);
-    }
-    item.journal.reserve_exact(1);
-    item.journal.push(JournalEntry {
+    let journal = &mut item.rare_mut().journal;
+    journal.reserve_exact(1);
+    journal.push(JournalEntry {
         step: c.step,
         token: c.token,
         outcome: c.outcome,
@@ -372,7 +361,7 @@ fn step_done(state: &mut State, c: StepDone) -> Result<Response, ClaimError> {
 
 fn complete(state: &mut State, c: Complete) -> Result<Response, ClaimError> {
     // A retried complete of the same claim answers as the first one did.
-    if let Some(item) = state.items.get(&c.id)
+    if let Some(item) = state.items.get(c.id.as_str())
         && item.status == Status::Completed
         && item.token == c.token
     {
@@ -383,12 +372,12 @@ fn complete(state: &mut State, c: Complete) -> Result<Response, ClaimError> {
     let agent = holder_of(state, &c.id);
     end_claim(state, &c.id, ClaimEnd::Completed, now);
     let item = finish(state, &c.id, Status::Completed, now)?;
-    item.result = Some(c.result);
+    item.result = Some(c.result.into_boxed_str());
     record(
         item,
         now,
         EventKind::Completed,
-        agent.as_ref().map(|a| (a.as_str(), c.token)),
+        agent.map(|a| (a, c.token)),
         None,
         None,
     );
@@ -400,9 +389,9 @@ fn fail(state: &mut State, c: Fail) -> Result<Response, ClaimError> {
     let now = advance(state, c.now);
     let agent = holder_of(state, &c.id);
     end_claim(state, &c.id, ClaimEnd::Failed, now);
-    let (cancelling, retry) = state.items.get(&c.id).map_or((false, false), |i| {
+    let (cancelling, retry) = state.items.get(c.id.as_str()).map_or((false, false), |i| {
         (
-            i.cancel_requested.is_some(),
+            i.cancel_requested().is_some(),
             c.retry && i.attempt < i.max_attempts,
         )
     });
@@ -425,11 +414,11 @@ fn fail(state: &mut State, c: Fail) -> Result<Response, ClaimError> {
         item,
         now,
         kind,
-        agent.as_ref().map(|a| (a.as_str(), c.token)),
+        agent.map(|a| (a, c.token)),
         None,
         Some(c.error.clone()),
     );
-    item.error = Some(c.error);
+    item.rare_mut().error = Some(c.error);
     Ok(Response::Item(item.clone()))
 }
 
@@ -459,7 +448,7 @@ fn handoff(state: &mut State, c: Handoff) -> Result<Response, ClaimError> {
 fn cancel(state: &mut State, c: Cancel) -> Result<Response, ClaimError> {
     let item = state
         .items
-        .get(&c.id)
+        .get(c.id.as_str())
         .ok_or_else(|| ClaimError::NotFound { id: c.id.clone() })?;
     match item.status {
         Status::Cancelled => return Ok(Response::Item(WorkItem::clone(item))),
@@ -474,17 +463,17 @@ fn cancel(state: &mut State, c: Cancel) -> Result<Response, ClaimError> {
     }
     // A workflow that is running, or has steps done, has effects to undo:
     // the cancel becomes a request its (next) holder carries out.
-    let undo_first =
-        item.kind == WORKFLOW_KIND && (item.status == Status::Claimed || !item.journal.is_empty());
+    let undo_first = *item.kind == *WORKFLOW_KIND
+        && (item.status == Status::Claimed || !item.journal().is_empty());
     let key = queue_key(item);
     let kind = item.kind.clone();
     let now = advance(state, c.now);
     if undo_first {
         let item = state
             .items
-            .get_mut(&c.id)
+            .get_mut(c.id.as_str())
             .ok_or_else(|| ClaimError::NotFound { id: c.id.clone() })?;
-        if item.cancel_requested.is_none() {
+        if item.cancel_requested().is_none() {
             record(
                 item,
                 now,
@@ -493,7 +482,7 @@ fn cancel(state: &mut State, c: Cancel) -> Result<Response, ClaimError> {
                 None,
                 Some(c.reason.clone()),
             );
-            item.cancel_requested = Some(c.reason);
+            item.rare_mut().cancel_requested = Some(c.reason);
             item.updated_at = now;
         }
         return Ok(Response::Item(WorkItem::clone(item)));
@@ -509,7 +498,7 @@ fn cancel(state: &mut State, c: Cancel) -> Result<Response, ClaimError> {
         None,
         Some(c.reason.clone()),
     );
-    item.error = Some(c.reason);
+    item.rare_mut().error = Some(c.reason);
     Ok(Response::Item(item.clone()))
 }
 
@@ -531,7 +520,7 @@ fn tick(state: &mut State, now: Millis) -> Response {
             continue;
         };
         let (attempt, max) = (item.attempt, item.max_attempts);
-        let cancelling = item.cancel_requested.clone();
+        let cancelling = item.cancel_requested().map(str::to_string);
         let outcome = match (&cancelling, attempt >= max) {
             (Some(_), true) => finish(state, &id, Status::Cancelled, now),
             (None, true) => finish(state, &id, Status::Failed, now),
@@ -547,9 +536,10 @@ fn tick(state: &mut State, now: Millis) -> Response {
                 EventKind::Failed
             };
             record(item, now, kind, None, None, Some(reason.clone()));
-            item.error = Some(cancelling.map_or(reason.clone(), |r| format!("{r} ({reason})")));
+            item.rare_mut().error =
+                Some(cancelling.map_or(reason.clone(), |r| format!("{r} ({reason})")));
         }
-        expired.push(id);
+        expired.push(id.to_string());
     }
     Response::Expired(expired)
 }
@@ -641,7 +631,7 @@ fn register_node(state: &mut State, c: RegisterNode) -> Response {
 }
 
 /// The agent of the item's live claim.
-fn holder_of(state: &State, id: &str) -> Option<String> {
+fn holder_of(state: &State, id: &str) -> Option<Text> {
     state
         .items
         .get(id)
@@ -653,20 +643,16 @@ fn record(
     item: &mut WorkItem,
     at: Millis,
     kind: EventKind,
-    holder: Option<(&str, FencingToken)>,
+    holder: Option<(Text, FencingToken)>,
     step: Option<String>,
     detail: Option<String>,
 ) {
+    push_event(item, ItemEvent::new(at, kind, holder, step, detail, None));
+}
+
+fn push_event(item: &mut WorkItem, event: ItemEvent) {
     item.events.reserve_exact(1);
-    item.events.push(ItemEvent {
-        at,
-        kind,
-        agent: holder.map(|(a, _)| a.to_string()),
-        token: holder.map(|(_, t)| t),
-        step,
-        detail,
-        journal_index: None,
-    });
+    item.events.push(event);
     crate::retention::bound_events(item);
 }
 

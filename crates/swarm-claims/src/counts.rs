@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{Status, WorkItem};
+use crate::state::{Status, Text, WorkItem};
 
 /// How many items are in each status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +60,7 @@ impl StatusCounts {
 /// the same items have equal counts however they got there.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkCounts {
-    by_kind: BTreeMap<String, StatusCounts>,
+    by_kind: BTreeMap<Text, StatusCounts>,
 }
 
 impl WorkCounts {
@@ -76,7 +76,7 @@ impl WorkCounts {
 
     /// Counts a new item under its type and status.
     pub(crate) fn insert(&mut self, item: &WorkItem) {
-        match self.by_kind.get_mut(&item.kind) {
+        match self.by_kind.get_mut(&*item.kind) {
             Some(counts) => *counts.slot(item.status) += 1,
             None => {
                 let mut counts = StatusCounts::default();
@@ -88,13 +88,13 @@ impl WorkCounts {
 
     /// Stops counting an item that leaves the state (retention).
     pub fn remove(&mut self, item: &WorkItem) {
-        let Some(counts) = self.by_kind.get_mut(&item.kind) else {
+        let Some(counts) = self.by_kind.get_mut(&*item.kind) else {
             return;
         };
         let slot = counts.slot(item.status);
         *slot = slot.saturating_sub(1);
         if counts.total() == 0 {
-            self.by_kind.remove(&item.kind);
+            self.by_kind.remove(&*item.kind);
         }
     }
 
@@ -102,13 +102,19 @@ impl WorkCounts {
     /// `apply()` changes an item's status.
     pub(crate) fn set_status(&mut self, item: &mut WorkItem, status: Status) {
         if item.status != status
-            && let Some(counts) = self.by_kind.get_mut(&item.kind)
+            && let Some(counts) = self.by_kind.get_mut(&*item.kind)
         {
             let from = counts.slot(item.status);
             *from = from.saturating_sub(1);
             *counts.slot(status) += 1;
         }
         item.status = status;
+    }
+
+    /// The name of a counted type, as the counts hold it: what new items of
+    /// that type share.
+    pub(crate) fn kind_text(&self, name: &str) -> Option<Text> {
+        self.by_kind.get_key_value(name).map(|(k, _)| k.clone())
     }
 
     /// Counts over every type.
@@ -122,7 +128,7 @@ impl WorkCounts {
 
     /// Counts per type, in type order; types with no items are absent.
     pub fn by_kind(&self) -> impl Iterator<Item = (&str, &StatusCounts)> {
-        self.by_kind.iter().map(|(k, c)| (k.as_str(), c))
+        self.by_kind.iter().map(|(k, c)| (&**k, c))
     }
 
     /// Every item counted.

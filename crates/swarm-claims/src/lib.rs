@@ -42,6 +42,7 @@ mod counts;
 mod error;
 pub mod request;
 mod retention;
+mod shared;
 mod state;
 mod validate;
 
@@ -53,7 +54,7 @@ pub use request::Request;
 pub use retention::{ITEM_BOUNDS, ItemBounds, MAX_COMPACT_BATCH};
 pub use state::{
     ClaimEnd, DEFAULT_MAX_ATTEMPTS, EventKind, Holder, ItemEvent, JournalEntry, Lease, NodeInfo,
-    State, Status, WorkItem,
+    State, Status, Text, WorkItem,
 };
 pub use validate::Limits;
 

@@ -7,8 +7,8 @@
 use std::collections::BTreeSet;
 
 use crate::command::Compact;
-use crate::state::WorkItem;
-use crate::{ClaimError, FencingToken, Millis, Response, State, WorkId};
+use crate::state::{Text, WorkItem};
+use crate::{ClaimError, FencingToken, Millis, Response, State};
 
 /// Bounds on what one work item keeps, whatever its age: an item renewed
 /// 100,000 times or a workflow of 1,000 steps stays within them. Fixed (not
@@ -52,7 +52,7 @@ pub const MAX_COMPACT_BATCH: u32 = 10_000;
 /// somehow names one is dropped without touching the item.
 pub(crate) fn compact(state: &mut State, c: Compact) -> Response {
     crate::apply::advance(state, c.now);
-    let due: Vec<(Millis, WorkId)> = state
+    let due: Vec<(Millis, Text)> = state
         .ended
         .iter()
         .take_while(|(at, _)| *at <= c.before)
@@ -63,15 +63,19 @@ pub(crate) fn compact(state: &mut State, c: Compact) -> Response {
     for key in due {
         state.ended.remove(&key);
         let id = key.1;
-        if !state.items.get(&id).is_some_and(|i| i.status.is_terminal()) {
+        if !state
+            .items
+            .get(&*id)
+            .is_some_and(|i| i.status.is_terminal())
+        {
             continue;
         }
-        let Some(item) = state.items.remove(&id) else {
+        let Some(item) = state.items.remove(&*id) else {
             continue;
         };
-        if !item.idempotency_key.is_empty() && state.by_key.get(&item.idempotency_key) == Some(&id)
+        if !item.idempotency_key.is_empty() && state.by_key.get(&*item.idempotency_key) == Some(&id)
         {
-            state.by_key.remove(&item.idempotency_key);
+            state.by_key.remove(&*item.idempotency_key);
         }
         state.counts.remove(&item);
         removed += 1;
@@ -81,7 +85,7 @@ pub(crate) fn compact(state: &mut State, c: Compact) -> Response {
 }
 
 /// Records that `item` just became terminal at its `updated_at`.
-pub(crate) fn note_ended(ended: &mut BTreeSet<(Millis, WorkId)>, item: &WorkItem) {
+pub(crate) fn note_ended(ended: &mut BTreeSet<(Millis, Text)>, item: &WorkItem) {
     ended.insert((item.updated_at, item.id.clone()));
 }
 
@@ -121,7 +125,7 @@ pub(crate) fn bound_history(item: &mut WorkItem) {
     if item.history.len() <= ITEM_BOUNDS.max_holders {
         return;
     }
-    let named: BTreeSet<FencingToken> = item.journal.iter().map(|j| j.token).collect();
+    let named: BTreeSet<FencingToken> = item.journal().iter().map(|j| j.token).collect();
     let mut excess = item.history.len() - ITEM_BOUNDS.max_holders;
     item.history.retain(|h| {
         let drop = excess > 0 && h.ended.is_some() && !named.contains(&h.token);
@@ -136,7 +140,7 @@ pub(crate) fn bound_history(item: &mut WorkItem) {
 /// [`ITEM_BOUNDS`].
 pub(crate) fn check_journal_room(item: &WorkItem, outcome_bytes: usize) -> Result<(), ClaimError> {
     let bounds = ITEM_BOUNDS;
-    if item.journal.len() >= bounds.max_journal_entries {
+    if item.journal().len() >= bounds.max_journal_entries {
         return Err(ClaimError::invalid(
             "journal",
             format!(
@@ -145,7 +149,7 @@ pub(crate) fn check_journal_room(item: &WorkItem, outcome_bytes: usize) -> Resul
             ),
         ));
     }
-    let used: usize = item.journal.iter().map(|j| j.outcome.len()).sum();
+    let used: usize = item.journal().iter().map(|j| j.outcome.len()).sum();
     if used.saturating_add(outcome_bytes) > bounds.max_journal_bytes {
         return Err(ClaimError::invalid(
             "journal",

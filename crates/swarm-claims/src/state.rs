@@ -3,11 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::counts::WorkCounts;
-use crate::{FencingToken, Millis, WorkId};
+use crate::{FencingToken, Millis};
 
 /// Attempts an item gets when its submit does not say.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
@@ -44,17 +45,23 @@ impl std::fmt::Display for Status {
     }
 }
 
+/// Text the state stores once and shares: an item's id is one allocation
+/// however many indexes name it, and an agent's or type's name one
+/// allocation however many items, holders and events name it. Encoded as a
+/// plain string.
+pub type Text = Arc<str>;
+
 /// A live claim: who holds the item, under which token, until when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
-    pub agent: String,
+    pub agent: Text,
     pub token: FencingToken,
     pub granted_at: Millis,
     pub expires_at: Millis,
     /// The lease length the agent asked for; renewals and a new leader's
     /// extension grant this much again.
     pub lease_ms: Millis,
-    pub progress: Option<String>,
+    pub progress: Option<Box<str>>,
 }
 
 /// How a holder's claim ended.
@@ -84,7 +91,7 @@ impl ClaimEnd {
 /// One holder in an item's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
-    pub agent: String,
+    pub agent: Text,
     pub token: FencingToken,
     pub granted_at: Millis,
     pub ended: Option<ClaimEnd>,
@@ -136,22 +143,98 @@ impl EventKind {
     }
 }
 
-/// One entry of an item's event history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One entry of an item's event history. 56 bytes: what only some events
+/// carry (a step, a detail, a journal position) sits behind one pointer.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(from = "StoredItemEvent")]
 pub struct ItemEvent {
     pub at: Millis,
     pub kind: EventKind,
     /// The agent the event concerns (the new holder, the one whose lease
     /// expired, ...).
-    pub agent: Option<String>,
+    pub agent: Option<Text>,
     pub token: Option<FencingToken>,
-    pub step: Option<String>,
-    pub detail: Option<String>,
+    note: Option<Box<EventNote>>,
+}
+
+/// The rarer parts of an [`ItemEvent`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct EventNote {
+    step: Option<String>,
+    detail: Option<String>,
+    journal_index: Option<usize>,
+}
+
+impl ItemEvent {
+    pub fn new(
+        at: Millis,
+        kind: EventKind,
+        holder: Option<(Text, FencingToken)>,
+        step: Option<String>,
+        detail: Option<String>,
+        journal_index: Option<usize>,
+    ) -> ItemEvent {
+        let note = (step.is_some() || detail.is_some() || journal_index.is_some()).then(|| {
+            Box::new(EventNote {
+                step,
+                detail,
+                journal_index,
+            })
+        });
+        let (agent, token) = holder.map_or((None, None), |(a, t)| (Some(a), Some(t)));
+        ItemEvent {
+            at,
+            kind,
+            agent,
+            token,
+            note,
+        }
+    }
+
+    /// The workflow step a step event recorded.
+    pub fn step(&self) -> Option<&str> {
+        self.note.as_ref().and_then(|n| n.step.as_deref())
+    }
+
+    /// Why the item failed or was cancelled, for those events.
+    pub fn detail(&self) -> Option<&str> {
+        self.note.as_ref().and_then(|n| n.detail.as_deref())
+    }
+
     /// For a step event: the position in the item's journal of the entry it
-    /// recorded. Always written, even when `None`: snapshots are bincode,
-    /// which has no field names, so a skipped field would shift the rest.
-    pub journal_index: Option<usize>,
+    /// recorded.
+    pub fn journal_index(&self) -> Option<usize> {
+        self.note.as_ref().and_then(|n| n.journal_index)
+    }
+}
+
+/// An [`ItemEvent`] as snapshots and answers carry it: every field always
+/// written, even when `None` (bincode has no field names, so a skipped field
+/// would shift the rest).
+#[derive(Serialize)]
+struct ItemEventOut<'a> {
+    at: Millis,
+    kind: EventKind,
+    agent: Option<&'a str>,
+    token: Option<FencingToken>,
+    step: Option<&'a str>,
+    detail: Option<&'a str>,
+    journal_index: Option<usize>,
+}
+
+impl Serialize for ItemEvent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ItemEventOut {
+            at: self.at,
+            kind: self.kind,
+            agent: self.agent.as_deref(),
+            token: self.token,
+            step: self.step(),
+            detail: self.detail(),
+            journal_index: self.journal_index(),
+        }
+        .serialize(s)
+    }
 }
 
 /// An [`ItemEvent`] as any version stored it. Before `journal_index`
@@ -162,7 +245,7 @@ pub struct ItemEvent {
 struct StoredItemEvent {
     at: Millis,
     kind: EventKind,
-    agent: Option<String>,
+    agent: Option<Text>,
     token: Option<FencingToken>,
     step: Option<String>,
     detail: Option<String>,
@@ -180,15 +263,10 @@ impl From<StoredItemEvent> for ItemEvent {
             Some(index) => (None, Some(index)),
             None => (s.detail, s.journal_index),
         };
-        ItemEvent {
-            at: s.at,
-            kind: s.kind,
-            agent: s.agent,
-            token: s.token,
-            step: s.step,
-            detail,
-            journal_index,
-        }
+        let mut event = ItemEvent::new(s.at, s.kind, None, s.step, detail, journal_index);
+        event.agent = s.agent;
+        event.token = s.token;
+        event
     }
 }
 
@@ -206,47 +284,235 @@ pub struct NodeInfo {
 }
 
 /// A unit of work and everything known about it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Laid out for memory (256 bytes inline): ids and names are shared
+/// [`Text`], and what most items never have (requirements, an error, a
+/// journal, a cancel request) sits behind one pointer, read through
+/// [`WorkItem::requires`], [`WorkItem::error`], [`WorkItem::journal`] and
+/// [`WorkItem::cancel_requested`]. Encoded field by field as before, so
+/// snapshots and answers are unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkItem {
-    pub id: WorkId,
-    pub kind: String,
+    pub id: Text,
+    pub kind: Text,
     pub priority: i32,
-    pub requires: Vec<String>,
-    /// JSON text.
-    pub payload: String,
-    pub idempotency_key: String,
     pub status: Status,
     /// How many times the item has been granted (claims and hand-offs that
     /// followed an expiry or failure count; a hand-off does not).
     pub attempt: u32,
     pub max_attempts: u32,
-    pub lease: Option<Lease>,
+    /// Events dropped from between the first and the kept recent ones, so
+    /// that an event keeps its sequence number (see [`WorkItem::event_seq`])
+    /// however many were dropped before it.
+    pub events_dropped: u32,
     /// The most recent token granted for the item; 0 = never claimed.
     pub token: FencingToken,
-    /// JSON text, once completed.
-    pub result: Option<String>,
-    pub error: Option<String>,
     pub submitted_at: Millis,
     pub updated_at: Millis,
     /// Order of submission, the tie-breaker among equal priorities.
     pub seq: u64,
+    /// JSON text.
+    pub payload: Box<str>,
+    /// Empty when the submit gave none.
+    pub idempotency_key: Text,
+    pub lease: Option<Lease>,
+    /// JSON text, once completed.
+    pub result: Option<Box<str>>,
     pub history: Vec<Holder>,
-    pub journal: Vec<JournalEntry>,
-    /// Set when a cancel arrived while a workflow had steps done: the holder
-    /// undoes them, then ends the item as cancelled.
-    pub cancel_requested: Option<String>,
     /// The first event and the most recent ones, within
     /// [`ITEM_BOUNDS`](crate::ITEM_BOUNDS)`.max_events`.
     pub events: Vec<ItemEvent>,
-    /// Events dropped from between the first and the kept recent ones, so
-    /// that an event keeps its sequence number (see [`WorkItem::event_seq`])
-    /// however many were dropped before it. 32 bits: it packs beside the
-    /// other small fields instead of growing every item.
+    rare: Option<Box<Rare>>,
+}
+
+/// What most items never have.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Rare {
+    pub(crate) requires: Vec<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) journal: Vec<JournalEntry>,
+    /// Set when a cancel arrived while a workflow had steps done: the holder
+    /// undoes them, then ends the item as cancelled.
+    pub(crate) cancel_requested: Option<String>,
+}
+
+/// A [`WorkItem`] as snapshots and answers carry it, in its field order of
+/// every earlier version.
+#[derive(Serialize)]
+struct WorkItemOut<'a> {
+    id: &'a str,
+    kind: &'a str,
+    priority: i32,
+    requires: &'a [String],
+    payload: &'a str,
+    idempotency_key: &'a str,
+    status: Status,
+    attempt: u32,
+    max_attempts: u32,
+    lease: &'a Option<Lease>,
+    token: FencingToken,
+    result: Option<&'a str>,
+    error: Option<&'a str>,
+    submitted_at: Millis,
+    updated_at: Millis,
+    seq: u64,
+    history: &'a [Holder],
+    journal: &'a [JournalEntry],
+    cancel_requested: Option<&'a str>,
+    events: &'a [ItemEvent],
+    events_dropped: u32,
+}
+
+#[derive(Deserialize)]
+struct StoredWorkItem {
+    id: Text,
+    kind: Text,
+    priority: i32,
+    requires: Vec<String>,
+    payload: Box<str>,
+    idempotency_key: Text,
+    status: Status,
+    attempt: u32,
+    max_attempts: u32,
+    lease: Option<Lease>,
+    token: FencingToken,
+    result: Option<Box<str>>,
+    error: Option<String>,
+    submitted_at: Millis,
+    updated_at: Millis,
+    seq: u64,
+    history: Vec<Holder>,
+    journal: Vec<JournalEntry>,
+    cancel_requested: Option<String>,
+    events: Vec<ItemEvent>,
     #[serde(default)]
-    pub events_dropped: u32,
+    events_dropped: u32,
+}
+
+impl Serialize for WorkItem {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        WorkItemOut {
+            id: &self.id,
+            kind: &self.kind,
+            priority: self.priority,
+            requires: self.requires(),
+            payload: &self.payload,
+            idempotency_key: &self.idempotency_key,
+            status: self.status,
+            attempt: self.attempt,
+            max_attempts: self.max_attempts,
+            lease: &self.lease,
+            token: self.token,
+            result: self.result.as_deref(),
+            error: self.error(),
+            submitted_at: self.submitted_at,
+            updated_at: self.updated_at,
+            seq: self.seq,
+            history: &self.history,
+            journal: self.journal(),
+            cancel_requested: self.cancel_requested(),
+            events: &self.events,
+            events_dropped: self.events_dropped,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for WorkItem {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<WorkItem, D::Error> {
+        let s = StoredWorkItem::deserialize(d)?;
+        let rare = Rare {
+            requires: s.requires,
+            error: s.error,
+            journal: s.journal,
+            cancel_requested: s.cancel_requested,
+        };
+        Ok(WorkItem {
+            id: s.id,
+            kind: s.kind,
+            priority: s.priority,
+            status: s.status,
+            attempt: s.attempt,
+            max_attempts: s.max_attempts,
+            events_dropped: s.events_dropped,
+            token: s.token,
+            submitted_at: s.submitted_at,
+            updated_at: s.updated_at,
+            seq: s.seq,
+            payload: s.payload,
+            idempotency_key: s.idempotency_key,
+            lease: s.lease,
+            result: s.result,
+            history: s.history,
+            events: s.events,
+            rare: (rare != Rare::default()).then(|| Box::new(rare)),
+        })
+    }
 }
 
 impl WorkItem {
+    /// A new pending item with nothing rare about it yet.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn pending(
+        id: Text,
+        kind: Text,
+        priority: i32,
+        payload: Box<str>,
+        idempotency_key: Text,
+        max_attempts: u32,
+        now: Millis,
+        seq: u64,
+    ) -> WorkItem {
+        WorkItem {
+            id,
+            kind,
+            priority,
+            status: Status::Pending,
+            attempt: 0,
+            max_attempts,
+            events_dropped: 0,
+            token: 0,
+            submitted_at: now,
+            updated_at: now,
+            seq,
+            payload,
+            idempotency_key,
+            lease: None,
+            result: None,
+            history: Vec::new(),
+            events: Vec::new(),
+            rare: None,
+        }
+    }
+
+    /// The capabilities an agent needs to claim the item.
+    pub fn requires(&self) -> &[String] {
+        self.rare.as_ref().map_or(&[], |r| &r.requires)
+    }
+
+    /// Why the item failed or was cancelled.
+    pub fn error(&self) -> Option<&str> {
+        self.rare.as_ref().and_then(|r| r.error.as_deref())
+    }
+
+    /// The checkpointed workflow steps, in order.
+    pub fn journal(&self) -> &[JournalEntry] {
+        self.rare.as_ref().map_or(&[], |r| &r.journal)
+    }
+
+    /// Set when a cancel arrived while a workflow had steps done: the holder
+    /// undoes them, then ends the item as cancelled.
+    pub fn cancel_requested(&self) -> Option<&str> {
+        self.rare
+            .as_ref()
+            .and_then(|r| r.cancel_requested.as_deref())
+    }
+
+    /// The rare parts, made on first write.
+    pub(crate) fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
     /// The token of the live claim, if any.
     pub fn current_token(&self) -> Option<FencingToken> {
         self.lease.as_ref().map(|l| l.token)
@@ -274,7 +540,7 @@ impl WorkItem {
 pub(crate) struct QueueKey {
     pub neg_priority: i64,
     pub seq: u64,
-    pub id: WorkId,
+    pub id: Text,
 }
 
 /// The whole replicated state. Indexes are part of it (and of its
@@ -284,17 +550,17 @@ pub(crate) struct QueueKey {
 pub struct State {
     /// Boxed: a B-tree node reserves room for eleven values, and a work item
     /// is a few hundred bytes inline.
-    pub(crate) items: BTreeMap<WorkId, Box<WorkItem>>,
-    pub(crate) by_key: BTreeMap<String, WorkId>,
+    pub(crate) items: BTreeMap<Text, Box<WorkItem>>,
+    pub(crate) by_key: BTreeMap<Text, Text>,
     /// Pending items in claim order.
     pub(crate) queue: BTreeSet<QueueKey>,
     /// Pending items by type, in claim order: a claim for some types looks
     /// only at those, however much other work waits.
-    pub(crate) queue_by_kind: BTreeMap<String, BTreeSet<QueueKey>>,
+    pub(crate) queue_by_kind: BTreeMap<Text, BTreeSet<QueueKey>>,
     /// Live claims by token.
-    pub(crate) live: BTreeMap<FencingToken, WorkId>,
+    pub(crate) live: BTreeMap<FencingToken, Text>,
     /// Live claims by agent.
-    pub(crate) by_agent: BTreeMap<String, BTreeSet<FencingToken>>,
+    pub(crate) by_agent: BTreeMap<Text, BTreeSet<FencingToken>>,
     /// Live claims by expiry.
     pub(crate) expiry: BTreeSet<(Millis, FencingToken)>,
     /// The cluster-wide fencing counter: the last token granted.
@@ -314,7 +580,7 @@ pub struct State {
     /// looking at a live item. Empty in a state decoded from a snapshot
     /// written before retention existed: [`State::restored`] rebuilds it.
     #[serde(default)]
-    pub(crate) ended: BTreeSet<(Millis, WorkId)>,
+    pub(crate) ended: BTreeSet<(Millis, Text)>,
     /// How many finished items retention has removed, ever: what tells a
     /// checker that an item missing from every replica may have finished and
     /// been removed rather than lost.
@@ -367,6 +633,7 @@ impl State {
     pub fn restored(mut self) -> State {
         self.counts = WorkCounts::of(self.items());
         crate::retention::reindex(&mut self);
+        crate::shared::share_text(&mut self);
         self
     }
 
@@ -387,7 +654,7 @@ impl State {
             let next_priority = QueueKey {
                 neg_priority,
                 seq: 0,
-                id: WorkId::new(),
+                id: Text::from(""),
             };
             head = self.queue.range(next_priority..).next();
         }
@@ -442,7 +709,7 @@ impl State {
         let fits = |k: &&QueueKey| {
             self.items
                 .get(&k.id)
-                .is_some_and(|item| item.requires.iter().all(|r| capabilities.contains(r)))
+                .is_some_and(|item| item.requires().iter().all(|r| capabilities.contains(r)))
         };
         if kinds.is_empty() {
             return self.queue.iter().filter(fits).take(max).cloned().collect();
@@ -452,7 +719,7 @@ impl State {
         wanted.dedup();
         let mut found: Vec<QueueKey> = wanted
             .into_iter()
-            .filter_map(|kind| self.queue_by_kind.get(kind))
+            .filter_map(|kind| self.queue_by_kind.get(kind.as_str()))
             .flat_map(|q| q.iter().filter(fits).take(max).cloned())
             .collect();
         found.sort();
@@ -460,12 +727,32 @@ impl State {
         found
     }
 
-    pub(crate) fn enqueue(&mut self, key: QueueKey, kind: &str) {
-        self.queue_by_kind
-            .entry(kind.to_string())
-            .or_default()
-            .insert(key.clone());
+    pub(crate) fn enqueue(&mut self, key: QueueKey, kind: &Text) {
+        match self.queue_by_kind.get_mut(&**kind) {
+            Some(q) => {
+                q.insert(key.clone());
+            }
+            None => {
+                self.queue_by_kind
+                    .insert(kind.clone(), BTreeSet::from([key.clone()]));
+            }
+        }
         self.queue.insert(key);
+    }
+
+    /// `name` as the [`Text`] the state already holds for that agent, so
+    /// every claim of one agent shares one string.
+    pub(crate) fn agent_text(&self, name: &str) -> Text {
+        self.by_agent
+            .get_key_value(name)
+            .map_or_else(|| Text::from(name), |(k, _)| k.clone())
+    }
+
+    /// `name` as the [`Text`] the state already holds for that type.
+    pub(crate) fn kind_text(&self, name: &str) -> Text {
+        self.counts
+            .kind_text(name)
+            .unwrap_or_else(|| Text::from(name))
     }
 
     pub(crate) fn dequeue(&mut self, key: &QueueKey, kind: &str) {
@@ -506,25 +793,21 @@ mod stored_event_tests {
     fn a_step_event_stored_before_journal_index_reads_as_one_written_now() {
         let old =
             r#"{"at":5,"kind":"StepRecorded","agent":"a1","token":3,"step":"s","detail":"2"}"#;
-        let now = ItemEvent {
-            at: 5,
-            kind: EventKind::StepRecorded,
-            agent: Some("a1".into()),
-            token: Some(3),
-            step: Some("s".into()),
-            detail: None,
-            journal_index: Some(2),
-        };
+        let now = ItemEvent::new(
+            5,
+            EventKind::StepRecorded,
+            Some(("a1".into(), 3)),
+            Some("s".into()),
+            None,
+            Some(2),
+        );
         assert_eq!(serde_json::from_str::<ItemEvent>(old).unwrap(), now);
         let round = serde_json::to_string(&now).unwrap();
         assert_eq!(serde_json::from_str::<ItemEvent>(&round).unwrap(), now);
         let failed =
             r#"{"at":5,"kind":"Failed","agent":null,"token":null,"step":null,"detail":"7"}"#;
         assert_eq!(
-            serde_json::from_str::<ItemEvent>(failed)
-                .unwrap()
-                .detail
-                .as_deref(),
+            serde_json::from_str::<ItemEvent>(failed).unwrap().detail(),
             Some("7")
         );
     }

@@ -223,7 +223,7 @@ fn item_id(state: &State, id: &Id) -> String {
         Id::Existing(n) if !state.is_empty() => state
             .items()
             .nth(usize::from(*n) % state.len())
-            .map(|i| i.id.clone())
+            .map(|i| i.id.to_string())
             .unwrap_or_default(),
         Id::Existing(n) => IDS[usize::from(*n) % IDS.len()].to_string(),
         Id::Any(i) => IDS[*i].to_string(),
@@ -436,9 +436,9 @@ fn check_invariants(state: &State) -> Result<(), TestCaseError> {
             prop_assert_eq!(lease.token, item.token);
             prop_assert!(lease.expires_at >= lease.granted_at);
             by_agent
-                .entry(lease.agent.clone())
+                .entry(lease.agent.to_string())
                 .or_default()
-                .insert(item.id.clone());
+                .insert(item.id.to_string());
         }
         prop_assert!(item.token <= state.last_token());
         // History: strictly increasing tokens, only the live one open.
@@ -455,7 +455,7 @@ fn check_invariants(state: &State) -> Result<(), TestCaseError> {
             let is_live = n + 1 == item.history.len() && item.lease.is_some();
             prop_assert_eq!(h.ended.is_none(), is_live, "history of {}", item.id);
         }
-        for j in &item.journal {
+        for j in item.journal() {
             prop_assert!(item.history.iter().any(|h| h.token == j.token));
         }
         // Attempts stay in bounds; a pending item has one left.
@@ -475,7 +475,7 @@ fn check_invariants(state: &State) -> Result<(), TestCaseError> {
         let named = item
             .history
             .iter()
-            .filter(|h| item.journal.iter().any(|j| j.token == h.token))
+            .filter(|h| item.journal().iter().any(|j| j.token == h.token))
             .count();
         prop_assert!(item.history.len() <= ITEM_BOUNDS.max_holders.max(named + 1));
     }
@@ -492,7 +492,7 @@ fn check_invariants(state: &State) -> Result<(), TestCaseError> {
         let held: BTreeSet<String> = state
             .claims_of(agent)
             .iter()
-            .map(|i| i.id.clone())
+            .map(|i| i.id.to_string())
             .collect();
         let expected = by_agent.get(*agent).cloned().unwrap_or_default();
         prop_assert_eq!(held, expected);
@@ -505,7 +505,7 @@ fn check_invariants(state: &State) -> Result<(), TestCaseError> {
         .filter(|i| i.status == Status::Pending)
         .collect();
     pending.sort_by_key(|i| (-i64::from(i.priority), i.seq));
-    let expected: Vec<String> = pending.iter().map(|i| i.id.clone()).collect();
+    let expected: Vec<String> = pending.iter().map(|i| i.id.to_string()).collect();
     prop_assert_eq!(state.has_claimable(&[], &all_caps()), !expected.is_empty());
     let mut copy = state.clone();
     let resp = apply(
@@ -522,7 +522,7 @@ fn check_invariants(state: &State) -> Result<(), TestCaseError> {
     let Ok(Response::Granted(got)) = resp else {
         return Err(TestCaseError::fail(format!("oracle claim: {resp:?}")));
     };
-    let got: Vec<String> = got.into_iter().map(|i| i.id).collect();
+    let got: Vec<String> = got.into_iter().map(|i| i.id.to_string()).collect();
     prop_assert_eq!(got, expected);
 
     // The expiry index holds exactly the live leases.
@@ -532,7 +532,10 @@ fn check_invariants(state: &State) -> Result<(), TestCaseError> {
         return Err(TestCaseError::fail(format!("oracle tick: {resp:?}")));
     };
     let expired: BTreeSet<String> = expired.into_iter().collect();
-    let live: BTreeSet<String> = live_leases(state).iter().map(|i| i.id.clone()).collect();
+    let live: BTreeSet<String> = live_leases(state)
+        .iter()
+        .map(|i| i.id.to_string())
+        .collect();
     prop_assert_eq!(expired, live);
     prop_assert_eq!(copy.live_claims(), 0);
     check_counts(state)
@@ -545,7 +548,9 @@ fn check_counts(state: &State) -> Result<(), TestCaseError> {
     let counts = state.counts();
     let mut scanned: BTreeMap<(String, Status), u64> = BTreeMap::new();
     for item in state.items() {
-        *scanned.entry((item.kind.clone(), item.status)).or_default() += 1;
+        *scanned
+            .entry((item.kind.to_string(), item.status))
+            .or_default() += 1;
     }
     let statuses = [
         Status::Pending,
@@ -678,9 +683,9 @@ fn check_step(
                 let lease = it.lease.as_ref().expect("granted without a lease");
                 prop_assert_eq!(lease.token, last + 1);
                 last = lease.token;
-                prop_assert_eq!(&lease.agent, &c.agent);
-                prop_assert!(c.kinds.is_empty() || c.kinds.contains(&it.kind));
-                prop_assert!(it.requires.iter().all(|r| c.capabilities.contains(r)));
+                prop_assert_eq!(&*lease.agent, c.agent.as_str());
+                prop_assert!(c.kinds.is_empty() || c.kinds.iter().any(|k| **k == *it.kind));
+                prop_assert!(it.requires().iter().all(|r| c.capabilities.contains(r)));
                 prop_assert_eq!(before.get(&it.id).map(|i| i.status), Some(Status::Pending));
                 prop_assert_eq!(after.get(&it.id), Some(it));
             }
@@ -692,7 +697,7 @@ fn check_step(
         (Command::Handoff(c), Ok(Response::Item(it))) => {
             let lease = it.lease.as_ref().expect("handed off without a lease");
             prop_assert_eq!(lease.token, before.last_token() + 1);
-            prop_assert_eq!(&lease.agent, &c.to_agent);
+            prop_assert_eq!(&*lease.agent, c.to_agent.as_str());
         }
         (Command::Complete(c), Ok(Response::Item(it))) => {
             prop_assert_eq!(it.status, Status::Completed);
@@ -711,7 +716,7 @@ fn check_step(
                 let mut mine: Vec<FencingToken> = before
                     .items()
                     .filter_map(|i| i.lease.as_ref())
-                    .filter(|l| l.agent == c.agent)
+                    .filter(|l| *l.agent == *c.agent)
                     .map(|l| l.token)
                     .collect();
                 mine.sort_unstable();
@@ -722,7 +727,7 @@ fn check_step(
             // Renewed exactly when the agent holds the lease and it has not
             // run out yet.
             let ok = |t: &FencingToken| {
-                lease_of(*t).is_some_and(|l| l.agent == c.agent && l.expires_at > now)
+                lease_of(*t).is_some_and(|l| *l.agent == *c.agent && l.expires_at > now)
             };
             let want_renewed: Vec<FencingToken> = asked.iter().copied().filter(ok).collect();
             let want_rejected: Vec<(FencingToken, ClaimError)> = asked
@@ -754,8 +759,8 @@ fn check_step(
                         new.expires_at,
                         now.saturating_add(old.lease_ms).max(old.expires_at)
                     );
-                    let progress = c.progress.as_ref().or(old.progress.as_ref());
-                    prop_assert_eq!(new.progress.as_ref(), progress);
+                    let progress = c.progress.as_deref().or(old.progress.as_deref());
+                    prop_assert_eq!(new.progress.as_deref(), progress);
                 } else {
                     // Leases not renewed are untouched.
                     prop_assert_eq!(after.get(&it.id), Some(it));

@@ -50,7 +50,7 @@ fn claim(state: &mut State, agent: &str, now: Millis) -> (String, FencingToken) 
     )
     .unwrap();
     let item = &granted[0];
-    (item.id.clone(), item.current_token().unwrap())
+    (item.id.to_string(), item.current_token().unwrap())
 }
 
 /// Claims the next pending item for `agent` and gives it back untried: a
@@ -85,7 +85,7 @@ fn compact(state: &mut State, before: Millis, max: u32) -> Result<usize, ClaimEr
 }
 
 fn ids(state: &State) -> Vec<&str> {
-    state.items().map(|i| i.id.as_str()).collect()
+    state.items().map(|i| &*i.id).collect()
 }
 
 #[test]
@@ -178,14 +178,14 @@ fn an_idempotency_key_lives_exactly_as_long_as_its_item() {
     assert!(submit(&mut st, "first", "k", 1_000).created);
     let again = submit(&mut st, "other", "k", 1_100);
     assert!(!again.created);
-    assert_eq!(again.item.id, "first");
+    assert_eq!(&*again.item.id, "first");
     let (id, token) = claim(&mut st, "x", 1_200);
     complete(&mut st, &id, token, 1_300);
     assert!(!submit(&mut st, "other", "k", 1_400).created);
     assert_eq!(compact(&mut st, 1_300, 10), Ok(1));
     let after = submit(&mut st, "second", "k", 1_500);
     assert!(after.created, "a removed item's key makes a new item");
-    assert_eq!(after.item.id, "second");
+    assert_eq!(&*after.item.id, "second");
 }
 
 #[test]

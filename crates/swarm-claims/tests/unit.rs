@@ -96,11 +96,11 @@ fn claim_one(
     let items = claim(state, agent, 1, lease_ms, now);
     assert_eq!(items.len(), 1, "expected one grant");
     let item = &items[0];
-    (item.id.clone(), item.lease.as_ref().unwrap().token)
+    (item.id.to_string(), item.lease.as_ref().unwrap().token)
 }
 
 fn ids(items: &[WorkItem]) -> Vec<&str> {
-    items.iter().map(|i| i.id.as_str()).collect()
+    items.iter().map(|i| &*i.id).collect()
 }
 
 fn item(resp: Response) -> WorkItem {
@@ -205,17 +205,17 @@ fn assert_stale(err: ClaimError, id: &str, presented: FencingToken, current: Opt
 fn submit_creates_a_pending_item() {
     let mut st = State::new();
     let it = submit(&mut st, "w1", "build", 3, &["gpu"]);
-    assert_eq!(it.id, "w1");
-    assert_eq!(it.kind, "build");
+    assert_eq!(&*it.id, "w1");
+    assert_eq!(&*it.kind, "build");
     assert_eq!(it.priority, 3);
-    assert_eq!(it.requires, strings(&["gpu"]));
+    assert_eq!(it.requires(), strings(&["gpu"]));
     assert_eq!(it.status, Status::Pending);
     assert_eq!(it.attempt, 0);
     assert_eq!(it.max_attempts, DEFAULT_MAX_ATTEMPTS);
     assert_eq!(it.lease, None);
     assert_eq!(it.token, 0);
     assert_eq!(it.submitted_at, 1_000);
-    assert!(it.history.is_empty() && it.journal.is_empty());
+    assert!(it.history.is_empty() && it.journal().is_empty());
     assert_eq!(st.get("w1"), Some(&it));
     assert_eq!(st.len(), 1);
     assert!(!st.is_empty());
@@ -261,7 +261,7 @@ fn submit_same_idempotency_key_returns_the_same_item() {
         panic!()
     };
     assert!(!created);
-    assert_eq!(c.id, "w1");
+    assert_eq!(&*c.id, "w1");
     assert_eq!(st.len(), 1);
     assert!(st.get("w2").is_none());
     assert_eq!(st, before);
@@ -310,7 +310,7 @@ fn submit_duplicate_id_is_refused() {
         panic!()
     };
     assert!(created);
-    assert_eq!(item.id, "w9");
+    assert_eq!(&*item.id, "w9");
 }
 
 // ---------------------------------------------------------------- claim
@@ -345,14 +345,14 @@ fn claim_sets_the_lease() {
     assert_eq!(it.attempt, 1);
     assert_eq!(it.token, 1);
     let lease = it.lease.as_ref().unwrap();
-    assert_eq!(lease.agent, "a1");
+    assert_eq!(&*lease.agent, "a1");
     assert_eq!(lease.token, 1);
     assert_eq!(lease.granted_at, 2_000);
     assert_eq!(lease.expires_at, 7_000);
     assert_eq!(lease.lease_ms, 5_000);
     assert_eq!(lease.progress, None);
     assert_eq!(it.history.len(), 1);
-    assert_eq!(it.history[0].agent, "a1");
+    assert_eq!(&*it.history[0].agent, "a1");
     assert_eq!(it.history[0].token, 1);
     assert_eq!(it.history[0].ended, None);
     assert_eq!(st.get("w1"), Some(it));
@@ -597,16 +597,16 @@ fn step_done_records_the_journal() {
     submit(&mut st, "w1", "workflow", 0, &[]);
     let (_, t) = claim_one(&mut st, "a1", 1_000, 1_000);
     let it = item(apply(&mut st, step_cmd("w1", t, "fetch", 1_100)).unwrap());
-    assert_eq!(it.journal.len(), 1);
-    assert_eq!(it.journal[0].step, "fetch");
-    assert_eq!(it.journal[0].token, t);
-    assert_eq!(it.journal[0].outcome, r#"{"out":1}"#);
+    assert_eq!(it.journal().len(), 1);
+    assert_eq!(it.journal()[0].step, "fetch");
+    assert_eq!(it.journal()[0].token, t);
+    assert_eq!(it.journal()[0].outcome, r#"{"out":1}"#);
     assert_eq!(it.status, Status::Claimed);
     apply(&mut st, step_cmd("w1", t, "build", 1_200)).unwrap();
     let steps: Vec<_> = st
         .get("w1")
         .unwrap()
-        .journal
+        .journal()
         .iter()
         .map(|j| j.step.clone())
         .collect();
@@ -616,7 +616,7 @@ fn step_done_records_the_journal() {
     apply(&mut st, Command::Tick { now: 2_200 }).unwrap();
     let (_, t2) = claim_one(&mut st, "a2", 1_000, 2_300);
     let it = st.get("w1").unwrap();
-    assert_eq!(it.journal.len(), 2);
+    assert_eq!(it.journal().len(), 2);
     assert_eq!(it.current_token(), Some(t2));
     // The old holder can no longer write to it.
     let err = refused(&mut st, step_cmd("w1", t, "deploy", 2_400));
@@ -712,7 +712,7 @@ fn fail_with_retry_requeues_while_attempts_remain() {
     let it = item(apply(&mut st, fail_cmd("w1", t1, true, 1_100)).unwrap());
     assert_eq!(it.status, Status::Pending);
     assert_eq!(it.attempt, 1);
-    assert_eq!(it.error.as_deref(), Some("boom"));
+    assert_eq!(it.error(), Some("boom"));
     assert_eq!(it.lease, None);
     assert_eq!(it.history[0].ended, Some(ClaimEnd::Failed));
     assert!(st.has_claimable(&[], &[]));
@@ -727,7 +727,7 @@ fn fail_with_retry_requeues_while_attempts_remain() {
     let it = item(apply(&mut st, fail_cmd("w1", t2, true, 1_300)).unwrap());
     assert_eq!(it.status, Status::Failed);
     assert_eq!(it.attempt, 2);
-    assert_eq!(it.error.as_deref(), Some("boom"));
+    assert_eq!(it.error(), Some("boom"));
     assert!(!st.has_claimable(&[], &[]));
     assert!(claim(&mut st, "a3", 1, 1_000, 1_400).is_empty());
 }
@@ -792,7 +792,7 @@ fn handoff_moves_the_claim_under_a_new_higher_token() {
     let lease = it.lease.clone().unwrap();
     assert!(lease.token > t1);
     assert_eq!(lease.token, st.last_token());
-    assert_eq!(lease.agent, "a2");
+    assert_eq!(&*lease.agent, "a2");
     assert_eq!(lease.lease_ms, 4_000);
     assert_eq!(lease.granted_at, 2_000);
     assert_eq!(lease.expires_at, 6_000);
@@ -801,7 +801,7 @@ fn handoff_moves_the_claim_under_a_new_higher_token() {
     assert_eq!(it.token, lease.token);
     assert_eq!(it.history.len(), 2);
     assert_eq!(it.history[0].ended, Some(ClaimEnd::HandedOff));
-    assert_eq!(it.history[1].agent, "a2");
+    assert_eq!(&*it.history[1].agent, "a2");
     assert_eq!(it.history[1].ended, None);
     assert_eq!(st.live_claims(), 1);
     assert!(st.claims_of("a1").is_empty());
@@ -847,7 +847,7 @@ fn cancel_a_pending_item() {
     submit(&mut st, "w1", "t", 0, &[]);
     let it = item(apply(&mut st, cancel_cmd("w1", 1_100)).unwrap());
     assert_eq!(it.status, Status::Cancelled);
-    assert_eq!(it.error.as_deref(), Some("not needed"));
+    assert_eq!(it.error(), Some("not needed"));
     assert!(!st.has_claimable(&[], &[]));
     assert!(claim(&mut st, "a1", 1, 1_000, 1_200).is_empty());
 }
@@ -980,7 +980,7 @@ fn tick_past_max_attempts_fails_the_item_with_the_reason() {
     let it = st.get("w1").unwrap();
     assert_eq!(it.status, Status::Failed);
     assert_eq!(it.lease, None);
-    let reason = it.error.clone().unwrap();
+    let reason = it.error().unwrap().to_string();
     assert!(reason.contains("expired"), "reason: {reason}");
     assert!(reason.contains("2 of 2"), "reason: {reason}");
     assert!(!st.has_claimable(&[], &[]));
@@ -1386,7 +1386,7 @@ fn cancel_of_a_running_workflow_is_a_request_the_holder_ends_as_cancelled() {
         Status::Claimed,
         "the holder still owns it to undo"
     );
-    assert!(after.cancel_requested.is_some());
+    assert!(after.cancel_requested().is_some());
     // The holder may still checkpoint its undo, then ends the item.
     apply(&mut st, step_cmd("wf", token, "a", 1_300)).unwrap();
     let done = item(apply(&mut st, fail_cmd("wf", token, true, 1_400)).unwrap());
@@ -1457,7 +1457,7 @@ fn events_tell_the_story_in_order() {
     assert_eq!(ev[3].token, Some(t2));
     assert_eq!(ev[4].token, Some(t2));
     assert_eq!(
-        ev[2].journal_index,
+        ev[2].journal_index(),
         Some(0),
         "step events point into the journal"
     );

@@ -190,7 +190,7 @@ impl Agent {
             self.ctx.state.read(|s| {
                 s.claims_of(&self.agent)
                     .into_iter()
-                    .filter(|i| i.kind == WORKFLOW_KIND && !runs.contains_key(&i.id))
+                    .filter(|i| *i.kind == *WORKFLOW_KIND && !runs.contains_key(&*i.id))
                     .cloned()
                     .collect()
             })
@@ -207,7 +207,7 @@ impl Agent {
         for (id, ctl) in runs.iter() {
             let (current, cancel) = self.ctx.state.read(|s| {
                 s.get(id)
-                    .map(|i| (i.current_token(), i.cancel_requested.is_some()))
+                    .map(|i| (i.current_token(), i.cancel_requested().is_some()))
                     .unwrap_or((None, false))
             });
             if current != Some(ctl.token) {
@@ -237,7 +237,7 @@ impl Agent {
                         let mut runs = self.runs();
                         for item in renewed {
                             if let (Some(ctl), Some(lease)) =
-                                (runs.get_mut(&item.id), item.lease.as_ref())
+                                (runs.get_mut(&*item.id), item.lease.as_ref())
                             {
                                 ctl.lease_expires_at = lease.expires_at;
                             }
@@ -276,15 +276,15 @@ impl Agent {
         let Some(lease) = item.lease.clone() else {
             return;
         };
-        let (cancel_tx, cancel_rx) = watch::channel(item.cancel_requested.is_some());
+        let (cancel_tx, cancel_rx) = watch::channel(item.cancel_requested().is_some());
         let (suspend_tx, suspend_rx) = watch::channel(None);
         {
             let mut runs = self.runs();
-            if runs.contains_key(&item.id) {
+            if runs.contains_key(&*item.id) {
                 return;
             }
             runs.insert(
-                item.id.clone(),
+                item.id.to_string(),
                 RunControl {
                     token: lease.token,
                     cancel: cancel_tx,
@@ -294,7 +294,7 @@ impl Agent {
             );
         }
         tokio::spawn(async move {
-            let id = item.id.clone();
+            let id = item.id.to_string();
             let token = lease.token;
             let span =
                 tracing::info_span!("workflow", node = self.ctx.config.id, work_id = %id, token);
@@ -364,7 +364,7 @@ impl Agent {
             }
             SuspendReason::MissingCapability { capability } => {
                 tracing::info!(work_id = %id, %capability, step = ?suspension.step, "handing off: step needs a capability this node lacks");
-                let mut need = item.requires.clone();
+                let mut need = item.requires().to_vec();
                 need.push(capability.clone());
                 if !self.hand_off(id, token, &need).await {
                     let anyone = self
@@ -386,7 +386,7 @@ impl Agent {
                 if !self.holds(id, token) {
                     return;
                 }
-                if !self.hand_off(id, token, &item.requires).await {
+                if !self.hand_off(id, token, item.requires()).await {
                     self.release(id, token).await;
                 }
             }

@@ -33,40 +33,40 @@ pub fn status_from_pb(s: pb::WorkStatus) -> Option<WorkStatus> {
 
 pub fn item_to_pb(item: &WorkItem) -> pb::WorkItem {
     pb::WorkItem {
-        id: item.id.clone(),
-        r#type: item.kind.clone(),
+        id: item.id.to_string(),
+        r#type: item.kind.to_string(),
         priority: item.priority,
-        requires: item.requires.clone(),
-        payload_json: item.payload.clone(),
+        requires: item.requires().to_vec(),
+        payload_json: item.payload.to_string(),
         status: status_to_pb(item.status) as i32,
         attempt: item.attempt,
         max_attempts: item.max_attempts,
         claim: item.lease.as_ref().map(|l| pb::Claim {
-            agent: l.agent.clone(),
+            agent: l.agent.to_string(),
             token: l.token,
             lease_expires_at_ms: l.expires_at,
             lease_ms: l.lease_ms,
             granted_at_ms: l.granted_at,
-            progress: l.progress.clone(),
+            progress: l.progress.as_deref().map(str::to_string),
         }),
         token: item.token,
-        result_json: item.result.clone(),
-        error: item.error.clone(),
-        idempotency_key: item.idempotency_key.clone(),
+        result_json: item.result.as_deref().map(str::to_string),
+        error: item.error().map(str::to_string),
+        idempotency_key: item.idempotency_key.to_string(),
         submitted_at_ms: item.submitted_at,
         updated_at_ms: item.updated_at,
         history: item
             .history
             .iter()
             .map(|h| pb::HolderRecord {
-                agent: h.agent.clone(),
+                agent: h.agent.to_string(),
                 token: h.token,
                 granted_at_ms: h.granted_at,
                 ended: h.ended.map(|e| e.as_str().to_string()).unwrap_or_default(),
             })
             .collect(),
         journal: item
-            .journal
+            .journal()
             .iter()
             .map(|j| pb::JournalEntry {
                 step: j.step.clone(),
@@ -77,7 +77,7 @@ pub fn item_to_pb(item: &WorkItem) -> pb::WorkItem {
         events: (0..item.events.len())
             .filter_map(|i| event_to_pb(item, i))
             .collect(),
-        cancel_requested: item.cancel_requested.clone(),
+        cancel_requested: item.cancel_requested().map(str::to_string),
     }
 }
 
@@ -87,8 +87,8 @@ pub fn event_to_pb(item: &WorkItem, index: usize) -> Option<pb::WorkEvent> {
     let e = item.events.get(index)?;
     let outcome_json = match e.kind {
         swarm_claims::EventKind::StepRecorded => e
-            .journal_index
-            .and_then(|i| item.journal.get(i))
+            .journal_index()
+            .and_then(|i| item.journal().get(i))
             .map(|j| j.outcome.clone())
             .unwrap_or_default(),
         _ => String::new(),
@@ -97,10 +97,10 @@ pub fn event_to_pb(item: &WorkItem, index: usize) -> Option<pb::WorkEvent> {
         seq: item.event_seq(index),
         at_ms: e.at,
         kind: e.kind.as_str().to_string(),
-        agent: e.agent.clone().unwrap_or_default(),
+        agent: e.agent.as_deref().unwrap_or_default().to_string(),
         token: e.token.unwrap_or(0),
-        step: e.step.clone().unwrap_or_default(),
-        detail: e.detail.clone().unwrap_or_default(),
+        step: e.step().unwrap_or_default().to_string(),
+        detail: e.detail().unwrap_or_default().to_string(),
         outcome_json,
         status: status_to_pb(item.status) as i32,
     })
@@ -130,7 +130,7 @@ pub fn stats_to_pb(
             .map(|(kind, c)| (kind.to_string(), counts_to_pb(c)))
             .collect(),
         oldest_pending_age_ms: oldest_pending.map(|i| now_ms.saturating_sub(i.submitted_at)),
-        oldest_pending_id: oldest_pending.map(|i| i.id.clone()).unwrap_or_default(),
+        oldest_pending_id: oldest_pending.map(|i| i.id.to_string()).unwrap_or_default(),
         total: counts.total(),
     }
 }

@@ -251,7 +251,7 @@ impl Journal for RaftJournal {
         Ok(self.inner.ctx.state.read(|s| {
             s.get(&self.inner.item)
                 .map(|item| {
-                    item.journal
+                    item.journal()
                         .iter()
                         .filter_map(|j| JournalRecord::parse(&j.outcome))
                         .filter(|r| r.run == run_id)

@@ -124,9 +124,12 @@ impl ListQuery {
 
     fn matches(&self, item: &WorkItem) -> bool {
         self.status.is_none_or(|s| item.status == s)
-            && (self.kind.is_empty() || item.kind == self.kind)
+            && (self.kind.is_empty() || *item.kind == *self.kind)
             && (self.holder.is_empty()
-                || item.lease.as_ref().is_some_and(|l| l.agent == self.holder))
+                || item
+                    .lease
+                    .as_ref()
+                    .is_some_and(|l| *l.agent == *self.holder))
     }
 }
 
@@ -151,7 +154,7 @@ pub fn list_page(
             let bytes = framed_len(&entry);
             if bytes > budget && items.is_empty() {
                 return Err(ReadError::PageItemTooLarge {
-                    id: item.id.clone(),
+                    id: item.id.to_string(),
                     bytes,
                     limit: max_bytes,
                     skip: encode_page_token(&item.id),
@@ -302,7 +305,7 @@ mod tests {
         assert_eq!(pages.len(), 8);
         assert!(pages[..7].iter().all(|p| p.len() == 7), "{pages:?}");
         let ids: Vec<String> = pages.concat();
-        let expected: Vec<String> = state.items().map(|i| i.id.clone()).collect();
+        let expected: Vec<String> = state.items().map(|i| i.id.to_string()).collect();
         assert_eq!(ids, expected);
     }
 

@@ -55,7 +55,7 @@ fn state_of(items: usize) -> Result<State, Box<dyn std::error::Error>> {
     for (n, item) in claimed.iter().enumerate() {
         let token = item.lease.as_ref().map_or(0, |l| l.token);
         let step = StepDone {
-            id: item.id.clone(),
+            id: item.id.to_string(),
             token,
             step: "checkout".into(),
             outcome: r#"{"sha":"4b825dc642cb6eb9a060e54bf8d69288fbee4904"}"#.into(),
@@ -64,7 +64,7 @@ fn state_of(items: usize) -> Result<State, Box<dyn std::error::Error>> {
         apply(&mut state, Command::StepDone(step))?;
         if n % 2 == 0 {
             let complete = Complete {
-                id: item.id.clone(),
+                id: item.id.to_string(),
                 token,
                 result: r#"{"ok":true,"tests":412}"#.into(),
                 now: 1_764_000_102_000,

@@ -374,7 +374,7 @@ mod tests {
 
     fn ids(result: &ApplyResult) -> Vec<String> {
         match result {
-            Ok(Response::Submitted { item, .. }) => vec![item.id.clone()],
+            Ok(Response::Submitted { item, .. }) => vec![item.id.to_string()],
             Ok(Response::Batch(rs)) => rs.iter().flat_map(ids).collect(),
             Err(e) => vec![format!("error: {e}")],
             Ok(other) => vec![format!("{other:?}")],

@@ -48,7 +48,7 @@ fn some_state() -> State {
     };
     for item in items {
         let step = Command::StepDone(StepDone {
-            id: item.id.clone(),
+            id: item.id.to_string(),
             token: item.lease.unwrap().token,
             step: "s1".into(),
             outcome: "1".into(),

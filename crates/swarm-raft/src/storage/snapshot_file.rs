@@ -421,7 +421,7 @@ pub(crate) mod tests {
         for (n, item) in granted.iter().enumerate() {
             let token = item.lease.as_ref().unwrap().token;
             let step = StepDone {
-                id: item.id.clone(),
+                id: item.id.to_string(),
                 token,
                 step: "fetch".into(),
                 outcome: "{\"ok\":true}".into(),
@@ -430,7 +430,7 @@ pub(crate) mod tests {
             apply(&mut state, Command::StepDone(step)).unwrap();
             if n % 2 == 0 {
                 let complete = Complete {
-                    id: item.id.clone(),
+                    id: item.id.to_string(),
                     token,
                     result: format!("{{\"done\":{n}}}"),
                     now: 52_000,
