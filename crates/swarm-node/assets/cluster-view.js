@@ -1,0 +1,89 @@
+// #/ — the cluster: who is a member, who leads, how far each node has
+// applied and how far behind the leader it is. Fed by the app's one
+// /api/cluster poll (every second), so the page and the top bar agree.
+
+import { h, replace } from "./dom.js";
+import { num, duration } from "./format.js";
+import { badge, emptyRow, errorCard } from "./widgets.js";
+
+// A follower further behind than this many entries is shown as lagging.
+const LAG_WARN = 100;
+
+function health(m) {
+  if (!m.reachable) return ["down", "unreachable"];
+  if (m.role === "candidate") return ["warn", "electing"];
+  if (m.role === "learner") return ["warn", "catching up"];
+  if (m.role === "unknown") return ["warn", "unknown role"];
+  if (m.lag !== null && m.lag !== undefined && m.lag > LAG_WARN) return ["warn", "lagging"];
+  return ["ok", "healthy"];
+}
+
+function lagCell(m, maxLag) {
+  if (m.lag === null || m.lag === undefined) return h("td", { class: "num muted", "data-test": "member-lag" }, "–");
+  const frac = maxLag > 0 ? m.lag / maxLag : 0;
+  return h("td", { class: "num", "data-test": "member-lag", "data-lag": String(m.lag) },
+    h("span", { class: "lagbar" },
+      h("span", { class: `lagbar-fill ${m.lag > LAG_WARN ? "lag-high" : ""}`, style: { width: `${frac * 100}%` } })),
+    num(m.lag));
+}
+
+function memberRow(m, cluster, maxLag) {
+  const [state, text] = health(m);
+  const self = m.id === cluster.node_id;
+  return h("tr", {
+    "data-test": "member-row", "data-role": m.role, "data-member-id": String(m.id),
+    "data-reachable": String(Boolean(m.reachable)), class: self ? "self" : null,
+  },
+  h("td", null, h("b", null, `node ${m.id}`), self ? h("span", { class: "tag", title: "this dashboard is served by this node" }, "you") : null),
+  h("td", { class: "mono" }, m.addr),
+  h("td", null, badge("role", m.role, "member-role"), m.voter ? null : h("span", { class: "tag" }, "non-voter")),
+  h("td", null, h("span", { class: `health health-${state}`, "data-test": "member-health", "data-health": state }, h("span", { class: "dot" }), text)),
+  h("td", { class: "num" }, num(m.term)),
+  h("td", { class: "num" }, num(m.commit_index)),
+  h("td", { class: "num", "data-test": "member-applied" }, num(m.applied_index)),
+  h("td", { class: "num" }, num(m.matched_index)),
+  lagCell(m, maxLag),
+  h("td", { class: "num" }, m.last_heartbeat_ms === null || m.last_heartbeat_ms === undefined ? "–" : duration(m.last_heartbeat_ms)));
+}
+
+function stat(label, value, test, extra) {
+  return h("div", { class: "stat", "data-test": test }, h("div", { class: "stat-label" }, label), h("div", { class: "stat-value" }, value), extra || null);
+}
+
+function render(root, cluster) {
+  const leader = cluster.leader_id;
+  const members = [...(cluster.members || [])].sort((a, b) => a.id - b.id);
+  const maxLag = Math.max(0, ...members.map((m) => m.lag || 0));
+  const reachable = members.filter((m) => m.reachable).length;
+  replace(root,
+    leader === null || leader === undefined
+      ? h("div", { class: "panel warn-card", "data-test": "no-leader" }, "No known leader: the cluster cannot accept writes until one is elected.")
+      : null,
+    h("div", { class: "stats" },
+      stat("Leader", leader === null || leader === undefined ? "none" : `node ${leader}`, "cluster-leader"),
+      stat("Term", num(cluster.term), "cluster-term"),
+      stat("Members", `${reachable} / ${members.length} reachable`, "cluster-members"),
+      stat("Items", num(cluster.items), "cluster-items"),
+      stat("Live claims", num(cluster.live_claims), "cluster-claims"),
+      stat("Removed (retention)", num(cluster.items_removed), "cluster-removed")),
+    h("section", { class: "panel" },
+      h("div", { class: "panel-head" }, h("h2", null, "Members"),
+        h("span", { class: "muted small" }, `as seen by node ${cluster.node_id}; updated every second`)),
+      h("table", { class: "grid", "data-test": "members" },
+        h("thead", null, h("tr", null,
+          ["Node", "Address", "Role", "Health", "Term", "Commit", "Applied", "Matched", "Lag", "Heard from"].map((c, i) =>
+            h("th", { class: i >= 4 ? "num" : null }, c)))),
+        h("tbody", null, members.length ? members.map((m) => memberRow(m, cluster, maxLag)) : emptyRow(10, "no members")))),
+    h("p", { class: "muted small footnote" },
+      "Term, commit and applied index come from each member itself; matched index, lag (the leader's last log index minus the member's matched index) and heard-from come from the leader's view."));
+}
+
+/** Mounts the cluster page; returns its unmount. */
+export function mountCluster(root, ctx) {
+  replace(root, h("div", { class: "loading" }, "Loading cluster…"));
+  const show = ({ cluster, error }) => {
+    if (cluster) render(root, cluster);
+    else if (error && !root.querySelector("[data-test=members]")) root.replaceChildren(errorCard("Cannot read the cluster", error));
+  };
+  return ctx.onCluster(show);
+}
