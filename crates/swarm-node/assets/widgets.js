@@ -7,7 +7,8 @@ import { duration, compactJson } from "./format.js";
 
 /** A coloured badge for an item status, a step state or a member role. */
 export function badge(kind, value, test) {
-  return h("span", { class: `badge ${kind}-${value}`, "data-test": test, "data-value": value }, value.replace(/_/g, " "));
+  const text = String(value ?? "unknown");
+  return h("span", { class: `badge ${kind}-${text}`, "data-test": test, "data-value": text }, text.replace(/_/g, " "));
 }
 
 /** The tables' "nothing here" row. */
