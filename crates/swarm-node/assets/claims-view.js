@@ -4,8 +4,8 @@
 
 import { h, replace } from "./dom.js";
 import { getJson, query } from "./api.js";
-import { num, clock, iso, ago } from "./format.js";
-import { emptyRow, errorCard, leaseBar, progressCell, TokenPager, pagerBar } from "./widgets.js";
+import { num, clock, iso } from "./format.js";
+import { emptyRow, errorCard, leaseBar, progressCell, TokenPager, pagerBar, agoText, signature } from "./widgets.js";
 
 const REFRESH_MS = 1000;
 const DEFAULT_LIMIT = 100;
@@ -20,10 +20,10 @@ function claimRow(c) {
     h("td", null, c.type),
     h("td", null, h("a", { href: `#/work${query({ holder: c.agent })}` }, c.agent)),
     h("td", { class: "num mono" }, String(c.token)),
-    h("td", { class: "lease-cell" }, leaseBar(`${c.id}/${c.token}`, c.lease_remaining_ms, "claim-lease")),
+    h("td", { class: "lease-cell" }, leaseBar(`${c.id}/${c.token}`, c.lease_remaining_ms, "claim-lease", c.lease_ms)),
     h("td", null, progressCell(c.progress)),
     h("td", { class: "num", title: iso(c.granted_at_ms) }, `${clock(c.granted_at_ms)}`),
-    h("td", { class: "num" }, ago(c.granted_at_ms)));
+    h("td", { class: "num" }, agoText(c.granted_at_ms)));
 }
 
 function agentsSummary(claims) {
@@ -44,6 +44,7 @@ export function mountClaims(root, params, ctx) {
   replace(root, h("div", { class: "loading" }, "Loading claims…"));
   const abort = new AbortController();
   let timer = null;
+  let shown = "";
 
   const draw = (page) => {
     const key = limit;
@@ -71,12 +72,18 @@ export function mountClaims(root, params, ctx) {
   const refresh = async () => {
     try {
       const page = await getJson(`/api/claims${query({ limit: limit || DEFAULT_LIMIT, page_token: token })}`, { signal: abort.signal });
-      draw(page);
+      if (signature(page) !== shown) {
+        shown = signature(page);
+        draw(page);
+      }
       ctx.reportError("claims", null);
     } catch (e) {
       if (abort.signal.aborted) return;
       ctx.reportError("claims", e);
-      if (!root.querySelector("[data-test=claims]")) replace(root, errorCard("Cannot list claims", e, "claims-error"));
+      if (!root.querySelector("[data-test=claims]")) {
+        shown = "";
+        replace(root, errorCard("Cannot list claims", e, "claims-error"));
+      }
     }
     if (!abort.signal.aborted) timer = setTimeout(refresh, REFRESH_MS);
   };

@@ -7,8 +7,8 @@
 
 import { h, replace } from "./dom.js";
 import { getJson } from "./api.js";
-import { num, clock, iso, ago, prettyJson, compactJson } from "./format.js";
-import { badge, emptyRow, errorCard, leaseBar, progressCell } from "./widgets.js";
+import { num, clock, iso, prettyJson, compactJson } from "./format.js";
+import { badge, emptyRow, errorCard, leaseBar, progressCell, agoText, signature } from "./widgets.js";
 import { renderDag } from "./dag.js";
 
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
@@ -28,8 +28,8 @@ function facts(item) {
     fact("Progress", claim ? progressCell(claim.progress) : h("span", { class: "muted" }, "–")),
     fact("Attempt", `${item.attempt} of ${item.max_attempts}`, "item-attempt"),
     fact("Priority", num(item.priority)),
-    fact("Submitted", h("span", { title: iso(item.submitted_at_ms) }, `${clock(item.submitted_at_ms)} (${ago(item.submitted_at_ms)})`)),
-    fact("Updated", h("span", { title: iso(item.updated_at_ms) }, `${clock(item.updated_at_ms)} (${ago(item.updated_at_ms)})`)),
+    fact("Submitted", h("span", { title: iso(item.submitted_at_ms) }, clock(item.submitted_at_ms), " (", agoText(item.submitted_at_ms), ")")),
+    fact("Updated", h("span", { title: iso(item.updated_at_ms) }, clock(item.updated_at_ms), " (", agoText(item.updated_at_ms), ")")),
     item.idempotency_key ? fact("Idempotency key", h("span", { class: "mono" }, item.idempotency_key)) : null,
     claim ? fact("Claimed at", h("span", { title: iso(claim.granted_at_ms) }, clock(claim.granted_at_ms))) : null);
 }
@@ -151,8 +151,14 @@ export function mountItem(root, id, ctx) {
   let source = null;
   let pollTimer = null;
 
+  let shown = "";
   const draw = () => {
     if (!item) return;
+    // The watch resends the item every second for its lease countdown,
+    // which the page keeps by itself: redraw only on a change.
+    const now = signature([item, live]);
+    if (now === shown) return;
+    shown = now;
     try {
       render(root, item, live, open);
     } catch (e) {
@@ -163,6 +169,7 @@ export function mountItem(root, id, ctx) {
     if (item) {
       live = "error";
       draw();
+      shown = "";
       root.prepend(errorCard(`Stopped following ${id}`, error, "item-error-live"));
     } else {
       replace(root, h("div", { class: "crumbs" }, h("a", { href: "#/work" }, "Work"), " › ", h("span", { class: "mono" }, id)),

@@ -3,7 +3,7 @@
 // error card.
 
 import { h } from "./dom.js";
-import { duration, compactJson } from "./format.js";
+import { duration, compactJson, ago, iso } from "./format.js";
 
 /** A coloured badge for an item status, a step state or a member role. */
 export function badge(kind, value, test) {
@@ -32,11 +32,11 @@ const leaseLengths = new Map();
  * A lease bar: how much of the lease remains, counting down locally until
  * the next refresh replaces it. `key` names the claim (id and token).
  */
-export function leaseBar(key, remainingMs, test = "lease-remaining") {
+export function leaseBar(key, remainingMs, test = "lease-remaining", leaseMs = null) {
   if (remainingMs === null || remainingMs === undefined) {
     return h("span", { class: "muted", "data-test": test }, "–");
   }
-  const total = Math.max(leaseLengths.get(key) || 0, remainingMs, 1);
+  const total = leaseMs > 0 ? Math.max(leaseMs, remainingMs) : Math.max(leaseLengths.get(key) || 0, remainingMs, 1);
   leaseLengths.set(key, total);
   if (leaseLengths.size > 5000) leaseLengths.delete(leaseLengths.keys().next().value);
   const fill = h("span", { class: "lease-fill" });
@@ -59,16 +59,45 @@ function paintLease(el, now) {
   el.dataset.remainingMs = String(Math.round(left));
 }
 
-// One ticker for every lease bar on the page: 4 repaints a second is smooth
-// enough for a countdown shown in tenths of a second.
+/** "12s ago", kept current by the ticker below between redraws. */
+export function agoText(atMs) {
+  return h("span", { "data-ago": String(atMs || ""), title: iso(atMs) }, ago(atMs));
+}
+
+// One ticker for every lease bar and "ago" on the page: 4 repaints a second
+// is smooth enough for a countdown shown in tenths of a second.
+let ticks = 0;
 setInterval(() => {
   const now = Date.now();
   for (const el of document.querySelectorAll(".lease[data-deadline]")) paintLease(el, now);
+  if (ticks++ % 4 === 0) {
+    for (const el of document.querySelectorAll("[data-ago]")) el.textContent = ago(Number(el.dataset.ago));
+  }
 }, 250);
+
+/**
+ * What a fetched document says, for telling whether a redraw would change
+ * anything: a lease's remaining time becomes its deadline (to the second),
+ * which only a renewal moves. Skipping same-looking redraws keeps the
+ * user's text selection and hover.
+ */
+export function signature(value) {
+  const now = Date.now();
+  return JSON.stringify(value, (key, v) =>
+    key === "lease_remaining_ms" && typeof v === "number" ? Math.round((now + v) / 1000) : v);
+}
 
 /** A progress cell: a bar for a fraction or a percentage, else the JSON as text. */
 export function progressCell(progress) {
-  if (progress === null || progress === undefined) return h("span", { class: "muted" }, "–");
+  if (progress === null || progress === undefined || progress === "") return h("span", { class: "muted" }, "–");
+  // Agents report progress as text; most send JSON.
+  if (typeof progress === "string") {
+    try {
+      progress = JSON.parse(progress);
+    } catch {
+      // Plain text: shown as it is.
+    }
+  }
   let frac = null;
   if (typeof progress === "number") frac = progress <= 1 ? progress : progress / 100;
   else if (progress && typeof progress === "object") {

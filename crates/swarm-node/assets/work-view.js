@@ -6,8 +6,8 @@
 
 import { h, replace } from "./dom.js";
 import { getJson, query } from "./api.js";
-import { num, duration, ago, iso } from "./format.js";
-import { badge, emptyRow, errorCard, leaseBar, progressCell, TokenPager, pagerBar } from "./widgets.js";
+import { num, duration } from "./format.js";
+import { badge, emptyRow, errorCard, leaseBar, progressCell, TokenPager, pagerBar, agoText, signature } from "./widgets.js";
 
 export const STATUSES = ["pending", "claimed", "completed", "failed", "cancelled"];
 const LIMITS = [10, 25, 50, 100, 250, 1000];
@@ -122,8 +122,8 @@ function workRow(item) {
     h("td", { class: "num mono" }, item.token ? String(item.token) : "–"),
     h("td", null, item.status === "claimed" ? leaseBar(`${item.id}/${item.token}`, item.lease_remaining_ms) : h("span", { class: "muted" }, "–")),
     h("td", null, progressCell(item.progress)),
-    h("td", { class: "num", title: iso(item.submitted_at_ms) }, ago(item.submitted_at_ms)),
-    h("td", { class: "num", title: iso(item.updated_at_ms) }, ago(item.updated_at_ms)));
+    h("td", { class: "num" }, agoText(item.submitted_at_ms)),
+    h("td", { class: "num" }, agoText(item.updated_at_ms)));
 }
 
 function workTable(page, filters, go) {
@@ -159,6 +159,8 @@ export function mountWork(root, params, ctx) {
   const abort = new AbortController();
   let timer = null;
   let knownTypes = "";
+  let shownStats = "";
+  let shownPage = "";
   const refresh = async () => {
     try {
       await refreshOnce();
@@ -173,8 +175,9 @@ export function mountWork(root, params, ctx) {
     const stats = getJson("/api/stats", { signal: abort.signal });
     const [statsResult, pageResult] = await Promise.allSettled([stats, listing]);
     if (abort.signal.aborted) return;
-    if (statsResult.status === "fulfilled") {
+    if (statsResult.status === "fulfilled" && signature(statsResult.value) !== shownStats) {
       const s = statsResult.value;
+      shownStats = signature(s);
       replace(statsBox, statusCards(s, filters));
       replace(typesBox, typeTable(s, filters));
       const types = Object.keys(s.by_type || {}).sort();
@@ -184,12 +187,15 @@ export function mountWork(root, params, ctx) {
         const list = formBox.querySelector("#work-types");
         if (list) replace(list, types.map((t) => h("option", { value: t })));
       }
-    } else {
+    } else if (statsResult.status === "rejected") {
+      shownStats = "";
       replace(statsBox, errorCard("Cannot read the counts", statsResult.reason, "stats-error"));
     }
-    if (pageResult.status === "fulfilled") {
+    if (pageResult.status === "fulfilled" && signature(pageResult.value) !== shownPage) {
+      shownPage = signature(pageResult.value);
       replace(tableBox, workTable(pageResult.value, filters, ctx.go));
-    } else {
+    } else if (pageResult.status === "rejected") {
+      shownPage = "";
       replace(tableBox, errorCard("Cannot list items", pageResult.reason, "work-error"));
     }
     ctx.reportError("work", statsResult.status === "rejected" ? statsResult.reason : pageResult.status === "rejected" ? pageResult.reason : null);
