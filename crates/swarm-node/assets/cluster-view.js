@@ -4,7 +4,13 @@
 
 import { h, replace } from "./dom.js";
 import { num, duration } from "./format.js";
-import { badge, emptyRow, errorCard } from "./widgets.js";
+import { getJson } from "./api.js";
+import { badge, emptyRow, errorCard, signature } from "./widgets.js";
+import { statusCards, ageClass, hashFor } from "./work-view.js";
+
+const STATS_REFRESH_MS = 2000;
+// The cluster page lists this many of the queues that waited longest.
+const QUEUES_SHOWN = 6;
 
 // A follower further behind than this many entries is shown as lagging.
 const LAG_WARN = 100;
@@ -50,6 +56,26 @@ function stat(label, value, test, extra) {
   return h("div", { class: "stat", "data-test": test }, h("div", { class: "stat-label" }, label), h("div", { class: "stat-value" }, value), extra || null);
 }
 
+/** Where work piles up, at a glance: counts by status and the oldest queues. */
+function workSummary(stats) {
+  const ages = Object.entries(stats.oldest_pending_age_ms_by_type || {})
+    .filter(([, age]) => age !== null && age !== undefined)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, QUEUES_SHOWN);
+  const pendingOf = (type) => ((stats.by_type || {})[type] || {}).pending || 0;
+  return h("section", { class: "panel", "data-test": "work-summary" },
+    h("div", { class: "panel-head" }, h("h2", null, "Work"), h("a", { class: "small", href: "#/work" }, "all items →")),
+    statusCards(stats, { status: "", type: "", holder: "", limit: "", page_token: "" }),
+    h("table", { class: "grid compact", "data-test": "queues" },
+      h("thead", null, h("tr", null, h("th", null, "Queue (type)"), h("th", { class: "num" }, "pending"), h("th", { class: "num" }, "oldest pending"))),
+      h("tbody", null, ages.length
+        ? ages.map(([type, age]) => h("tr", { "data-test": "queue-row", "data-type": type },
+          h("td", null, h("a", { href: hashFor({ type, status: "pending" }) }, type)),
+          h("td", { class: "num" }, num(pendingOf(type))),
+          h("td", { class: `num ${ageClass(age)}` }, duration(age))))
+        : emptyRow(3, "nothing is waiting"))));
+}
+
 function render(root, cluster) {
   const leader = cluster.leader_id;
   const members = [...(cluster.members || [])].sort((a, b) => a.id - b.id);
@@ -73,17 +99,44 @@ function render(root, cluster) {
         h("thead", null, h("tr", null,
           ["Node", "Address", "Role", "Health", "Term", "Commit", "Applied", "Matched", "Lag", "Heard from"].map((c, i) =>
             h("th", { class: i >= 4 ? "num" : null }, c)))),
-        h("tbody", null, members.length ? members.map((m) => memberRow(m, cluster, maxLag)) : emptyRow(10, "no members")))),
-    h("p", { class: "muted small footnote" },
-      "Term, commit and applied index come from each member itself; matched index, lag (the leader's last log index minus the member's matched index) and heard-from come from the leader's view."));
+        h("tbody", null, members.length ? members.map((m) => memberRow(m, cluster, maxLag)) : emptyRow(10, "no members"))),
+      h("p", { class: "muted small footnote" },
+        "Term, commit and applied index come from each member itself; matched index, lag (the leader's last log index minus the member's matched index) and heard-from come from the leader's view",
+        cluster.leader_id === cluster.node_id ? "." : ", so only the leader's dashboard shows them.")));
 }
 
 /** Mounts the cluster page; returns its unmount. */
 export function mountCluster(root, ctx) {
-  replace(root, h("div", { class: "loading" }, "Loading cluster…"));
+  const clusterBox = h("div", null, h("div", { class: "loading" }, "Loading cluster…"));
+  const workBox = h("div");
+  replace(root, clusterBox, workBox);
   const show = ({ cluster, error }) => {
-    if (cluster) render(root, cluster);
-    else if (error && !root.querySelector("[data-test=members]")) root.replaceChildren(errorCard("Cannot read the cluster", error));
+    if (cluster) render(clusterBox, cluster);
+    else if (error && !clusterBox.querySelector("[data-test=members]")) replace(clusterBox, errorCard("Cannot read the cluster", error));
   };
-  return ctx.onCluster(show);
+  const unsubscribe = ctx.onCluster(show);
+
+  const abort = new AbortController();
+  let timer = null;
+  let shown = "";
+  const refresh = async () => {
+    try {
+      const stats = await getJson("/api/stats", { signal: abort.signal });
+      if (signature(stats) !== shown) {
+        shown = signature(stats);
+        replace(workBox, workSummary(stats));
+      }
+    } catch (e) {
+      if (abort.signal.aborted) return;
+      shown = "";
+      replace(workBox, errorCard("Cannot read the work counts", e, "stats-error"));
+    }
+    if (!abort.signal.aborted) timer = setTimeout(refresh, STATS_REFRESH_MS);
+  };
+  refresh();
+  return () => {
+    unsubscribe();
+    abort.abort();
+    clearTimeout(timer);
+  };
 }

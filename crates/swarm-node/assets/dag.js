@@ -94,7 +94,7 @@ export function renderDag(steps) {
   const boxes = steps.map((st, i) => {
     const { x, y } = pos[i];
     const node = st.node || "";
-    const attempts = st.attempts > 1 ? ` · ${st.attempts} tries` : "";
+    const attempts = st.attempts > 1 ? ` ×${st.attempts}` : "";
     const sub = (node ? `${st.state.replace(/_/g, " ")} · ${node}` : st.state.replace(/_/g, " ")) + attempts;
     const tip = [
       `step ${st.name} (${st.run})`,

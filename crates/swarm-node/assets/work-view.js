@@ -30,16 +30,17 @@ function filtersOf(params) {
   };
 }
 
-function hashFor(filters) {
+export function hashFor(filters) {
   return `#/work${query(filters)}`;
 }
 
-function ageClass(ms) {
+export function ageClass(ms) {
   if (ms === null || ms === undefined) return "muted";
   return ms > AGE_BAD_MS ? "age-bad" : ms > AGE_WARN_MS ? "age-warn" : "";
 }
 
-function statusCards(stats, filters) {
+/** Counts by status as cards that filter the table; also the cluster page's summary. */
+export function statusCards(stats, filters) {
   const card = (status, count) => h("a", {
     class: `stat stat-link status-card-${status} ${filters.status === status ? "active" : ""}`,
     href: hashFor({ ...filters, status: filters.status === status ? "" : status, page_token: "" }),
