@@ -50,7 +50,9 @@ pub trait Middleware: Send + Sync + 'static {
 }
 
 /// A span per run (`run_id`, `workflow`) and per step attempt (`step`, `kind`, `attempt`,
-/// `duration_ms`), with an event at each outcome.
+/// `duration_ms`), with an event at each outcome. A step's span is a child of its run's, the
+/// run's a child of the span `Reactor::run` was called in; a failed run or attempt sets
+/// `otel.status_code = "error"` for a tracing backend.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TracingMiddleware;
 
@@ -68,6 +70,7 @@ impl Middleware for TracingMiddleware {
             workflow = %run.workflow,
             token = run.fencing_token,
             status = Empty,
+            otel.status_code = Empty,
         );
         run.span.in_scope(|| tracing::info!("run started"));
     }
@@ -75,6 +78,10 @@ impl Middleware for TracingMiddleware {
     async fn run_finished(&self, run: &RunContext, report: &RunReport) {
         run.span
             .record("status", tracing::field::display(report.status));
+        if report.status == RunStatus::Failed {
+            // A tracing backend shows the run as failed.
+            run.span.record("otel.status_code", "error");
+        }
         run.span.in_scope(|| match (report.status, &report.error) {
             // Logged by `on_run_suspended`.
             (RunStatus::Suspended, _) => {}
@@ -107,6 +114,7 @@ impl Middleware for TracingMiddleware {
             kind = %step.kind,
             attempt = step.attempt,
             duration_ms = Empty,
+            otel.status_code = Empty,
         );
         step.span.in_scope(|| tracing::debug!("step started"));
     }
@@ -118,6 +126,7 @@ impl Middleware for TracingMiddleware {
 
     async fn step_failed(&self, step: &StepContext, error: &StepError, elapsed: Duration) {
         step.span.record("duration_ms", millis(elapsed));
+        step.span.record("otel.status_code", "error");
         step.span.in_scope(
             || tracing::warn!(error = %error, retryable = error.retryable, "step failed"),
         );

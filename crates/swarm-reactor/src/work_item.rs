@@ -4,8 +4,8 @@
 //! `workflow run --wait`). Both sides use these types; none mirrors them.
 //!
 //! - [`WorkflowPayload`]: the item's payload (spec text, inputs, base
-//!   directory), and its validation before a submit is proposed (a spec
-//!   that cannot run never enters the log).
+//!   directory, the submitter's [`TraceContext`]), and its validation before
+//!   a submit is proposed (a spec that cannot run never enters the log).
 //! - [`JournalRecord`]: one entry of the item's journal as the node records
 //!   it: which run it belongs to, and the reactor's [`JournalEntry`].
 
@@ -30,6 +30,22 @@ pub struct WorkflowPayload {
     /// submitting client's directory of the spec file.
     #[serde(default)]
     pub base_dir: Option<String>,
+    /// The trace of the request that submitted the workflow: every run of
+    /// the item, on whichever node claims it or is handed it, is a child of
+    /// it. Absent in payloads from before tracing, and when nothing traced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceContext>,
+}
+
+/// A W3C trace context (<https://www.w3.org/TR/trace-context/>) as it
+/// travels with a work item: the two headers, verbatim.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceContext {
+    /// `00-<trace id>-<parent span id>-<flags>`.
+    pub traceparent: String,
+    /// Vendor entries; empty when there are none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tracestate: String,
 }
 
 impl WorkflowPayload {
@@ -121,10 +137,26 @@ mod tests {
             spec: "name: t\ninputs: [x]\nsteps:\n  - name: a\n    run: echo\n".into(),
             inputs: Map::from_iter([("x".to_string(), serde_json::json!(1))]),
             base_dir: Some("/tmp".into()),
+            trace: Some(TraceContext {
+                traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+                tracestate: String::new(),
+            }),
         };
         let (back, _) = WorkflowPayload::load(&p.to_json().unwrap()).unwrap();
         assert_eq!(back.inputs, p.inputs);
         assert_eq!(back.base_dir.as_deref(), Some("/tmp"));
+        assert_eq!(back.trace, p.trace);
+    }
+
+    #[test]
+    fn a_payload_without_a_trace_loads_and_writes_none() {
+        let p = serde_json::json!({
+            "spec": "name: t\nsteps:\n  - name: a\n    run: echo\n",
+            "inputs": {}
+        });
+        let (back, _) = WorkflowPayload::load(&p.to_string()).unwrap();
+        assert_eq!(back.trace, None);
+        assert!(!back.to_json().unwrap().contains("trace"));
     }
 
     #[test]

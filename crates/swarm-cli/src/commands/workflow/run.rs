@@ -56,6 +56,8 @@ pub async fn run(ctx: &Context, args: Run) -> Result<()> {
         spec,
         inputs,
         base_dir: Some(base_dir),
+        // The node that takes the submit adds its request's trace.
+        trace: None,
     }
     .to_json()
     .context("encode the workflow payload")?;
