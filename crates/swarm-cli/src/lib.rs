@@ -23,7 +23,8 @@
 //!   through another node).
 //! - `views`: prost messages to JSON values and table rows, one file per
 //!   message family (`work_item`, `work_event`, `claim`, `cluster`), and
-//!   `workflow_steps`: a workflow item's steps decoded from its journal.
+//!   `workflow_steps`: a workflow item's steps (`swarm_reactor::StepBoard`)
+//!   as JSON and a table.
 //! - `output`: printing JSON and tables to stdout, humanized lease times.
 
 mod cli;

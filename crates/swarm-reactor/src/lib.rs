@@ -56,7 +56,8 @@
 //!   shape problem (types, durations, argument syntax, unknown fields).
 //! - [`validate`](mod@validate): turns a spec into a runnable [`Workflow`]: kinds, references,
 //!   cycles, the DAG.
-//! - [`plan`]: renders the DAG as text stages or a mermaid flowchart.
+//! - [`plan`]: renders the DAG as text stages or a mermaid flowchart, and lists each step's
+//!   direct dependencies ([`plan::dependencies`]).
 //! - [`executor`]: [`Reactor`] and its [`RunOptions`], in modules by job: `schedule` (a run
 //!   from its first journal entry to its last: ready steps, concurrency, how the run ends),
 //!   `run` (a run in progress and its ledger of steps), `attempt` (one step's attempts:
@@ -74,6 +75,8 @@
 //! - [`work_item`]: a workflow as a Swarm work item, shared by the node and the CLI: the
 //!   [`WorkflowPayload`] of an item of type `workflow`, and the [`JournalRecord`] each journal
 //!   entry of it holds.
+//! - [`steps`]: [`StepBoard`], a run's steps (state, attempts, node) folded from its journal,
+//!   shared by the node's dashboard and `swarmctl`.
 
 pub mod backoff;
 pub mod error;
@@ -85,6 +88,7 @@ pub mod plan;
 pub mod report;
 pub mod spec;
 pub mod step;
+pub mod steps;
 pub mod validate;
 pub mod work_item;
 
@@ -101,6 +105,7 @@ pub use report::{
 };
 pub use spec::{ActionSpec, Source, StepSpec, WorkflowSpec};
 pub use step::{Compensation, Registry, ReservedKind, Step, StepContext};
+pub use steps::{StepBoard, StepRow, StepState};
 pub use validate::{Workflow, load_file, validate};
 pub use work_item::{JournalRecord, WorkflowPayload};
 

@@ -1,5 +1,6 @@
 //! Renders a validated workflow's DAG for people: plain text in stages (steps in one stage can
-//! run at the same time) or a mermaid flowchart. Each step is marked undoable or not.
+//! run at the same time) or a mermaid flowchart. Each step is marked undoable or not. For
+//! programs that draw the DAG themselves, [`dependencies`] lists each step's direct ones.
 
 use std::fmt::Write as _;
 use std::str::FromStr;
@@ -53,6 +54,27 @@ pub fn stages(workflow: &Workflow) -> Vec<Vec<&str>> {
         out[level[i]].push(workflow.steps[i].spec.name.as_str());
     }
     out
+}
+
+/// Each step's direct dependencies, in plan order (stage by stage, as [`stages`] lists them):
+/// `(step, run kind, depends_on)`, where the run kind is the step's `run` as written (a
+/// registered kind, `map` or `workflow`) and `depends_on` names every step that must finish
+/// first (data and `wait_for`), in spec order. The edges of the DAG a dashboard draws.
+pub fn dependencies(workflow: &Workflow) -> Vec<(String, String, Vec<String>)> {
+    stages(workflow)
+        .into_iter()
+        .flatten()
+        .filter_map(|name| workflow.index.get(name))
+        .map(|&i| {
+            let step = &workflow.steps[i];
+            let depends_on = step
+                .deps
+                .iter()
+                .map(|&d| workflow.steps[d].spec.name.clone())
+                .collect();
+            (step.spec.name.clone(), step.spec.run.clone(), depends_on)
+        })
+        .collect()
 }
 
 fn kind_label(step: &ResolvedStep) -> String {

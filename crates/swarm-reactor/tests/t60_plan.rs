@@ -102,3 +102,61 @@ fn formats_parse() {
     assert_eq!("mermaid".parse::<PlanFormat>(), Ok(PlanFormat::Mermaid));
     assert!("svg".parse::<PlanFormat>().is_err());
 }
+
+#[test]
+fn dependencies_name_each_steps_direct_predecessors_in_plan_order() {
+    let deps = |name: &str, run: &str, on: &[&str]| {
+        (
+            name.to_string(),
+            run.to_string(),
+            on.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+    };
+    let wf = Workflow::parse(SPEC, &Registry::builtin()).unwrap();
+    assert_eq!(
+        plan::dependencies(&wf),
+        [
+            deps("reserve", "echo", &[]),
+            deps("charge", "echo", &["reserve"]),
+            deps("audit", "echo", &["reserve"]),
+            deps("ship", "echo", &["charge"]),
+        ]
+    );
+
+    // Written last, planned first; data and `wait_for` both count, only direct ones.
+    let wf = Workflow::parse(
+        r#"
+name: fan-in
+steps:
+  - name: report
+    run: echo
+    arguments: { a: result(left), b: result(right) }
+    wait_for: [root]
+  - name: left
+    run: echo
+    arguments: { r: result(root) }
+  - name: right
+    run: sleep
+    with: { duration: 1ms }
+    wait_for: [root]
+  - name: each
+    run: map
+    arguments: { items: [1] }
+    with: { step: { run: echo } }
+  - name: root
+    run: echo
+"#,
+        &Registry::builtin(),
+    )
+    .unwrap();
+    assert_eq!(
+        plan::dependencies(&wf),
+        [
+            deps("each", "map", &[]),
+            deps("root", "echo", &[]),
+            deps("left", "echo", &["root"]),
+            deps("right", "sleep", &["root"]),
+            deps("report", "echo", &["left", "right", "root"]),
+        ]
+    );
+}

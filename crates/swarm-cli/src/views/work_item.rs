@@ -15,7 +15,7 @@ use swarm_claims::WORKFLOW_KIND;
 use swarm_client::proto::{WorkItem, WorkStatus};
 
 use super::work_event::event_json;
-use super::workflow_steps::StepBoard;
+use super::workflow_steps::{board_of, steps_json, steps_table};
 use crate::output::{Table, fields, or_dash, time_left};
 
 /// The lowercase word for a status: `pending`, `claimed`, `completed`,
@@ -74,7 +74,7 @@ pub fn item_json(item: &WorkItem) -> Value {
             "token": j.token,
             "outcome": json_text(&j.outcome_json),
         })).collect::<Vec<_>>(),
-        "steps": StepBoard::of_item(item).to_json(),
+        "steps": steps_json(&board_of(item)),
         "cancel_requested": item.cancel_requested,
         "events": item.events.iter().map(event_json).collect::<Vec<_>>(),
     })
@@ -156,10 +156,10 @@ pub fn item_detail(item: &WorkItem, now_ms: u64) -> String {
         pairs.push(("cancel", format!("requested ({reason})")));
     }
     let mut text = fields(&pairs);
-    let steps = StepBoard::of_item(item);
+    let steps = board_of(item);
     if item.r#type == WORKFLOW_KIND && !steps.rows().is_empty() {
         text.push('\n');
-        text.push_str(&steps.table().render());
+        text.push_str(&steps_table(&steps).render());
     }
     if !item.history.is_empty() {
         let mut history = Table::new(&["AGENT", "TOKEN", "GRANTED_AT", "ENDED"]);

@@ -1,193 +1,63 @@
-//! A workflow item's steps, decoded from its journal.
+//! A workflow item's steps, decoded from its journal, as JSON and a table.
 //!
-//! Each journal entry's `outcome_json` is a [`JournalRecord`] (`{"run": "<run
-//! id>", "entry": <swarm_reactor::JournalEntry>}`), recorded under the holder's fencing
-//! token. The top-level run's id is the item id; a sub-workflow's run is
-//! `<item id>/<step>`. [`StepBoard`] folds entries of the top-level run into
-//! one row per step — `{"name", "status", "attempts", "node"}` — where:
-//!
-//! - `status` is the latest thing that happened to the step: `running`
-//!   (started), `retrying` (an attempt failed and another follows),
-//!   `succeeded`, `failed` (for good), `cancelled` (stopped while running),
-//!   `undone` (rolled back), `undo_failed` (its undo failed: its effects stay);
-//! - `attempts` is the highest attempt number seen;
-//! - `node` is the agent that held the token the step's latest entry was
-//!   recorded under (from the item's `history`), or null when unknown.
-//!
+//! The fold itself (journal entries to one row per step: state, attempts,
+//! node) is [`swarm_reactor::StepBoard`], shared with the node's dashboard;
+//! this module feeds it the wire [`WorkItem`] and renders its rows. Each row
+//! is `{"name", "status", "attempts", "node"}`: `status` is the step's
+//! [`StepState`](swarm_reactor::StepState) word (`running`, `retrying`,
+//! `succeeded`, `failed`, `cancelled`, `undone`, `undo_failed`), `node` the
+//! agent that held the token its latest entry was recorded under, or null.
 //! Steps appear in the order they were first journaled.
 
 use std::collections::HashMap;
 
 use serde_json::{Value, json};
 use swarm_client::proto::WorkItem;
-use swarm_reactor::{JournalEntry, JournalRecord};
+use swarm_reactor::{JournalEntry, JournalRecord, StepBoard, StepRow};
 
 use crate::output::{Table, or_dash};
 
-/// Where a step stands, as far as the journal says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepState {
-    Running,
-    Retrying,
-    Succeeded,
-    Failed,
-    Cancelled,
-    Undone,
-    UndoFailed,
-}
-
-impl StepState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepState::Running => "running",
-            StepState::Retrying => "retrying",
-            StepState::Succeeded => "succeeded",
-            StepState::Failed => "failed",
-            StepState::Cancelled => "cancelled",
-            StepState::Undone => "undone",
-            StepState::UndoFailed => "undo_failed",
-        }
-    }
-
-    /// Whether the step got as far as it will in this run: what a progress
-    /// bar counts as done.
-    pub fn is_done(self) -> bool {
-        !matches!(self, StepState::Running | StepState::Retrying)
-    }
-}
-
-/// One step of the top-level run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepRow {
-    pub name: String,
-    pub state: StepState,
-    pub attempts: u32,
-    pub node: Option<String>,
-}
-
-impl StepRow {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "name": self.name,
-            "status": self.state.as_str(),
-            "attempts": self.attempts,
-            "node": self.node,
-        })
-    }
-}
-
-/// The steps of one run, folded from its journal entries one at a time (so
-/// that a live watch and a finished item's journal read the same way).
-#[derive(Debug, Clone, Default)]
-pub struct StepBoard {
-    rows: Vec<StepRow>,
-}
-
-impl StepBoard {
-    /// The steps of `item`'s top-level run, from its journal and history.
-    pub fn of_item(item: &WorkItem) -> StepBoard {
-        let agents: HashMap<u64, &str> = item
-            .history
+/// The steps of `item`'s top-level run (whose id is the item id), from its
+/// journal and history.
+pub fn board_of(item: &WorkItem) -> StepBoard {
+    let agents: HashMap<u64, &str> = item
+        .history
+        .iter()
+        .map(|h| (h.token, h.agent.as_str()))
+        .collect();
+    StepBoard::from_journal(
+        &item.id,
+        item.journal
             .iter()
-            .map(|h| (h.token, h.agent.as_str()))
-            .collect();
-        let mut board = StepBoard::default();
-        for j in &item.journal {
-            let Some(recorded) = JournalRecord::parse(&j.outcome_json) else {
-                continue;
-            };
-            if recorded.run == item.id {
-                let node = agents.get(&j.token).map(|a| (*a).to_string());
-                board.apply(&recorded.entry, node);
-            }
-        }
-        board
-    }
+            .map(|j| (j.token, j.outcome_json.as_str())),
+        |token| agents.get(&token).map(|a| (*a).to_string()),
+    )
+}
 
-    /// Folds one entry of the run in; `node` is the agent it was recorded by.
-    /// Returns the step it concerns, if any.
-    pub fn apply(&mut self, entry: &JournalEntry, node: Option<String>) -> Option<&StepRow> {
-        let (step, attempt, state) = match entry {
-            JournalEntry::StepStarted { step, attempt } => {
-                (step, Some(*attempt), StepState::Running)
-            }
-            JournalEntry::StepSucceeded { step, attempt, .. } => {
-                (step, Some(*attempt), StepState::Succeeded)
-            }
-            JournalEntry::StepFailed {
-                step,
-                attempt,
-                will_retry,
-                ..
-            } => {
-                let state = if *will_retry {
-                    StepState::Retrying
-                } else {
-                    StepState::Failed
-                };
-                (step, Some(*attempt), state)
-            }
-            JournalEntry::StepRetried { step, .. } => (step, None, StepState::Retrying),
-            JournalEntry::StepCancelled { step } => (step, None, StepState::Cancelled),
-            JournalEntry::StepUndone { step } => (step, None, StepState::Undone),
-            JournalEntry::StepUndoFailed { step, .. } => (step, None, StepState::UndoFailed),
-            JournalEntry::RunStarted { .. }
-            | JournalEntry::RunFinished { .. }
-            | JournalEntry::RunSuspended { .. } => return None,
-        };
-        let i = match self.rows.iter().position(|r| r.name == *step) {
-            Some(i) => i,
-            None => {
-                self.rows.push(StepRow {
-                    name: step.clone(),
-                    state,
-                    attempts: 0,
-                    node: None,
-                });
-                self.rows.len() - 1
-            }
-        };
-        let row = &mut self.rows[i];
-        row.state = state;
-        row.attempts = row.attempts.max(attempt.unwrap_or(0));
-        if node.is_some() {
-            row.node = node;
-        }
-        Some(row)
-    }
+fn row_json(row: &StepRow) -> Value {
+    json!({
+        "name": row.name,
+        "status": row.state.as_str(),
+        "attempts": row.attempts,
+        "node": row.node,
+    })
+}
 
-    pub fn rows(&self) -> &[StepRow] {
-        &self.rows
-    }
+pub fn steps_json(board: &StepBoard) -> Value {
+    Value::Array(board.rows().iter().map(row_json).collect())
+}
 
-    /// How many steps are done (see [`StepState::is_done`]).
-    pub fn done(&self) -> usize {
-        self.rows.iter().filter(|r| r.state.is_done()).count()
+pub fn steps_table(board: &StepBoard) -> Table {
+    let mut table = Table::new(&["STEP", "STATUS", "ATTEMPTS", "NODE"]);
+    for r in board.rows() {
+        table.push(vec![
+            r.name.clone(),
+            r.state.as_str().to_string(),
+            r.attempts.to_string(),
+            or_dash(r.node.as_deref()),
+        ]);
     }
-
-    /// The steps running now, in the order they started.
-    pub fn running(&self) -> impl Iterator<Item = &StepRow> {
-        self.rows
-            .iter()
-            .filter(|r| matches!(r.state, StepState::Running | StepState::Retrying))
-    }
-
-    pub fn to_json(&self) -> Value {
-        Value::Array(self.rows.iter().map(StepRow::to_json).collect())
-    }
-
-    pub fn table(&self) -> Table {
-        let mut table = Table::new(&["STEP", "STATUS", "ATTEMPTS", "NODE"]);
-        for r in &self.rows {
-            table.push(vec![
-                r.name.clone(),
-                r.state.as_str().to_string(),
-                r.attempts.to_string(),
-                or_dash(r.node.as_deref()),
-            ]);
-        }
-        table
-    }
+    table
 }
 
 /// What one journal entry says, in a few words, for event lines:
@@ -341,9 +211,9 @@ mod tests {
             ]),
             ..Default::default()
         };
-        let board = StepBoard::of_item(&item);
+        let board = board_of(&item);
         assert_eq!(
-            board.to_json(),
+            steps_json(&board),
             json!([
                 {"name": "a", "status": "succeeded", "attempts": 1, "node": "node-1"},
                 {"name": "b", "status": "succeeded", "attempts": 2, "node": "node-3"},
@@ -398,7 +268,7 @@ mod tests {
             ]),
             ..Default::default()
         };
-        let rows: Vec<(String, &str, u32)> = StepBoard::of_item(&item)
+        let rows: Vec<(String, &str, u32)> = board_of(&item)
             .rows()
             .iter()
             .map(|r| (r.name.clone(), r.state.as_str(), r.attempts))
@@ -430,16 +300,19 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            StepBoard::of_item(&item).to_json(),
+            steps_json(&board_of(&item)),
             json!([{"name": "a", "status": "cancelled", "attempts": 1, "node": null}])
         );
     }
 
     #[test]
     fn an_item_without_journal_has_no_steps() {
-        let board = StepBoard::of_item(&WorkItem::default());
-        assert_eq!(board.to_json(), json!([]));
-        assert_eq!(board.table().render(), "STEP  STATUS  ATTEMPTS  NODE\n");
+        let board = board_of(&WorkItem::default());
+        assert_eq!(steps_json(&board), json!([]));
+        assert_eq!(
+            steps_table(&board).render(),
+            "STEP  STATUS  ATTEMPTS  NODE\n"
+        );
     }
 
     #[test]

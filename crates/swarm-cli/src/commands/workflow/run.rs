@@ -20,7 +20,7 @@ use clap::Args;
 use serde_json::{Value, json};
 use swarm_claims::WORKFLOW_KIND;
 use swarm_client::proto::{GetWorkRequest, ReadConsistency, WorkEvent, WorkItem};
-use swarm_reactor::{JournalRecord, WorkflowPayload, parse_input};
+use swarm_reactor::{JournalRecord, StepBoard, WorkflowPayload, parse_input};
 
 use crate::commands::Context;
 use crate::commands::work::submit::{SubmitOptions, submit};
@@ -28,7 +28,7 @@ use crate::commands::work::watch::{EventSink, follow};
 use crate::output::{OutputFormat, fields, or_dash, print_json, print_text};
 use crate::views::work_event::news;
 use crate::views::work_item::{json_text, status_name};
-use crate::views::workflow_steps::StepBoard;
+use crate::views::workflow_steps::{board_of, steps_json, steps_table};
 
 #[derive(Debug, Args)]
 pub struct Run {
@@ -130,7 +130,7 @@ pub fn outcome_json(item: &WorkItem) -> Value {
         "status": status_name(item.status),
         "result": item.result_json.as_deref().map_or(Value::Null, json_text),
         "error": item.error.as_deref().filter(|e| !e.is_empty()),
-        "steps": StepBoard::of_item(item).to_json(),
+        "steps": steps_json(&board_of(item)),
     })
 }
 
@@ -151,10 +151,10 @@ fn print_outcome(output: OutputFormat, item: &WorkItem) -> Result<()> {
                     or_dash(item.error.as_deref().filter(|e| !e.is_empty())),
                 ),
             ]);
-            let steps = StepBoard::of_item(item);
+            let steps = board_of(item);
             if !steps.rows().is_empty() {
                 text.push('\n');
-                text.push_str(&steps.table().render());
+                text.push_str(&steps_table(&steps).render());
             }
             print_text(&text)
         }
