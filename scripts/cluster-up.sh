@@ -18,14 +18,16 @@ nodes=(1 2 3)
 swarmd="$root/target/release/swarmd"
 swarmctl="$root/target/release/swarmctl"
 
-# The listen address of node N, read from its config file.
-listen_of() {
-    python3 - "$root/cluster/node$1.toml" <<'PY'
+# A key of node N's config file (empty when unset): listen_of N, http_of N.
+config_of() {
+    python3 - "$root/cluster/node$1.toml" "$2" <<'PY'
 import sys, tomllib
 with open(sys.argv[1], "rb") as f:
-    print(tomllib.load(f)["listen"])
+    print(tomllib.load(f).get(sys.argv[2], ""))
 PY
 }
+listen_of() { config_of "$1" listen; }
+http_of() { config_of "$1" http_listen; }
 
 # Whether the PID recorded for node N is a live swarmd. The command line check
 # guards against a recycled PID that now belongs to something else.
@@ -82,10 +84,11 @@ print(leader)
 PY
 }
 
-declare -A addrs=()
+declare -A addrs=() https=()
 endpoints=""
 for n in "${nodes[@]}"; do
     addrs[$n]="$(listen_of "$n")"
+    https[$n]="$(http_of "$n")"
     endpoints+="${endpoints:+,}${addrs[$n]}"
 done
 # swarmctl must talk to this cluster, whatever the caller's environment says.
@@ -163,10 +166,11 @@ cat <<EOF
 Swarm cluster is up: leader node $leader, 3 voters.
   healthy $(elapsed_since "$launched") after launch, $(elapsed_since "$script_started") after cluster-up.sh started (build included)
 
-  node  endpoint         pid      log
+  node  endpoint         dashboard and /metrics    pid      log
 EOF
 for n in "${nodes[@]}"; do
-    printf '  %-4s  %-15s  %-7s  %s\n' "$n" "${addrs[$n]}" "$(cat "$cluster_dir/node$n.pid")" \
+    printf '  %-4s  %-15s  %-24s  %-7s  %s\n' "$n" "${addrs[$n]}" \
+        "${https[$n]:+http://${https[$n]}/}" "$(cat "$cluster_dir/node$n.pid")" \
         "$cluster_dir/node$n.log"
 done
 sample="cluster/workflows/parallel-analysis.yaml"
@@ -184,6 +188,7 @@ cat <<EOF
 
   data:      $cluster_dir/node{1,2,3}/
   endpoints: SWARM_ENDPOINTS=$endpoints  (swarmctl's default)
+  dashboard: ${https[1]:+http://${https[1]}/}  (every node serves one; /metrics for Prometheus)
 
 Next, try:
   target/release/swarmctl workflow run cluster/workflows/aps-coordination.yaml \\
@@ -191,6 +196,7 @@ Next, try:
   target/release/swarmctl work watch <ID> --from-start
   target/release/swarmctl claims list
   target/release/swarmctl cluster status
+  target/release/swarmctl top                  # live view of the cluster and queues
   target/release/swarmctl work submit --type build --payload '{"repo":"swarm"}' -o json
   target/release/swarmctl work claim --agent me --type build --lease 30s -o json
   target/release/swarmctl work complete <ID> --token <TOKEN> --result '{"ok":true}'

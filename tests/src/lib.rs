@@ -40,6 +40,7 @@
 
 mod binary;
 pub mod chaos;
+pub mod http;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -149,6 +150,9 @@ pub struct ClusterOptions {
     /// Flags for one node only, after `extra_args` (the chaos suite's
     /// `--peer-routes` through its link proxies).
     pub per_node_args: BTreeMap<NodeId, Vec<String>>,
+    /// Environment variables set for every node, beside the flags: for
+    /// what only the environment configures (`OTEL_BSP_SCHEDULE_DELAY`).
+    pub env: Vec<(String, String)>,
     /// The nodes' ports, reserved by the caller (with [`free_ports`]) when
     /// something must know the addresses before launch; `None` picks them.
     pub ports: Option<Vec<u16>>,
@@ -165,6 +169,7 @@ impl Default for ClusterOptions {
             start_timeout: Duration::from_secs(60),
             extra_args: Vec::new(),
             per_node_args: BTreeMap::new(),
+            env: Vec::new(),
             ports: None,
         }
     }
@@ -774,6 +779,7 @@ impl Cluster {
         );
         let mut command = self.swarmd_command(&args);
         command
+            .envs(o.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().context("clone a log file handle")?)
             .stderr(log);
         let child = command

@@ -642,8 +642,21 @@ impl State {
     /// priority present in it (the oldest of that priority): a few lookups,
     /// not a walk of the queue.
     pub fn oldest_pending(&self) -> Option<&WorkItem> {
+        self.oldest_in(&self.queue)
+    }
+
+    /// The pending item submitted first, per type, in type order: the age
+    /// of each queue, what an operator alerts on.
+    pub fn oldest_pending_by_kind(&self) -> impl Iterator<Item = (&str, &WorkItem)> {
+        self.queue_by_kind
+            .iter()
+            .filter_map(|(kind, queue)| Some((&**kind, self.oldest_in(queue)?)))
+    }
+
+    /// The oldest item of a queue in claim order (see [`State::oldest_pending`]).
+    fn oldest_in(&self, queue: &BTreeSet<QueueKey>) -> Option<&WorkItem> {
         let mut oldest: Option<&QueueKey> = None;
-        let mut head = self.queue.first();
+        let mut head = queue.first();
         while let Some(key) = head {
             if oldest.is_none_or(|o| key.seq < o.seq) {
                 oldest = Some(key);
@@ -654,9 +667,9 @@ impl State {
             let next_priority = QueueKey {
                 neg_priority,
                 seq: 0,
-                id: Text::from(""),
+                id: crate::shared::empty_text(),
             };
-            head = self.queue.range(next_priority..).next();
+            head = queue.range(next_priority..).next();
         }
         oldest.and_then(|k| self.get(&k.id))
     }

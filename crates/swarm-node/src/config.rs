@@ -67,6 +67,13 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub log_format: LogFormat,
     pub raft: RaftTimings,
+    /// Where the HTTP listener (metrics, health, the dashboard) listens,
+    /// host:port with an IP host; empty: no HTTP listener.
+    #[serde(deserialize_with = "optional_ip_host_port")]
+    pub http_listen: Option<SocketAddr>,
+    /// An OpenTelemetry collector's OTLP/gRPC endpoint (e.g.
+    /// `http://127.0.0.1:4317`) to export traces to; empty: no export.
+    pub otlp_endpoint: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -110,6 +117,8 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(5),
             log_format: LogFormat::Text,
             raft: RaftTimings::default(),
+            http_listen: None,
+            otlp_endpoint: String::new(),
         }
     }
 }
@@ -126,7 +135,7 @@ impl Default for RaftTimings {
 
 /// Each `SWARM_*` variable and the key it sets: the flag's name in capitals.
 /// Lists are comma separated, as on the command line.
-const ENV_VARS: [(&str, &str); 22] = [
+const ENV_VARS: [(&str, &str); 24] = [
     ("SWARM_ID", "id"),
     ("SWARM_LISTEN", "listen"),
     ("SWARM_ADVERTISE", "advertise"),
@@ -149,6 +158,8 @@ const ENV_VARS: [(&str, &str); 22] = [
     ("SWARM_HEARTBEAT", "raft.heartbeat"),
     ("SWARM_ELECTION_MIN", "raft.election_min"),
     ("SWARM_ELECTION_MAX", "raft.election_max"),
+    ("SWARM_HTTP_LISTEN", "http_listen"),
+    ("SWARM_OTLP_ENDPOINT", "otlp_endpoint"),
 ];
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -242,6 +253,13 @@ pub struct Flags {
     /// The `[raft]` keys; on the command line they are plain flags.
     #[command(flatten)]
     pub raft: RaftFlags,
+    /// Address for metrics, health and the dashboard over HTTP, host:port
+    /// (empty: none).
+    #[arg(long)]
+    pub http_listen: Option<String>,
+    /// OTLP/gRPC endpoint to export traces to (e.g. http://127.0.0.1:4317).
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The flags of the `[raft]` keys.
@@ -391,6 +409,14 @@ impl Config {
                 ),
             ));
         }
+        let is_url = self.otlp_endpoint.starts_with("http://")
+            || self.otlp_endpoint.starts_with("https://");
+        if !self.otlp_endpoint.is_empty() && !is_url {
+            return Err(invalid(
+                "otlp_endpoint",
+                format!("{:?} is not an http:// or https:// URL", self.otlp_endpoint),
+            ));
+        }
         if self.tick_interval.is_zero() {
             return Err(invalid("tick_interval", "must be longer than 0ms"));
         }
@@ -536,6 +562,19 @@ fn ip_host_port<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error>
     let text = String::deserialize(d)?;
     text.parse()
         .map_err(|e| D::Error::custom(format!("{text:?} is not host:port with an IP host: {e}")))
+}
+
+/// [`ip_host_port`], or nothing for an empty string.
+fn optional_ip_host_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|e| {
+        D::Error::custom(format!(
+            "{text:?} is not host:port with an IP host (or empty for none): {e}"
+        ))
+    })
 }
 
 /// A duration like `500ms` or `10s`, as in the flags.

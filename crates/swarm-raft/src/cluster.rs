@@ -18,7 +18,7 @@ use crate::error::{ClusterError, StartError};
 use crate::network::{Network, PeerChannels};
 use crate::proposer::{Proposer, ProposerConfig};
 use crate::service::{PeerServer, RaftGrpcService};
-use crate::{NodeId, Raft, RaftMetrics, SledStore, StateMachineStore, TypeConfig};
+use crate::{NodeId, OpenraftMetrics, Raft, SledStore, StateMachineStore, TypeConfig};
 
 /// How long a linearizable read waits for this replica to catch up with the
 /// leader's read index.
@@ -78,6 +78,9 @@ pub struct ClusterStatus {
     pub commit_index: u64,
     pub last_applied: u64,
     pub last_log_index: u64,
+    /// The last index the log has dropped (it is in a snapshot); the log
+    /// holds the entries after it.
+    pub purged_index: u64,
     /// Every member, voters and learners, by id.
     pub members: Vec<MemberStatus>,
 }
@@ -162,7 +165,13 @@ impl Cluster {
         )
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
-        let proposer = Proposer::start(raft.clone(), peers.clone(), ProposerConfig::default());
+        let proposer = Proposer::start(
+            raft.clone(),
+            peers.clone(),
+            ProposerConfig::default(),
+            state.metrics().clone(),
+        );
+        tokio::spawn(count_elections(raft.clone(), state.metrics().clone()));
         let cluster = Cluster {
             id: config.id,
             raft,
@@ -228,10 +237,15 @@ impl Cluster {
 
     /// This node's current view of the cluster.
     pub fn status(&self) -> ClusterStatus {
-        status_of(&self.metrics())
+        status_of(&self.raft_metrics())
     }
 
-    fn metrics(&self) -> RaftMetrics {
+    /// What this node's proposer, snapshots and state machine count.
+    pub fn metrics(&self) -> &crate::metrics::RaftMetrics {
+        self.state.metrics()
+    }
+
+    fn raft_metrics(&self) -> OpenraftMetrics {
         self.raft.metrics().borrow_watched().clone()
     }
 
@@ -370,7 +384,7 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn status_of(m: &RaftMetrics) -> ClusterStatus {
+fn status_of(m: &OpenraftMetrics) -> ClusterStatus {
     let membership = m.membership_config.membership();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let last_heartbeat = |id: NodeId| -> Option<Duration> {
@@ -405,7 +419,31 @@ fn status_of(m: &RaftMetrics) -> ClusterStatus {
         commit_index: m.cluster_committed.as_ref().map(|l| l.index()).unwrap_or(0),
         last_applied: m.last_applied.as_ref().map(|l| l.index()).unwrap_or(0),
         last_log_index: m.last_log_index.unwrap_or(0),
+        purged_index: m.purged.as_ref().map(|l| l.index()).unwrap_or(0),
         members,
+    }
+}
+
+/// Counts the terms and leaders this node sees come and go, for as long as
+/// Raft runs.
+async fn count_elections(raft: Raft, metrics: crate::metrics::RaftMetrics) {
+    let mut watch = raft.metrics();
+    let (mut term, mut leader) = {
+        let m = watch.borrow_watched();
+        (m.current_term, m.current_leader)
+    };
+    while watch.changed().await.is_ok() {
+        let (now_term, now_leader) = {
+            let m = watch.borrow_watched();
+            (m.current_term, m.current_leader)
+        };
+        if now_term > term {
+            metrics.elections.inc_by(now_term - term);
+        }
+        if now_leader != leader && now_leader.is_some() {
+            metrics.leader_changes.inc();
+        }
+        (term, leader) = (now_term, now_leader);
     }
 }
 
@@ -445,6 +483,7 @@ mod tests {
             commit_index: 10,
             last_applied: 10,
             last_log_index: 10,
+            purged_index: 0,
             members: vec![
                 member(1, true, Some(10)),
                 member(2, true, Some(7)),

@@ -26,6 +26,8 @@
 //! - [`service`]: the server side, `RaftService`: peers' Raft messages, and
 //!   the writes and read-index requests followers forward to the leader.
 //! - `proposer`: group commit and forwarding to the leader.
+//! - [`metrics`]: [`RaftMetrics`], what the proposer, snapshots and the
+//!   state machine count, as Prometheus metrics.
 //! - `codec`: the tagged binary encoding (bincode) of openraft messages
 //!   inside `RaftMessage.data` and of log entries in sled; legacy JSON
 //!   still reads.
@@ -33,6 +35,7 @@
 pub mod cluster;
 mod codec;
 pub mod error;
+pub mod metrics;
 pub mod network;
 mod proposer;
 pub mod service;
@@ -41,6 +44,7 @@ mod types;
 
 pub use cluster::{Cluster, ClusterConfig, ClusterStatus, MemberStatus, Role};
 pub use error::{ClusterError, StartError};
+pub use metrics::RaftMetrics;
 pub use network::PeerChannels;
 pub use proposer::now_millis;
 pub use service::{PeerServer, RaftGrpcService};

@@ -10,9 +10,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use openraft::errors::{ClientWriteError, RaftError};
 use swarm_claims::{Command, Response};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::codec::{ForwardedAnswer, decode, encode, from_wire};
 use crate::error::ClusterError;
+use crate::metrics::RaftMetrics;
 use crate::network::PeerChannels;
 use crate::{ApplyResult, Raft, TypeConfig};
 
@@ -43,7 +45,14 @@ impl Default for ProposerConfig {
 struct Pending {
     cmd: Command,
     reply: oneshot::Sender<Result<ApplyResult, ClusterError>>,
+    /// The proposer's span: the entry's span descends from one of them and
+    /// follows from the others.
+    span: tracing::Span,
 }
+
+/// Most proposals an entry's span names as links besides its parent: a
+/// full batch has a thousand.
+const MAX_SPAN_LINKS: usize = 32;
 
 /// The write path of one node.
 #[derive(Clone)]
@@ -52,6 +61,7 @@ pub(crate) struct Proposer {
     peers: PeerChannels,
     raft: Raft,
     config: Arc<ProposerConfig>,
+    metrics: RaftMetrics,
 }
 
 /// Milliseconds since the Unix epoch on this node's clock.
@@ -64,15 +74,26 @@ pub fn now_millis() -> u64 {
 
 impl Proposer {
     /// Starts the batching task of `raft`.
-    pub fn start(raft: Raft, peers: PeerChannels, config: ProposerConfig) -> Proposer {
+    pub fn start(
+        raft: Raft,
+        peers: PeerChannels,
+        config: ProposerConfig,
+        metrics: RaftMetrics,
+    ) -> Proposer {
         let (tx, rx) = mpsc::channel(16 * 1024);
         let config = Arc::new(config);
-        tokio::spawn(batch_loop(raft.clone(), rx, config.clone()));
+        tokio::spawn(batch_loop(
+            raft.clone(),
+            rx,
+            config.clone(),
+            metrics.clone(),
+        ));
         Proposer {
             tx,
             peers,
             raft,
             config,
+            metrics,
         }
     }
 
@@ -118,7 +139,11 @@ impl Proposer {
     pub async fn propose_local(&self, cmd: Command) -> Result<Response, ClusterError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Pending { cmd, reply })
+            .send(Pending {
+                cmd,
+                reply,
+                span: tracing::Span::current(),
+            })
             .await
             .map_err(|_| ClusterError::Unavailable("proposer stopped".into()))?;
         let applied = rx.await.map_err(|_| {
@@ -128,6 +153,7 @@ impl Proposer {
     }
 
     async fn forward(&self, addr: &str, cmd: &Command) -> Result<Response, ClusterError> {
+        self.metrics.forwarded.inc();
         let data = encode(cmd).map_err(|s| ClusterError::Unavailable(s.message().to_string()))?;
         let mut client = self
             .peers
@@ -216,7 +242,12 @@ impl Proposer {
     }
 }
 
-async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>, config: Arc<ProposerConfig>) {
+async fn batch_loop(
+    raft: Raft,
+    mut rx: mpsc::Receiver<Pending>,
+    config: Arc<ProposerConfig>,
+    metrics: RaftMetrics,
+) {
     let slots = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -236,15 +267,25 @@ async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>, config: Arc<Pro
                 Err(_) => break,
             }
         }
+        metrics.batch_size.observe(batch.len() as f64);
+        metrics
+            .queue_depth
+            .set(i64::try_from(rx.len()).unwrap_or(i64::MAX));
         let raft = raft.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
+            let started = std::time::Instant::now();
             write_batch(&raft, batch).await;
+            metrics
+                .commit_seconds
+                .observe(started.elapsed().as_secs_f64());
             drop(slot);
         });
     }
 }
 
 async fn write_batch(raft: &Raft, batch: Vec<Pending>) {
+    let span = entry_span(&batch);
     let now = now_millis();
     let (mut cmds, replies): (Vec<Command>, Vec<_>) =
         batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
@@ -252,8 +293,12 @@ async fn write_batch(raft: &Raft, batch: Vec<Pending>) {
     let (entry, shapes) = flatten(cmds);
     let outcome = raft
         .client_write(entry)
+        .instrument(span.clone())
         .await
-        .map(|resp| resp.data)
+        .map(|resp| {
+            span.record("log_index", resp.log_id.index());
+            resp.data
+        })
         .map_err(propose_error);
     match outcome {
         Ok(result) => {
@@ -267,6 +312,31 @@ async fn write_batch(raft: &Raft, batch: Vec<Pending>) {
             }
         }
     }
+}
+
+/// The span of one proposed entry: a child of the first traced proposal's
+/// span (a root when none is), following from the next few others.
+fn entry_span(batch: &[Pending]) -> tracing::Span {
+    let parent = batch.iter().find_map(|p| p.span.id());
+    let span = tracing::info_span!(
+        parent: parent.clone(),
+        "raft.propose",
+        proposals = batch.len(),
+        log_index = tracing::field::Empty,
+    );
+    if !span.is_disabled() {
+        let mut linked = 0;
+        for id in batch.iter().filter_map(|p| p.span.id()) {
+            if linked == MAX_SPAN_LINKS {
+                break;
+            }
+            if Some(&id) != parent.as_ref() {
+                span.follows_from(id);
+                linked += 1;
+            }
+        }
+    }
+    span
 }
 
 /// How many of an entry's commands one proposal contributed.

@@ -28,4 +28,4 @@ pub type SnapshotMeta = alias::SnapshotMetaOf<TypeConfig>;
 /// A snapshot: its metadata, and its body as an open file.
 pub type Snapshot = alias::SnapshotOf<TypeConfig, crate::storage::SnapshotFile>;
 pub type StoredMembership = alias::StoredMembershipOf<TypeConfig>;
-pub(crate) type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
+pub(crate) type OpenraftMetrics = openraft::RaftMetrics<TypeConfig>;

@@ -3,6 +3,7 @@
 //! with only their record (which file is current, its Raft metadata) in
 //! sled.
 
+use crate::metrics::{Applied as AppliedCommand, RaftMetrics};
 use std::fs::File;
 use std::io;
 use std::ops::Deref;
@@ -43,6 +44,8 @@ pub struct StateMachineStore {
     applied_tx: Arc<tokio::sync::watch::Sender<u64>>,
     /// Serializes snapshot writes (a build and an install may overlap).
     persisting: Arc<Mutex<()>>,
+    /// What applying and snapshots count.
+    metrics: RaftMetrics,
 }
 
 impl StateMachineStore {
@@ -77,6 +80,7 @@ impl StateMachineStore {
             store,
             applied_tx: Arc::new(tokio::sync::watch::channel(index).0),
             persisting: Arc::new(Mutex::new(())),
+            metrics: RaftMetrics::default(),
         };
         if let Some(meta) = legacy {
             // Rewritten once in the binary format: what is sent to a lagging
@@ -94,6 +98,11 @@ impl StateMachineStore {
     pub fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
         let guard = self.applied.read().unwrap_or_else(|p| p.into_inner());
         f(&guard.state)
+    }
+
+    /// What this replica's applying and snapshots count.
+    pub fn metrics(&self) -> &RaftMetrics {
+        &self.metrics
     }
 
     /// The last applied log index, as a watch for waiters.
@@ -302,6 +311,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     type SnapshotData = SnapshotFile;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let started = std::time::Instant::now();
         let this = self.clone();
         let snapshot = tokio::task::spawn_blocking(move || -> io::Result<Snapshot> {
             // Encoded straight from the applied state into the file, under
@@ -320,9 +330,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         })
         .await
         .map_err(io::Error::other)??;
+        let bytes = snapshot.snapshot.len().unwrap_or(0);
+        self.metrics.snapshot_built(started.elapsed(), bytes);
         tracing::info!(
             last_log_id = ?snapshot.meta.last_log_id,
-            bytes = snapshot.snapshot.len().unwrap_or(0),
+            bytes,
             "built snapshot"
         );
         Ok(snapshot)
@@ -349,7 +361,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 let mut guard = self.applied.write().unwrap_or_else(|p| p.into_inner());
                 guard.last_applied = Some(log_id);
                 match entry.payload {
-                    EntryPayload::Normal(cmd) => swarm_claims::apply(&mut guard.state, cmd),
+                    EntryPayload::Normal(cmd) => {
+                        let what = AppliedCommand::of(&cmd);
+                        let result = swarm_claims::apply(&mut guard.state, cmd);
+                        self.metrics.applied(&what, &result);
+                        result
+                    }
                     EntryPayload::Membership(m) => {
                         guard.membership = StoredMembership::new(Some(log_id), m);
                         Ok(swarm_claims::Response::Batch(Vec::new()))
@@ -377,6 +394,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta,
         mut snapshot: SnapshotFile,
     ) -> Result<(), io::Error> {
+        let started = std::time::Instant::now();
+        let bytes = snapshot.len().unwrap_or(0);
         let this = self.clone();
         let m = meta.clone();
         // Decoded from the file as a stream, then the file itself becomes
@@ -406,7 +425,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         self.applied_tx
             .send_replace(meta.last_log_id.as_ref().map(|l| l.index()).unwrap_or(0));
-        tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");
+        self.metrics.snapshot_installed(started.elapsed(), bytes);
+        tracing::info!(last_log_id = ?meta.last_log_id, bytes, "installed snapshot");
         Ok(())
     }
 
