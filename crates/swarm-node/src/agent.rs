@@ -36,8 +36,10 @@ use swarm_reactor::{
     Reactor, RunOptions, RunReport, SuspendMode, SuspendReason, TracingMiddleware, WorkflowPayload,
 };
 use tokio::sync::{Notify, watch};
+use tracing::Instrument;
 
 use crate::journal::RaftJournal;
+use crate::metrics::RunMiddleware;
 use crate::node::NodeContext;
 
 /// A run this node is executing, and the levers to stop it.
@@ -267,6 +269,7 @@ impl Agent {
         for (id, ctl) in self.runs().iter() {
             if now.saturating_add(margin) >= ctl.lease_expires_at {
                 tracing::warn!(work_id = %id, token = ctl.token, "lease about to expire unrenewed: self-fencing");
+                self.ctx.metrics.runs.self_fenced.inc();
                 let _ = ctl.suspend.send(Some(SuspendMode::Now));
             }
         }
@@ -276,6 +279,8 @@ impl Agent {
         let Some(lease) = item.lease.clone() else {
             return;
         };
+        let handed_over = item.history.len() >= 2
+            && item.history[item.history.len() - 2].ended == Some(swarm_claims::ClaimEnd::HandedOff);
         let (cancel_tx, cancel_rx) = watch::channel(item.cancel_requested().is_some());
         let (suspend_tx, suspend_rx) = watch::channel(None);
         {
@@ -293,6 +298,9 @@ impl Agent {
                 },
             );
         }
+        if handed_over {
+            self.ctx.metrics.runs.handoffs_received.inc();
+        }
         tokio::spawn(async move {
             let id = item.id.to_string();
             let token = lease.token;
@@ -300,6 +308,8 @@ impl Agent {
                 tracing::info_span!("workflow", node = self.ctx.config.id, work_id = %id, token);
             match WorkflowPayload::load(&item.payload) {
                 Ok((payload, workflow)) => {
+                    // Before anything is logged in it: the span starts then.
+                    crate::telemetry::set_parent(&span, payload.trace.as_ref());
                     tracing::info!(parent: &span, workflow = workflow.name(), attempt = item.attempt, "running workflow");
                     let reactor = Reactor::new()
                         .with_journal(Arc::new(RaftJournal::new(
@@ -309,7 +319,11 @@ impl Agent {
                         )))
                         .with_capabilities(self.ctx.config.capabilities.clone())
                         .suspend_on_missing_capability(true)
-                        .with_middleware(TracingMiddleware);
+                        .with_middleware(TracingMiddleware)
+                        .with_middleware(RunMiddleware::new(
+                            workflow.name(),
+                            &self.ctx.metrics.runs,
+                        ));
                     let options = RunOptions {
                         run_id: Some(id.clone()),
                         fencing_token: Some(token),
@@ -317,8 +331,13 @@ impl Agent {
                         suspend: Some(suspend_rx),
                         ..RunOptions::default()
                     };
-                    let report = reactor.run(workflow, payload.inputs, options).await;
-                    self.finish(&item, token, report).await;
+                    let report = reactor
+                        .run(workflow, payload.inputs, options)
+                        .instrument(span.clone())
+                        .await;
+                    self.finish(&item, token, report)
+                        .instrument(span.clone())
+                        .await;
                 }
                 Err(e) => {
                     tracing::warn!(parent: &span, error = %e, "workflow payload cannot run");
@@ -506,9 +525,10 @@ impl Agent {
                 }
             };
             tracing::info!(work_id = %id, to = %agent, token = new_token, "handed off");
+            self.ctx.metrics.runs.handoffs_sent.inc();
             if let Ok(channel) = self.ctx.peers.get(&addr) {
                 let mut client = HandoffServiceClient::new(channel);
-                let mut req = tonic::Request::new(pb::OfferRequest {
+                let mut req = crate::telemetry::traced_request(pb::OfferRequest {
                     id: id.to_string(),
                     token: new_token,
                 });
@@ -528,7 +548,7 @@ impl Agent {
             return false;
         };
         let mut client = AdminServiceClient::new(channel);
-        let mut req = tonic::Request::new(pb::ClusterStatusRequest {});
+        let mut req = crate::telemetry::traced_request(pb::ClusterStatusRequest {});
         req.set_timeout(Duration::from_millis(500));
         client.cluster_status(req).await.is_ok()
     }

@@ -1,6 +1,6 @@
 //! `swarmd`, a Swarm agent node, as a library: the binary only parses its
-//! configuration, sets up logging and calls [`run`]; tests call the same
-//! [`run`].
+//! configuration, sets up logging and tracing ([`Telemetry`]) and calls
+//! [`run`]; tests call the same [`run`].
 //!
 //! A node takes part in the Raft group through swarm-raft's
 //! [`swarm_raft::Cluster`] (the Raft log in sled, snapshots of the claims
@@ -23,15 +23,25 @@
 //!   renew, self-fence, hand off, drain) and `HandoffService`.
 //! - `journal`: the reactor journal kept in the item's Raft journal.
 //! - `convert`: protobuf conversions and the mapping of errors to gRPC codes.
+//! - [`telemetry`]: the log subscriber, request spans, optional OTLP export
+//!   ([`Telemetry`]) and the trace context that travels with a workflow.
+//! - `http`: the HTTP listener (`http_listen`): `/metrics`, `/healthz`,
+//!   `/readyz`, the dashboard (`assets/`, compiled in) and its JSON API.
+//! - [`metrics`]: the Prometheus registry and what the node counts (runs,
+//!   gRPC requests; Raft and applied work come from swarm-raft).
 
 mod admin_service;
 mod agent;
 pub mod config;
 mod convert;
+mod http;
 mod journal;
 mod listing;
+pub mod metrics;
 mod node;
+pub mod telemetry;
 mod work_service;
 
 pub use config::{Config, Flags, LogFormat};
 pub use node::run;
+pub use telemetry::Telemetry;

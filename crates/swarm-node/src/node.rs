@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 use crate::admin_service::AdminApi;
 use crate::agent::{Agent, HandoffApi};
 use crate::config::Config;
+use crate::metrics::{GrpcMetricsLayer, NodeMetrics};
 use crate::work_service::WorkApi;
 
 /// What every service of a node shares.
@@ -37,6 +38,8 @@ pub struct NodeContext {
     /// The edge limits (configurable payload size); `apply()` re-checks with
     /// fixed, larger ones.
     pub limits: Limits,
+    /// Every metric `/metrics` serves.
+    pub metrics: Arc<NodeMetrics>,
 }
 
 impl NodeContext {
@@ -67,12 +70,28 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         max_payload_bytes: config.max_payload_bytes,
         ..Limits::default()
     };
+    let metrics = Arc::new(NodeMetrics::new(cluster.metrics()));
     let ctx = NodeContext {
         config: config.clone(),
         cluster: cluster.clone(),
         state,
         peers,
         limits,
+        metrics,
+    };
+    let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
+    let http_server = match config.http_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listen for HTTP on {addr} (http_listen)"))?;
+            let router = crate::http::router(ctx.clone(), ctx.metrics.clone());
+            tracing::info!(node = config.id, http = %addr, "serving metrics and the dashboard on http://{addr}/");
+            Some(tokio::spawn(crate::http::serve(listener, router, async {
+                let _ = http_stop_rx.await;
+            })))
+        }
+        None => None,
     };
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -104,6 +123,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     duties.abort();
     let _ = stop_tx.send(());
+    let _ = http_stop_tx.send(());
+    if let Some(http) = http_server {
+        match tokio::time::timeout(Duration::from_secs(2), http).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "http server ended with an error"),
+            Err(_) => tracing::warn!("http server did not stop within 2s"),
+            _ => {}
+        }
+    }
     match tokio::time::timeout(Duration::from_secs(5), server).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "grpc server ended with an error"),
         Err(_) => tracing::warn!("grpc server did not stop within 5s"),
@@ -145,6 +172,9 @@ async fn serve(
     };
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        // A span per request, joining the caller's trace (`traceparent`).
+        .trace_fn(crate::telemetry::grpc_request_span)
+        .layer(GrpcMetricsLayer::new(&ctx.metrics))
         .add_service(health)
         .add_optional_service(reflection)
         .add_service(

@@ -156,10 +156,20 @@ impl WorkService for WorkApi {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let r = request.into_inner();
+        let mut r = request.into_inner();
         if r.r#type == swarm_claims::WORKFLOW_KIND {
-            swarm_reactor::WorkflowPayload::load(&r.payload_json)
+            let (mut payload, _) = swarm_reactor::WorkflowPayload::load(&r.payload_json)
                 .map_err(Status::invalid_argument)?;
+            // Runs of the workflow, wherever they happen, join this
+            // request's trace, unless the submitter chose one.
+            if payload.trace.is_none()
+                && let Some(trace) = crate::telemetry::current_trace()
+            {
+                payload.trace = Some(trace);
+                r.payload_json = payload
+                    .to_json()
+                    .map_err(|e| Status::internal(format!("encode the workflow payload: {e}")))?;
+            }
         }
         let submitted = self
             .write(Submit {

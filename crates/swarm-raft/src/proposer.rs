@@ -300,6 +300,10 @@ async fn write_batch(raft: &Raft, batch: Vec<Pending>) {
             resp.data
         })
         .map_err(propose_error);
+    match &outcome {
+        Ok(_) => span.record("outcome", "committed"),
+        Err(e) => span.record("outcome", tracing::field::display(e)),
+    };
     match outcome {
         Ok(result) => {
             for (r, result) in replies.into_iter().zip(split(result, &shapes)) {
@@ -315,7 +319,9 @@ async fn write_batch(raft: &Raft, batch: Vec<Pending>) {
 }
 
 /// The span of one proposed entry: a child of the first traced proposal's
-/// span (a root when none is), following from the next few others.
+/// span (a root when none is), following from the next few others. On a
+/// follower it is the local attempt that ends `not leader` before the
+/// proposal is forwarded.
 fn entry_span(batch: &[Pending]) -> tracing::Span {
     let parent = batch.iter().find_map(|p| p.span.id());
     let span = tracing::info_span!(
@@ -323,6 +329,7 @@ fn entry_span(batch: &[Pending]) -> tracing::Span {
         "raft.propose",
         proposals = batch.len(),
         log_index = tracing::field::Empty,
+        outcome = tracing::field::Empty,
     );
     if !span.is_disabled() {
         let mut linked = 0;
