@@ -280,7 +280,8 @@ impl Agent {
             return;
         };
         let handed_over = item.history.len() >= 2
-            && item.history[item.history.len() - 2].ended == Some(swarm_claims::ClaimEnd::HandedOff);
+            && item.history[item.history.len() - 2].ended
+                == Some(swarm_claims::ClaimEnd::HandedOff);
         let (cancel_tx, cancel_rx) = watch::channel(item.cancel_requested().is_some());
         let (suspend_tx, suspend_rx) = watch::channel(None);
         {
