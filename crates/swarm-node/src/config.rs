@@ -409,8 +409,8 @@ impl Config {
                 ),
             ));
         }
-        let is_url = self.otlp_endpoint.starts_with("http://")
-            || self.otlp_endpoint.starts_with("https://");
+        let is_url =
+            self.otlp_endpoint.starts_with("http://") || self.otlp_endpoint.starts_with("https://");
         if !self.otlp_endpoint.is_empty() && !is_url {
             return Err(invalid(
                 "otlp_endpoint",
