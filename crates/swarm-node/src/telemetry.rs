@@ -168,12 +168,16 @@ fn tracer_provider(config: &Config) -> anyhow::Result<SdkTracerProvider> {
 
 /// The span of one gRPC request (tonic's `trace_fn`): `rpc.service` and
 /// `rpc.method`, named `<service>/<method>` in a tracing backend, and a
-/// child of the caller's `traceparent` if it sent one. Raft traffic and
-/// health probes get a span only at debug level.
+/// child of the caller's `traceparent` if it sent one. Health probes, and
+/// Raft traffic that carries no trace, get a span only at debug level.
 pub(crate) fn grpc_request_span(request: &http::Request<()>) -> tracing::Span {
     let path = request.uri().path().trim_start_matches('/');
     let (service, method) = path.split_once('/').unwrap_or((path, ""));
-    let span = if service == RAFT_SERVICE || service.starts_with("grpc.") {
+    // Raft traffic is traced only when the caller traces it (a proposal
+    // forwarded from inside a trace).
+    let quiet = (service == RAFT_SERVICE && !request.headers().contains_key(TRACEPARENT))
+        || service.starts_with("grpc.");
+    let span = if quiet {
         tracing::debug_span!(
             "grpc",
             rpc.service = %service,
@@ -193,7 +197,7 @@ pub(crate) fn grpc_request_span(request: &http::Request<()>) -> tracing::Span {
     if exporting() && !span.is_disabled() {
         span.record("otel.name", path);
         span.record("otel.kind", "server");
-        if request.headers().contains_key("traceparent") {
+        if request.headers().contains_key(TRACEPARENT) {
             let parent = TraceContextPropagator::new().extract(&Headers(request.headers()));
             adopt(&span, parent);
         }
@@ -220,18 +224,23 @@ pub(crate) fn current_trace() -> Option<TraceContext> {
 /// that the peer's span of it joins the trace.
 pub(crate) fn traced_request<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    if let Some(trace) = current_trace() {
-        let metadata = request.metadata_mut();
-        if let Ok(value) = trace.traceparent.parse() {
-            metadata.insert(TRACEPARENT, value);
-        }
-        if !trace.tracestate.is_empty()
-            && let Ok(value) = trace.tracestate.parse()
-        {
-            metadata.insert(TRACESTATE, value);
-        }
-    }
+    add_trace_context(request.metadata_mut());
     request
+}
+
+/// Adds the current span's trace context to outgoing request metadata.
+pub(crate) fn add_trace_context(metadata: &mut tonic::metadata::MetadataMap) {
+    let Some(trace) = current_trace() else {
+        return;
+    };
+    if let Ok(value) = trace.traceparent.parse() {
+        metadata.insert(TRACEPARENT, value);
+    }
+    if !trace.tracestate.is_empty()
+        && let Ok(value) = trace.tracestate.parse()
+    {
+        metadata.insert(TRACESTATE, value);
+    }
 }
 
 /// Makes `span` a child of `trace` (a context [`current_trace`] stored).

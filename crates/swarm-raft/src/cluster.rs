@@ -38,6 +38,9 @@ pub struct ClusterConfig {
     pub snapshot_every: u64,
     /// Peer address -> address to dial instead (a fault-injection proxy).
     pub peer_routes: HashMap<String, String>,
+    /// Adds the caller's context to each proposal forwarded to the leader
+    /// (the node's trace context, so the leader's entry joins the trace).
+    pub forward_metadata: Option<fn(&mut tonic::metadata::MetadataMap)>,
 }
 
 /// This node's role in the group.
@@ -168,7 +171,10 @@ impl Cluster {
         let proposer = Proposer::start(
             raft.clone(),
             peers.clone(),
-            ProposerConfig::default(),
+            ProposerConfig {
+                forward_metadata: config.forward_metadata,
+                ..ProposerConfig::default()
+            },
             state.metrics().clone(),
         );
         tokio::spawn(count_elections(raft.clone(), state.metrics().clone()));

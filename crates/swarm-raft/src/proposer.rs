@@ -29,6 +29,8 @@ pub struct ProposerConfig {
     pub max_in_flight: usize,
     /// How long a proposal waits for a leader to be known or reachable.
     pub leader_wait: Duration,
+    /// Adds metadata to each proposal forwarded to the leader.
+    pub forward_metadata: Option<fn(&mut tonic::metadata::MetadataMap)>,
 }
 
 impl Default for ProposerConfig {
@@ -38,6 +40,7 @@ impl Default for ProposerConfig {
             max_batch_bytes: 4 * 1024 * 1024,
             max_in_flight: 2,
             leader_wait: Duration::from_secs(5),
+            forward_metadata: None,
         }
     }
 }
@@ -159,7 +162,11 @@ impl Proposer {
             .peers
             .raft_client(addr)
             .map_err(|s| ClusterError::Unavailable(s.message().to_string()))?;
-        match client.propose(swarm_proto::v1::RaftMessage { data }).await {
+        let mut request = tonic::Request::new(swarm_proto::v1::RaftMessage { data });
+        if let Some(add) = self.config.forward_metadata {
+            add(request.metadata_mut());
+        }
+        match client.propose(request).await {
             Ok(reply) => from_wire(
                 decode::<ForwardedAnswer>(&reply.into_inner().data)
                     .map_err(|s| ClusterError::Unknown(s.message().to_string()))?,
