@@ -409,6 +409,29 @@ mod tests {
     }
 
     #[test]
+    fn top_command() {
+        let Command::Top(t) = parse(&["top"]).command else {
+            panic!("expected top")
+        };
+        assert_eq!(
+            (t.interval, t.once, t.claims),
+            (Duration::from_secs(1), false, None)
+        );
+        let Command::Top(t) =
+            parse(&["top", "--interval", "500ms", "--once", "--claims", "5"]).command
+        else {
+            panic!("expected top")
+        };
+        assert_eq!(
+            (t.interval, t.once, t.claims),
+            (Duration::from_millis(500), true, Some(5))
+        );
+        assert_eq!(parse_err(&["top", "--interval", "5ms"]).exit_code(), 2);
+        assert_eq!(parse_err(&["top", "--interval", "often"]).exit_code(), 2);
+        assert_eq!(parse_err(&["top", "--claims", "0"]).exit_code(), 2);
+    }
+
+    #[test]
     fn watch_and_claims_commands() {
         let Work::Watch(w) = work(parse(&["work", "watch", "w1", "--from-start"])) else {
             panic!("expected watch")

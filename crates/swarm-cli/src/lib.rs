@@ -6,7 +6,9 @@
 //! commands kill, pause and resume nodes of the local cluster of
 //! `scripts/cluster-up.sh` by their recorded PIDs, and run the chaos suite's
 //! replica checks (`swarm-check`: double grants, token order, duplicate
-//! completions and keys, divergence) against a live cluster.
+//! completions and keys, divergence) against a live cluster. `top` shows
+//! the cluster, the queues and the live claims on one screen, refreshed in
+//! place.
 //!
 //! Data goes to stdout, as a table (`-o table`, the default) or as JSON
 //! (`-o json`, the shapes scripts rely on); messages and errors go to stderr.
@@ -20,9 +22,12 @@
 //!   (`commands/work/claim.rs`, `commands/workflow/run_local.rs`), each with
 //!   its clap arguments and `run`. `commands/work/watch.rs` also holds the
 //!   watch loop that `workflow run --wait` shares (reopening a broken stream
-//!   through another node).
+//!   through another node). `commands/top` is `swarmctl top`, a command
+//!   without verbs; its terminal handling (raw mode, the alternate screen)
+//!   is `commands/top/screen.rs`, its frame `views/top.rs`.
 //! - `views`: prost messages to JSON values and table rows, one file per
-//!   message family (`work_item`, `work_event`, `claim`, `cluster`), and
+//!   message family (`work_item`, `work_event`, `claim`, `cluster`), `top`
+//!   (a frame of `swarmctl top`), and
 //!   `workflow_steps`: a workflow item's steps (`swarm_reactor::StepBoard`)
 //!   as JSON and a table.
 //! - `output`: printing JSON and tables to stdout, humanized lease times.

@@ -1215,3 +1215,177 @@ async fn chaos_check_reports_under_the_chaos_suites_names_and_exits_1() {
     assert!(table.contains("double_grant: 1\n"), "{table}");
     assert!(table.contains("token_not_increasing: 2\n"), "{table}");
 }
+
+/// The words of the line of `text` whose first word is `first`.
+fn row<'a>(text: &'a str, first: &str) -> Vec<&'a str> {
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|words| words.first() == Some(&first))
+        .unwrap_or_else(|| panic!("no line starts with {first:?} in:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn top_prints_one_frame_of_members_leader_queues_and_claims() {
+    let addr = spawn_node().await;
+    let out = swarmctl(&addr, &["top", "--once"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(!text.contains('\x1b'), "plain text, no escapes: {text:?}");
+    assert!(
+        text.starts_with(&format!(
+            "node: 1 ({addr})  leader: 1  term: 3  commit: 12  applied: 12\n"
+        )),
+        "{text}"
+    );
+    // Members: each asked itself; the dead one is unreachable, with the leader's view.
+    assert_eq!(
+        row(&text, "ID"),
+        ["ID", "ADDR", "ROLE", "APPLIED", "LAG", "REACHABLE"]
+    );
+    assert_eq!(row(&text, "1"), ["1", &addr, "leader", "12", "0", "yes"]);
+    assert_eq!(row(&text, "2")[2..], ["follower", "7", "5", "no"]);
+    // Queues per type; the oldest pending item (w3, looked up: a build) is a minute and a half old.
+    assert_eq!(
+        row(&text, "build"),
+        ["build", "1", "1", "4", "0", "0", "1m", "30s"]
+    );
+    assert_eq!(
+        row(&text, "workflow"),
+        ["workflow", "1", "0", "0", "0", "1", "-"]
+    );
+    assert_eq!(
+        row(&text, "(all)"),
+        ["(all)", "2", "1", "4", "0", "1", "1m", "30s", "(w3)"]
+    );
+    // Live claims: holder, item, type, token, lease left.
+    assert_eq!(row(&text, "a1")[..5], ["a1", "w1", "build", "5", "expired"]);
+    assert_eq!(row(&text, "node-2")[..4], ["node-2", "w2", "build", "6"]);
+
+    // A pipe gets the same single frame without --once.
+    let piped = swarmctl(&addr, &["top", "--interval", "2s"]).await;
+    assert_eq!(piped.status.code(), Some(0), "{}", stderr(&piped));
+    assert_eq!(String::from_utf8(piped.stdout).unwrap(), text);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn top_json_has_each_part_in_its_commands_shape() {
+    let addr = spawn_node().await;
+    let out = swarmctl(&addr, &["top", "-o", "json", "--claims", "1"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = stdout_json(&out);
+    assert_eq!(v["cluster"]["leader_id"], 1);
+    assert_eq!(v["cluster"]["term"], 3);
+    assert_eq!(v["cluster"]["members"][1]["reachable"], false);
+    assert_eq!(v["stats"]["by_type"]["build"]["completed"], 4);
+    assert_eq!(v["stats"]["total"], 8);
+    assert_eq!(v["claims"][0]["agent"], "a1");
+    assert_eq!(v["errors"], json!({}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn top_shows_what_it_could_not_read_and_exits_1() {
+    let out = swarmctl("127.0.0.1:1", &["top", "--once"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(
+        text.starts_with("cluster: error: get cluster status"),
+        "{text}"
+    );
+    assert!(text.contains("\nqueues: error: read work stats"), "{text}");
+    assert!(
+        text.contains("\nlive claims: error: list claimed work items"),
+        "{text}"
+    );
+    assert!(
+        stderr(&out).starts_with("error: could not read cluster: "),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn top_refuses_a_bad_interval_or_claims_count() {
+    for (args, says) in [
+        (
+            &["top", "--interval", "soon"][..],
+            "not a duration like 500ms",
+        ),
+        (&["top", "--interval", "10ms"][..], "at least 100ms"),
+        (&["top", "--interval", "0s"][..], "at least 100ms"),
+        (&["top", "--claims", "0"][..], "--claims"),
+    ] {
+        let out = swarmctl("127.0.0.1:1", args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty());
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn top_on_a_terminal_redraws_in_place_until_q() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let addr = spawn_node().await;
+    // util-linux `script` runs swarmctl on a pseudo-terminal and passes our
+    // stdin to it as keys.
+    let command = format!("{} top --interval 100ms", env!("CARGO_BIN_EXE_swarmctl"));
+    let child = tokio::process::Command::new("script")
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .env("SWARM_ENDPOINTS", &addr)
+        .env("TERM", "xterm")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("skipped: util-linux `script` is not installed");
+            return;
+        }
+        Err(e) => panic!("start script: {e}"),
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let header = format!("node: 1 ({addr})  leader: 1  term: 3");
+    let mut seen = Vec::new();
+    // A bound so that a broken build fails instead of hanging, not a timing check.
+    let drawn_twice = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        let mut buf = [0u8; 4096];
+        while String::from_utf8_lossy(&seen).matches(&header).count() < 2 {
+            let n = stdout.read(&mut buf).await.unwrap();
+            assert!(
+                n > 0,
+                "swarmctl top ended: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(
+        drawn_twice.is_ok(),
+        "no second frame: {}",
+        String::from_utf8_lossy(&seen)
+    );
+    stdin.write_all(b"q").await.unwrap();
+    stdin.flush().await.unwrap();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        stdout.read_to_end(&mut seen).await.unwrap();
+        child.wait().await.unwrap()
+    })
+    .await
+    .expect("q quits");
+    assert!(out.success(), "exit: {out:?}");
+    let screen = String::from_utf8_lossy(&seen);
+    let entered = screen
+        .find("\x1b[?1049h")
+        .expect("enters the alternate screen");
+    let left = screen
+        .rfind("\x1b[?1049l")
+        .expect("leaves the alternate screen");
+    assert!(entered < screen.find(&header).unwrap() && screen.rfind(&header).unwrap() < left);
+    assert!(screen.contains("q to quit"), "{screen}");
+    assert!(screen.contains("live claims: 2"), "{screen}");
+}

@@ -7,6 +7,7 @@ pub mod chaos;
 pub mod claims;
 pub mod cluster;
 pub mod node;
+pub mod top;
 pub mod work;
 pub mod workflow;
 
@@ -38,6 +39,8 @@ pub enum Command {
     /// Kill, pause and resume nodes of a local cluster; check its replicas
     #[command(subcommand)]
     Chaos(chaos::Chaos),
+    /// A live view of the cluster, the queues and the claims, refreshed in place (q quits)
+    Top(top::Top),
 }
 
 /// What every command runs with.
@@ -57,6 +60,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Workflow(cmd) => cmd.run(global).await,
         // Signals need no connection; `chaos check` makes its own, per node.
         Command::Chaos(cmd) => cmd.run(global).await,
+        Command::Top(args) => top::run(&connect(global)?, args).await,
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod claim;
 pub mod cluster;
+pub mod top;
 pub mod work_event;
 pub mod work_item;
 pub mod work_stats;

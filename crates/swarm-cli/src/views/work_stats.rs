@@ -26,7 +26,7 @@ fn counts_json(c: &StatusCounts) -> Value {
 }
 
 /// Types in name order.
-fn by_type(stats: &WorkStatsResponse) -> BTreeMap<&str, &StatusCounts> {
+pub fn by_type(stats: &WorkStatsResponse) -> BTreeMap<&str, &StatusCounts> {
     stats
         .by_type
         .iter()

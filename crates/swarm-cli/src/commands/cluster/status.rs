@@ -6,18 +6,30 @@ use std::collections::HashMap;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
+use swarm_client::SwarmClient;
+use swarm_client::proto::ClusterStatusResponse;
 use tokio::task::JoinSet;
 
 use crate::commands::Context;
 use crate::output::{OutputFormat, print_json, print_text};
-use crate::views::cluster::{cluster_table, probed_cluster_view};
+use crate::views::cluster::{ClusterView, cluster_table, probed_cluster_view};
 
 #[derive(Debug, Args)]
 pub struct Status {}
 
 pub async fn run(ctx: &Context, _args: Status) -> Result<()> {
-    let status = ctx
-        .client
+    let (_, view) = probed_status(&ctx.client).await?;
+    match ctx.output {
+        OutputFormat::Json => print_json(&view),
+        OutputFormat::Table => print_text(&cluster_table(&view)),
+    }
+}
+
+/// The status of whichever node answers, and the cluster as it sees it with
+/// each member's reachability and `last_applied` from the member itself
+/// (`swarmctl top` shows the same).
+pub async fn probed_status(client: &SwarmClient) -> Result<(ClusterStatusResponse, ClusterView)> {
+    let status = client
         .cluster_status()
         .await
         .context("get cluster status")?;
@@ -26,7 +38,7 @@ pub async fn run(ctx: &Context, _args: Status) -> Result<()> {
     // in total, not one per member.
     let mut probes = JoinSet::new();
     for member in &status.members {
-        let client = ctx.client.clone();
+        let client = client.clone();
         let (id, addr) = (member.id, member.addr.clone());
         probes.spawn(async move { (id, client.cluster_status_of(&addr).await) });
     }
@@ -38,8 +50,5 @@ pub async fn run(ctx: &Context, _args: Status) -> Result<()> {
     }
 
     let view = probed_cluster_view(&status, &answers);
-    match ctx.output {
-        OutputFormat::Json => print_json(&view),
-        OutputFormat::Table => print_text(&cluster_table(&view)),
-    }
+    Ok((status, view))
 }
