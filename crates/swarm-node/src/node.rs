@@ -64,7 +64,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         election_max: config.raft.election_max,
         snapshot_every: config.snapshot_every,
         peer_routes: config.peer_routes.iter().cloned().collect(),
-        forward_metadata: Some(crate::telemetry::add_trace_context),
+        trace_proposals: crate::telemetry::proposal_tracing(),
     })
     .await?;
     let limits = Limits {

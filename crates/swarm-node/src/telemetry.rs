@@ -168,14 +168,17 @@ fn tracer_provider(config: &Config) -> anyhow::Result<SdkTracerProvider> {
 
 /// The span of one gRPC request (tonic's `trace_fn`): `rpc.service` and
 /// `rpc.method`, named `<service>/<method>` in a tracing backend, and a
-/// child of the caller's `traceparent` if it sent one. Health probes, and
-/// Raft traffic that carries no trace, get a span only at debug level.
+/// child of the caller's `traceparent` if it sent one. Health probes, Raft
+/// traffic that carries no trace, and every request while spans are not
+/// exported get a span only at debug level (`SWARM_LOG=debug`): otherwise
+/// a request pays nothing for it.
 pub(crate) fn grpc_request_span(request: &http::Request<()>) -> tracing::Span {
     let path = request.uri().path().trim_start_matches('/');
     let (service, method) = path.split_once('/').unwrap_or((path, ""));
     // Raft traffic is traced only when the caller traces it (a proposal
     // forwarded from inside a trace).
-    let quiet = (service == RAFT_SERVICE && !request.headers().contains_key(TRACEPARENT))
+    let quiet = !exporting()
+        || (service == RAFT_SERVICE && !request.headers().contains_key(TRACEPARENT))
         || service.starts_with("grpc.");
     let span = if quiet {
         tracing::debug_span!(
@@ -228,8 +231,14 @@ pub(crate) fn traced_request<T>(message: T) -> tonic::Request<T> {
     request
 }
 
+/// What the Raft proposer needs to trace proposals, when spans are
+/// exported (see `swarm_raft::ClusterConfig::trace_proposals`).
+pub(crate) fn proposal_tracing() -> Option<fn(&mut tonic::metadata::MetadataMap)> {
+    exporting().then_some(add_trace_context as fn(&mut tonic::metadata::MetadataMap))
+}
+
 /// Adds the current span's trace context to outgoing request metadata.
-pub(crate) fn add_trace_context(metadata: &mut tonic::metadata::MetadataMap) {
+fn add_trace_context(metadata: &mut tonic::metadata::MetadataMap) {
     let Some(trace) = current_trace() else {
         return;
     };
@@ -345,11 +354,17 @@ where
         let mut line = String::new();
         self.inner
             .format_event(ctx, Writer::new(&mut line), event)?;
-        let line = line.trim_end_matches('\n');
-        match line.strip_suffix('}').filter(|_| self.json) {
-            Some(object) => writeln!(writer, "{object},\"trace_id\":\"{trace_id}\"}}"),
-            None => writeln!(writer, "{line} trace_id={trace_id}"),
-        }
+        writer.write_str(&with_trace_id(&line, &trace_id, self.json))
+    }
+}
+
+/// A formatted log line (text, or one JSON object) with the trace id added
+/// at its end.
+fn with_trace_id(line: &str, trace_id: &str, json: bool) -> String {
+    let line = line.trim_end_matches('\n');
+    match line.strip_suffix('}').filter(|_| json) {
+        Some(object) => format!("{object},\"trace_id\":\"{trace_id}\"}}\n"),
+        None => format!("{line} trace_id={trace_id}\n"),
     }
 }
 
@@ -370,4 +385,57 @@ fn trace_id_of(id: &tracing::span::Id) -> Option<String> {
     let span = cx.span();
     let sc = span.span_context();
     sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    const ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+    #[test]
+    fn a_text_line_ends_with_its_trace_id() {
+        let line = "2026-01-01T00:00:00Z  INFO workflow{node=1}: swarm_node::agent: running\n";
+        assert_eq!(
+            with_trace_id(line, ID, false),
+            format!("{} trace_id={ID}\n", line.trim_end())
+        );
+    }
+
+    #[test]
+    fn a_json_line_gets_a_trace_id_field_and_stays_json() {
+        let line = r#"{"timestamp":"t","level":"INFO","fields":{"message":"running"}}"#;
+        let out = with_trace_id(&format!("{line}\n"), ID, true);
+        let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(value["trace_id"], ID);
+        assert_eq!(value["fields"]["message"], "running");
+        assert!(out.ends_with("}\n"));
+    }
+
+    #[test]
+    fn a_stored_trace_context_round_trips_through_the_propagator() {
+        let stored = TraceContext {
+            traceparent: format!("00-{ID}-00f067aa0ba902b7-01"),
+            tracestate: "vendor=x".into(),
+        };
+        let cx = TraceContextPropagator::new().extract(&Stored(&stored));
+        assert_eq!(cx.span().span_context().trace_id().to_string(), ID);
+        let mut back = Injected(TraceContext::default());
+        TraceContextPropagator::new().inject_context(&cx, &mut back);
+        assert_eq!(back.0, stored);
+    }
+
+    #[test]
+    fn without_export_nothing_is_traced() {
+        assert_eq!(current_trace(), None);
+        assert!(proposal_tracing().is_none());
+        let request = http::Request::builder()
+            .uri("/swarm.v1.WorkService/Submit")
+            .header(TRACEPARENT, format!("00-{ID}-00f067aa0ba902b7-01"))
+            .body(())
+            .unwrap();
+        assert!(grpc_request_span(&request).is_disabled());
+    }
 }

@@ -38,9 +38,10 @@ pub struct ClusterConfig {
     pub snapshot_every: u64,
     /// Peer address -> address to dial instead (a fault-injection proxy).
     pub peer_routes: HashMap<String, String>,
-    /// Adds the caller's context to each proposal forwarded to the leader
-    /// (the node's trace context, so the leader's entry joins the trace).
-    pub forward_metadata: Option<fn(&mut tonic::metadata::MetadataMap)>,
+    /// Traces proposals: a span per entry proposed, and the caller's trace
+    /// context added by this function to each proposal forwarded to the
+    /// leader (so the leader's entry joins the trace). `None`: no spans.
+    pub trace_proposals: Option<fn(&mut tonic::metadata::MetadataMap)>,
 }
 
 /// This node's role in the group.
@@ -172,7 +173,7 @@ impl Cluster {
             raft.clone(),
             peers.clone(),
             ProposerConfig {
-                forward_metadata: config.forward_metadata,
+                trace: config.trace_proposals,
                 ..ProposerConfig::default()
             },
             state.metrics().clone(),
