@@ -133,8 +133,9 @@ impl Telemetry {
         Ok(Telemetry { provider })
     }
 
-    /// Exports the spans still queued and stops the exporter. Call it while
-    /// the runtime [`Telemetry::init`] ran in is still alive, outside it.
+    /// Exports the spans still queued (waiting 5 s at most for a collector
+    /// that does not answer) and stops the exporter. Call it while the
+    /// runtime [`Telemetry::init`] ran in is still alive, outside it.
     pub fn shutdown(self) {
         if let Some(provider) = self.provider
             && let Err(e) = provider.shutdown()
