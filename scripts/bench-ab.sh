@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Two swarmd builds, A and B, under the same claim workload, interleaved:
+#
+#   scripts/bench-ab.sh A_SWARMD B_SWARMD [--rounds N] [--clients N] [--duration D]
+#                       [--a-flags "FLAGS"]
+#
+# For each round (default 5) it starts a fresh three-node cluster of A on
+# 127.0.0.1:7101..7103 (node 1 bootstraps, nodes 2 and 3 join it; data in a
+# temp dir), runs `swarm-vs-etcd claims --system swarm` (default 64 clients
+# for 10s), stops it, then does the same with B. Interleaving puts both
+# builds under the same conditions however the machine's load drifts, which
+# is what a cost of a few percent needs (e.g. what metrics cost: A = this
+# tree, B = a worktree before them). Prints each round and the mean claims/s
+# of each and their ratio. Only flags that every swarmd version has are
+# passed, plus --a-flags to A's nodes (e.g. "--http-listen 127.0.0.1:810N",
+# where N becomes the node's number). Every process started is stopped by
+# its recorded PID.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+usage() {
+    echo "usage: $0 A_SWARMD B_SWARMD [--rounds N] [--clients N] [--duration D] [--a-flags FLAGS]" >&2
+    exit 2
+}
+[[ $# -ge 2 ]] || usage
+a="$1" b="$2"
+shift 2
+rounds=5 clients=64 duration=10s a_flags=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+    --rounds) rounds="${2:?}"; shift ;;
+    --clients) clients="${2:?}"; shift ;;
+    --duration) duration="${2:?}"; shift ;;
+    --a-flags) a_flags="${2:?}"; shift ;;
+    *) usage ;;
+    esac
+    shift
+done
+for bin in "$a" "$b"; do
+    [[ -x "$bin" ]] || { echo "error: $bin is not an executable swarmd" >&2; exit 2; }
+done
+vs="$root/target/release/swarm-vs-etcd"
+[[ -x "$vs" ]] || {
+    echo "error: $vs is missing: cargo build --release -p swarm-bench --bin swarm-vs-etcd" >&2
+    exit 2
+}
+for port in 7101 7102 7103; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "error: 127.0.0.1:$port is in use; stop whatever listens there first" >&2
+        exit 1
+    fi
+done
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/swarm-ab.XXXXXX")"
+pids=()
+stop_cluster() {
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    pids=()
+}
+trap 'stop_cluster; rm -rf "$work"' EXIT
+
+# Starts a cluster of swarmd $1 in $2, with flags $3 (N = the node), and
+# waits until a claim run can start.
+start_cluster() {
+    local bin="$1" dir="$2" flags="$3" n
+    for n in 1 2 3; do
+        local membership=(--join 127.0.0.1:7101)
+        [[ $n -eq 1 ]] && membership=(--bootstrap)
+        local extra=()
+        [[ -n "$flags" ]] && read -r -a extra <<<"${flags//N/$n}"
+        NO_COLOR=1 "$bin" --id "$n" --listen "127.0.0.1:710$n" --data-dir "$dir/node$n" \
+            --capabilities exec "${membership[@]}" "${extra[@]}" >"$dir/node$n.log" 2>&1 &
+        pids+=("$!")
+    done
+    # Ready once a short claim run goes through with no errors.
+    for _ in $(seq 60); do
+        if out="$("$vs" claims --system swarm --clients 3 --duration 300ms 2>/dev/null)" &&
+            python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if r["errors"]==0 and r["claims"]>0 else 1)' "$out"; then
+            return 0
+        fi
+        sleep 0.5
+    done
+    echo "error: the cluster of $bin did not come up; logs in $dir" >&2
+    trap - EXIT
+    stop_cluster
+    exit 1
+}
+
+declare -A total=([A]=0 [B]=0)
+echo "| round | A claims/s | B claims/s |"
+echo "|---:|---:|---:|"
+for r in $(seq "$rounds"); do
+    row=()
+    for side in A B; do
+        bin="$a" flags="$a_flags"
+        [[ $side == B ]] && bin="$b" flags=""
+        dir="$work/$side-$r"
+        mkdir -p "$dir"
+        start_cluster "$bin" "$dir" "$flags"
+        out="$("$vs" claims --system swarm --clients "$clients" --duration "$duration")"
+        stop_cluster
+        rate="$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["per_s"]))' "$out")"
+        total[$side]=$((total[$side] + rate))
+        row+=("$rate")
+    done
+    echo "| $r | ${row[0]} | ${row[1]} |"
+done
+python3 - "${total[A]}" "${total[B]}" "$rounds" <<'PY'
+import sys
+a, b, n = (int(x) for x in sys.argv[1:])
+print(f"\nmean claims/s: A {a / n:,.0f}, B {b / n:,.0f}; A/B = {a / b:.3f}")
+PY
