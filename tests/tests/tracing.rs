@@ -160,11 +160,16 @@ fn hex(bytes: &[u8]) -> String {
 /// A cluster whose nodes export to `receiver`, in batches sent every
 /// 200 ms rather than every 5 s.
 async fn traced_cluster(receiver: &Receiver) -> Result<Cluster> {
+    traced_cluster_sending_every(receiver, "200").await
+}
+
+/// A cluster whose nodes export to `receiver` every `delay_ms`.
+async fn traced_cluster_sending_every(receiver: &Receiver, delay_ms: &str) -> Result<Cluster> {
     Cluster::start_with(
         3,
         ClusterOptions {
             extra_args: vec!["--otlp-endpoint".into(), receiver.endpoint.clone()],
-            env: vec![("OTEL_BSP_SCHEDULE_DELAY".into(), "200".into())],
+            env: vec![("OTEL_BSP_SCHEDULE_DELAY".into(), delay_ms.into())],
             ..ClusterOptions::default()
         },
     )
@@ -291,19 +296,37 @@ async fn t10_a_workflow_handed_across_nodes_is_one_trace_under_its_submit() {
 
         // Each run's span ends when its node has recorded how it ended;
         // wait for the runs on node 1 and node 3 and every step.
-        let spans = wait_for_spans(&receiver, "the runs' and steps' spans", |spans| {
-            let nodes: BTreeSet<&str> = workflow_spans(spans, &id)
-                .iter()
-                .map(|s| s.node.as_str())
-                .collect();
-            let steps: BTreeSet<&str> = spans
+        // Spans reach the receiver in each node's batches, in no order
+        // across nodes: wait until every one the checks below look at is
+        // there (the runs on node 1 and node 3, every step, the submit, and
+        // a Raft entry under a proposal forwarded to the leader).
+        let spans = wait_for_spans(&receiver, "the trace's spans from every node", |spans| {
+            let runs = workflow_spans(spans, &id);
+            let Some(trace_id) = runs.first().map(|r| r.trace_id.as_str()) else {
+                return false;
+            };
+            let in_trace: Vec<&Exported> =
+                spans.iter().filter(|s| s.trace_id == trace_id).collect();
+            let nodes: BTreeSet<&str> = runs.iter().map(|s| s.node.as_str()).collect();
+            let steps: BTreeSet<&str> = in_trace
                 .iter()
                 .filter(|s| s.name == "step")
                 .filter_map(|s| s.attr("step"))
                 .collect();
+            let forwarded: BTreeSet<&str> = in_trace
+                .iter()
+                .filter(|s| s.name == "swarm.v1.RaftService/Propose")
+                .map(|s| s.span_id.as_str())
+                .collect();
             nodes.contains("node-1")
                 && nodes.contains("node-3")
                 && ["first", "middle", "last"].iter().all(|s| steps.contains(s))
+                && in_trace.iter().any(|s| is_grpc(s, "Submit"))
+                && in_trace.iter().any(|s| {
+                    s.name == "raft.propose"
+                        && s.attr("outcome") == Some("committed")
+                        && forwarded.contains(s.parent_span_id.as_str())
+                })
         })
         .await?;
 
@@ -462,6 +485,42 @@ async fn t20_a_submitters_traceparent_and_an_agents_are_joined() {
                 "{method} is a child of the agent's span"
             );
         }
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn t30_a_stopping_node_flushes_the_spans_it_still_holds() {
+    let receiver = Receiver::start().await.unwrap();
+    // Batches would go out only after an hour: what arrives was flushed at
+    // exit.
+    let cluster = traced_cluster_sending_every(&receiver, "3600000")
+        .await
+        .unwrap();
+    within(Duration::from_secs(120), "t30", async {
+        let spec =
+            "name: flushed\nsteps:\n  - { name: only, run: echo, arguments: { v: value(1) } }\n";
+        let id = submit_workflow(&cluster, 1, spec, None).await?;
+        wait_completed(&cluster, &id).await?;
+        ensure!(
+            workflow_spans(&receiver.spans(), &id).is_empty(),
+            "nothing is sent before the batch is due"
+        );
+        for node in cluster.node_ids() {
+            let status = cluster.stop(node).await?;
+            ensure!(status.success(), "node {node} exited with {status}");
+        }
+        let spans = receiver.spans();
+        let runs = workflow_spans(&spans, &id);
+        ensure!(!runs.is_empty(), "the run's span was flushed at exit");
+        ensure!(
+            spans
+                .iter()
+                .any(|s| is_grpc(s, "Submit") && s.span_id == runs[0].parent_span_id),
+            "so was the submit it descends from"
+        );
         Ok(())
     })
     .await
