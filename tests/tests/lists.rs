@@ -271,6 +271,29 @@ async fn t20_stats_agree_with_a_full_listing() -> Result<()> {
             .context("nothing pending")?;
         ensure!(stats.oldest_pending_id == *first_pending, "{stats:?}");
         ensure!(stats.oldest_pending_age_ms.is_some(), "{stats:?}");
+        // Each type with pending items has its queue's age, the overall
+        // oldest one's type the overall age (the two reads are one state).
+        let types_pending: BTreeSet<&str> = all
+            .iter()
+            .filter(|i| i.status == WorkStatus::Pending as i32)
+            .map(|i| i.r#type.as_str())
+            .collect();
+        let aged: BTreeSet<&str> = stats
+            .oldest_pending_age_ms_by_type
+            .keys()
+            .map(String::as_str)
+            .collect();
+        ensure!(aged == types_pending, "{stats:?}");
+        let first_type = all
+            .iter()
+            .find(|i| i.id == *first_pending)
+            .map(|i| i.r#type.as_str())
+            .context("the oldest pending item is not listed")?;
+        ensure!(
+            stats.oldest_pending_age_ms_by_type.get(first_type)
+                == stats.oldest_pending_age_ms.as_ref(),
+            "{stats:?}"
+        );
         Ok(())
     })
     .await

@@ -381,6 +381,11 @@ impl WorkService for FakeNode {
             oldest_pending_age_ms: Some(90_500),
             oldest_pending_id: "w3".into(),
             total: 8,
+            oldest_pending_age_ms_by_type: [
+                ("build".to_string(), 90_500),
+                ("workflow".to_string(), 1_200),
+            ]
+            .into(),
         }))
     }
 }
@@ -849,6 +854,7 @@ async fn work_stats_shapes() {
             },
             "oldest_pending_age_ms": 90_500,
             "oldest_pending_id": "w3",
+            "oldest_pending_age_ms_by_type": {"build": 90_500, "workflow": 1_200},
             "total": 8,
         })
     );
@@ -1244,14 +1250,15 @@ async fn top_prints_one_frame_of_members_leader_queues_and_claims() {
     );
     assert_eq!(row(&text, "1"), ["1", &addr, "leader", "12", "0", "yes"]);
     assert_eq!(row(&text, "2")[2..], ["follower", "7", "5", "no"]);
-    // Queues per type; the oldest pending item (w3, looked up: a build) is a minute and a half old.
+    // Queues per type, each with its own queue's age: the oldest pending
+    // item (w3, a build) is a minute and a half old.
     assert_eq!(
         row(&text, "build"),
         ["build", "1", "1", "4", "0", "0", "1m", "30s"]
     );
     assert_eq!(
         row(&text, "workflow"),
-        ["workflow", "1", "0", "0", "0", "1", "-"]
+        ["workflow", "1", "0", "0", "0", "1", "1s"]
     );
     assert_eq!(
         row(&text, "(all)"),

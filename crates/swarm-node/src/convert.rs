@@ -116,13 +116,11 @@ fn counts_to_pb(c: &StatusCounts) -> pb::StatusCounts {
     }
 }
 
-/// Stats from the state's counts and its oldest pending item, whose age is
-/// taken at `now_ms`.
-pub fn stats_to_pb(
-    counts: &WorkCounts,
-    oldest_pending: Option<&WorkItem>,
-    now_ms: u64,
-) -> pb::WorkStatsResponse {
+/// Stats from the state's counts and its oldest pending items (overall and
+/// per type), whose ages are taken at `now_ms`.
+pub fn stats_to_pb(state: &swarm_claims::State, now_ms: u64) -> pb::WorkStatsResponse {
+    let counts: &WorkCounts = state.counts();
+    let oldest_pending: Option<&WorkItem> = state.oldest_pending();
     pb::WorkStatsResponse {
         by_status: Some(counts_to_pb(&counts.by_status())),
         by_type: counts
@@ -132,6 +130,10 @@ pub fn stats_to_pb(
         oldest_pending_age_ms: oldest_pending.map(|i| now_ms.saturating_sub(i.submitted_at)),
         oldest_pending_id: oldest_pending.map(|i| i.id.to_string()).unwrap_or_default(),
         total: counts.total(),
+        oldest_pending_age_ms_by_type: state
+            .oldest_pending_by_kind()
+            .map(|(kind, i)| (kind.to_string(), now_ms.saturating_sub(i.submitted_at)))
+            .collect(),
     }
 }
 

@@ -356,10 +356,7 @@ impl WorkService for WorkApi {
         let r = request.into_inner();
         self.read_barrier(r.consistency).await?;
         let now = swarm_raft::now_millis();
-        let stats = self
-            .ctx
-            .state
-            .read(|s| stats_to_pb(s.counts(), s.oldest_pending(), now));
+        let stats = self.ctx.state.read(|s| stats_to_pb(s, now));
         Ok(Response::new(stats))
     }
 }

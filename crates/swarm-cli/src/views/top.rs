@@ -218,8 +218,13 @@ fn queues_table(stats: &WorkStatsResponse, oldest_type: Option<&str>) -> Table {
     };
     let age = stats.oldest_pending_age_ms.map(duration_ms);
     for (kind, c) in by_type(stats) {
-        let oldest = age.as_ref().filter(|_| oldest_type == Some(kind));
-        table.push(row(kind, c, or_dash(oldest)));
+        // Per type from a node that reports it; from an older node, only
+        // the type of the oldest pending item overall has an age.
+        let oldest = match stats.oldest_pending_age_ms_by_type.get(kind) {
+            Some(ms) => Some(duration_ms(*ms)),
+            None => age.clone().filter(|_| oldest_type == Some(kind)),
+        };
+        table.push(row(kind, c, or_dash(oldest.as_ref())));
     }
     let oldest_of_all = match &age {
         Some(age) if !stats.oldest_pending_id.is_empty() => {
@@ -319,6 +324,8 @@ mod tests {
                 oldest_pending_age_ms: Some(65_000),
                 oldest_pending_id: "w7".into(),
                 total: 9,
+                // As a node before the per-type ages answers.
+                oldest_pending_age_ms_by_type: HashMap::new(),
             }),
             oldest_pending_type: Some("lint".into()),
             claims: Ok(ClaimsPage {
@@ -330,6 +337,21 @@ mod tests {
 
     #[test]
     fn a_frame_shows_the_cluster_the_queues_and_the_claims() {
+        let mut per_type = snapshot();
+        if let Ok(stats) = per_type.stats.as_mut() {
+            stats.oldest_pending_age_ms_by_type =
+                HashMap::from([("build".to_string(), 30_000), ("lint".to_string(), 65_000)]);
+        }
+        per_type.oldest_pending_type = None;
+        let frame = frame_text(&per_type, 1_000, 20);
+        assert!(
+            frame.contains("build  1        2        4          0       0          30s\n"),
+            "{frame}"
+        );
+        assert!(
+            frame.contains("lint   2        0        0          0       0          1m 5s\n"),
+            "{frame}"
+        );
         assert_eq!(
             frame_text(&snapshot(), 1_000, 20),
             "\

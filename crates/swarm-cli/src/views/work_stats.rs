@@ -3,7 +3,7 @@
 //! JSON: `{"by_status": {"pending": N, "claimed": N, "completed": N,
 //! "failed": N, "cancelled": N}, "by_type": {"T": {...same keys}},
 //! "oldest_pending_age_ms": N or null, "oldest_pending_id": "id" or null,
-//! "total": N}`. `by_type` names only types that have items; the oldest
+//! "oldest_pending_age_ms_by_type": {"T": N}, "total": N}`. `by_type` names only types that have items; the oldest
 //! pending item is the pending one submitted first, of any type, and its
 //! age is taken by the answering node's clock. Other keys may be added,
 //! never removed.
@@ -46,6 +46,10 @@ pub fn stats_json(stats: &WorkStatsResponse) -> Value {
         "by_type": types,
         "oldest_pending_age_ms": stats.oldest_pending_age_ms,
         "oldest_pending_id": Some(stats.oldest_pending_id.as_str()).filter(|id| !id.is_empty()),
+        "oldest_pending_age_ms_by_type": stats
+            .oldest_pending_age_ms_by_type
+            .iter()
+            .collect::<BTreeMap<_, _>>(),
         "total": stats.total,
     })
 }
