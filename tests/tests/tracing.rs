@@ -160,16 +160,20 @@ fn hex(bytes: &[u8]) -> String {
 /// A cluster whose nodes export to `receiver`, in batches sent every
 /// 200 ms rather than every 5 s.
 async fn traced_cluster(receiver: &Receiver) -> Result<Cluster> {
-    traced_cluster_sending_every(receiver, "200").await
+    traced_cluster_with(receiver, &[("OTEL_BSP_SCHEDULE_DELAY", "200")]).await
 }
 
-/// A cluster whose nodes export to `receiver` every `delay_ms`.
-async fn traced_cluster_sending_every(receiver: &Receiver, delay_ms: &str) -> Result<Cluster> {
+/// A cluster whose nodes export to `receiver`, with these `OTEL_*`
+/// variables.
+async fn traced_cluster_with(receiver: &Receiver, env: &[(&str, &str)]) -> Result<Cluster> {
     Cluster::start_with(
         3,
         ClusterOptions {
             extra_args: vec!["--otlp-endpoint".into(), receiver.endpoint.clone()],
-            env: vec![("OTEL_BSP_SCHEDULE_DELAY".into(), delay_ms.into())],
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ..ClusterOptions::default()
         },
     )
@@ -494,11 +498,18 @@ async fn t20_a_submitters_traceparent_and_an_agents_are_joined() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn t30_a_stopping_node_flushes_the_spans_it_still_holds() {
     let receiver = Receiver::start().await.unwrap();
-    // Batches would go out only after an hour: what arrives was flushed at
-    // exit.
-    let cluster = traced_cluster_sending_every(&receiver, "3600000")
-        .await
-        .unwrap();
+    // Batches would go out only after an hour or 65,536 spans: what
+    // arrives was flushed at exit.
+    let cluster = traced_cluster_with(
+        &receiver,
+        &[
+            ("OTEL_BSP_SCHEDULE_DELAY", "3600000"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "65536"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "65536"),
+        ],
+    )
+    .await
+    .unwrap();
     within(Duration::from_secs(120), "t30", async {
         let spec =
             "name: flushed\nsteps:\n  - { name: only, run: echo, arguments: { v: value(1) } }\n";
