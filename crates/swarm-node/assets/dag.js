@@ -14,11 +14,18 @@ const PAD = 12;
 // the box are cut with an ellipsis and shown whole in the tooltip.
 const CHAR_W = 7.2;
 
+// An arrow that skips columns passes each column it crosses through a
+// waypoint that takes a slot of this height, so it runs between boxes
+// rather than behind one (where it would seem to point at that box).
+const WAYPOINT_H = 8;
+
 /**
  * Columns (layers) and rows of every step. A step's layer is the length of
  * the longest chain of dependencies below it; a dependency on an unknown
  * step is ignored, and a cycle (which a valid workflow never has) is cut
- * where it is found rather than looping.
+ * where it is found rather than looping. Returns each step's box position
+ * and each arrow's points: its source, one waypoint per crossed column, its
+ * target.
  */
 export function layout(steps) {
   const index = new Map(steps.map((st, i) => [st.name, i]));
@@ -37,31 +44,73 @@ export function layout(steps) {
   };
   steps.forEach((_, i) => depth(i));
 
-  const columns = [];
+  // Slots: the steps, then one waypoint per arrow per crossed column. Each
+  // slot knows the slots just before it on its arrows, for ordering.
+  const slotLayer = [...layer];
+  const before = deps.map(() => []);
+  const arrows = [];
   steps.forEach((_, i) => {
-    (columns[layer[i]] ||= []).push(i);
+    for (const p of deps[i]) {
+      const chain = [p];
+      for (let l = layer[p] + 1; l < layer[i]; l++) {
+        slotLayer.push(l);
+        before.push([chain[chain.length - 1]]);
+        chain.push(slotLayer.length - 1);
+      }
+      before[i].push(chain[chain.length - 1]);
+      chain.push(i);
+      arrows.push({ from: p, to: i, chain });
+    }
   });
-  // Order each column by the mean row of its dependencies (declaration order
-  // breaks ties), which keeps most arrows short and uncrossed.
-  const row = new Array(steps.length).fill(0);
+  const isStep = (slot) => slot < steps.length;
+  const slotH = (slot) => (isStep(slot) ? BOX_H : WAYPOINT_H);
+
+  const columns = [];
+  slotLayer.forEach((l, slot) => {
+    (columns[l] ||= []).push(slot);
+  });
+  // Order each column by the mean row of the slots before it (declaration
+  // order breaks ties), which keeps most arrows short and uncrossed.
+  const row = new Array(slotLayer.length).fill(0);
   columns.forEach((col, c) => {
     if (c > 0) {
-      const key = (i) => (deps[i].length ? deps[i].reduce((a, p) => a + row[p], 0) / deps[i].length : Infinity);
+      const key = (slot) => (before[slot].length ? before[slot].reduce((a, p) => a + row[p], 0) / before[slot].length : Infinity);
       col.sort((a, b) => key(a) - key(b) || a - b);
     }
-    col.forEach((i, r) => (row[i] = r));
+    col.forEach((slot, r) => (row[slot] = r));
   });
 
-  const tallest = Math.max(1, ...columns.map((c) => c.length));
-  const height = PAD * 2 + tallest * BOX_H + (tallest - 1) * GAP_Y;
+  const columnHeight = (col) => col.reduce((a, slot) => a + slotH(slot), 0) + Math.max(0, col.length - 1) * GAP_Y;
+  const height = PAD * 2 + Math.max(BOX_H, ...columns.map(columnHeight));
   const width = PAD * 2 + columns.length * BOX_W + Math.max(0, columns.length - 1) * GAP_X;
-  const pos = steps.map((_, i) => {
-    const col = columns[layer[i]];
-    const colHeight = col.length * BOX_H + (col.length - 1) * GAP_Y;
-    const top = (height - colHeight) / 2;
-    return { x: PAD + layer[i] * (BOX_W + GAP_X), y: top + row[i] * (BOX_H + GAP_Y) };
+  const pos = new Array(slotLayer.length);
+  columns.forEach((col, c) => {
+    let y = (height - columnHeight(col)) / 2;
+    for (const slot of col) {
+      pos[slot] = { x: PAD + c * (BOX_W + GAP_X), y, h: slotH(slot) };
+      y += slotH(slot) + GAP_Y;
+    }
   });
-  return { pos, deps, layer, width, height };
+  return { pos: pos.slice(0, steps.length), arrows: arrows.map((a) => ({ ...a, points: a.chain.map((slot) => pos[slot]) })), layer, width, height };
+}
+
+/** An arrow's SVG path: curves between columns, straight through waypoints. */
+function arrowPath(points) {
+  const [first, ...rest] = points;
+  let x = first.x + BOX_W;
+  let y = first.y + first.h / 2;
+  let d = `M${x},${y}`;
+  rest.forEach((p, k) => {
+    const last = k === rest.length - 1;
+    const x2 = last ? p.x - 3 : p.x;
+    const y2 = p.y + p.h / 2;
+    const mid = (x + x2) / 2;
+    d += ` C${mid},${y} ${mid},${y2} ${x2},${y2}`;
+    if (!last) d += ` L${p.x + BOX_W},${y2}`;
+    x = p.x + BOX_W;
+    y = y2;
+  });
+  return d;
 }
 
 function fit(text, px) {
@@ -71,25 +120,13 @@ function fit(text, px) {
 
 /** The SVG of a workflow's steps (`workflow.steps` of /api/work/{id}). */
 export function renderDag(steps) {
-  const { pos, deps, width, height } = layout(steps);
-  const edges = [];
-  steps.forEach((st, i) => {
-    for (const p of deps[i]) {
-      const a = pos[p];
-      const b = pos[i];
-      const x1 = a.x + BOX_W;
-      const y1 = a.y + BOX_H / 2;
-      const x2 = b.x - 3;
-      const y2 = b.y + BOX_H / 2;
-      const mid = (x1 + x2) / 2;
-      edges.push(s("path", {
-        class: `dag-edge edge-${steps[p].state}`,
-        "data-test": "dag-edge", "data-from": steps[p].name, "data-to": st.name,
-        d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`,
-        "marker-end": "url(#dag-arrow)",
-      }));
-    }
-  });
+  const { pos, arrows, width, height } = layout(steps);
+  const edges = arrows.map(({ from, to, points }) => s("path", {
+    class: `dag-edge edge-${steps[from].state}`,
+    "data-test": "dag-edge", "data-from": steps[from].name, "data-to": steps[to].name,
+    d: arrowPath(points),
+    "marker-end": "url(#dag-arrow)",
+  }));
 
   const boxes = steps.map((st, i) => {
     const { x, y } = pos[i];
