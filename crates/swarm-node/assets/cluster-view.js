@@ -14,6 +14,9 @@ const QUEUES_SHOWN = 6;
 
 // A follower further behind than this many entries is shown as lagging.
 const LAG_WARN = 100;
+// The leader not hearing from a member for longer than this is shown amber:
+// heartbeats go out every few tens of milliseconds.
+const HEARTBEAT_WARN_MS = 1000;
 
 function health(m) {
   if (!m.reachable) return ["down", "unreachable"];
@@ -49,7 +52,8 @@ function memberRow(m, cluster, maxLag) {
   h("td", { class: "num", "data-test": "member-applied" }, num(m.applied_index)),
   h("td", { class: "num" }, num(m.matched_index)),
   lagCell(m, maxLag),
-  h("td", { class: "num" }, m.last_heartbeat_ms === null || m.last_heartbeat_ms === undefined ? "–" : duration(m.last_heartbeat_ms)));
+  h("td", { class: `num ${m.last_heartbeat_ms > HEARTBEAT_WARN_MS ? "age-warn" : ""}`, "data-test": "member-heartbeat" },
+    m.last_heartbeat_ms === null || m.last_heartbeat_ms === undefined ? "–" : duration(m.last_heartbeat_ms)));
 }
 
 function stat(label, value, test, extra) {
