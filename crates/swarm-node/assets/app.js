@@ -20,7 +20,8 @@
 //            nav-cluster / nav-work / nav-claims, error-banner (shown on any API error)
 // Cluster:   members (table), member-row [data-role, data-member-id, data-reachable],
 //            member-role, member-health [data-health=ok|warn|down], member-lag [data-lag],
-//            member-applied, cluster-leader, cluster-term, no-leader
+//            member-applied, member-heartbeat, cluster-leader, cluster-term, no-leader,
+//            work-summary, queues, queue-row [data-type] (and the Work status cards)
 // Work:      status-count [data-status, data-count], total-count, oldest-pending,
 //            type-row [data-type], queue-age, work-filters, filter-status, filter-type,
 //            filter-holder, filter-limit, clear-filters, work-table,
