@@ -51,13 +51,13 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 echo "install-chromium.sh: installing chromium and chromium-driver with apt-get" >&2
-install() {
+apt_install() {
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
     chromium chromium-driver >/dev/null
 }
 # A fresh image has no package lists: update once, only when the first try fails.
-if ! install 2>/dev/null; then
-  if ! "${sudo[@]}" apt-get update -qq >/dev/null || ! install; then
+if ! apt_install 2>/dev/null; then
+  if ! "${sudo[@]}" apt-get update -qq >/dev/null || ! apt_install; then
     warn "apt-get could not install chromium and chromium-driver"
     exit 0
   fi
