@@ -125,6 +125,7 @@ function liveLabel(state) {
 }
 
 function render(root, item, live, open) {
+  document.title = `Swarm · ${item.id} · ${item.status}`;
   replace(root,
     h("div", { class: "crumbs" }, h("a", { href: "#/work" }, "Work"), " › ", h("span", { class: "mono" }, item.id)),
     h("div", { class: "item-head" },
