@@ -242,6 +242,22 @@ async fn t30_bad_input_gets_a_clear_error_and_the_node_keeps_serving() {
             cluster_json["members"].as_array().map(Vec::len) == Some(3),
             "{cluster_json}"
         );
+        // Every node, follower or leader, shows each member's lag (a
+        // follower takes it from the leader's own answer).
+        for node_addr in http.values() {
+            swarm_tests::wait_until(Duration::from_secs(20), "lag known", || async {
+                let Ok((200, body)) = get(*node_addr, "/api/cluster").await else {
+                    return false;
+                };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) else {
+                    return false;
+                };
+                v["members"]
+                    .as_array()
+                    .is_some_and(|ms| ms.len() == 3 && ms.iter().all(|m| m["lag"].is_u64()))
+            })
+            .await?;
+        }
         let (status, body) = get(addr, "/").await?;
         ensure!(
             status == 200 && body.contains("<html"),

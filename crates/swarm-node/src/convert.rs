@@ -169,7 +169,7 @@ pub fn work_removed_while_watched(id: &str, retention: Duration) -> Status {
 
 /// A retention as an operator writes it: whole hours as hours (`24h`, not
 /// humantime's `1day`), anything else in humantime's form (`2s`, `1m 30s`).
-fn retention_text(retention: Duration) -> String {
+pub(crate) fn retention_text(retention: Duration) -> String {
     let secs = retention.as_secs();
     if retention.subsec_nanos() == 0 && secs >= 3600 && secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)

@@ -238,6 +238,15 @@ async fn api_cluster(State(app): State<App>) -> Response {
     )
     .await;
     let leader = status.leader();
+    // A follower knows no member's lag: the leader's own answer does.
+    let leader_lag: HashMap<u64, Option<u64>> = status
+        .members
+        .iter()
+        .zip(&answers)
+        .find(|(m, _)| Some(m.id) == leader && m.id != status.id)
+        .and_then(|(_, own)| own.as_ref())
+        .map(|o| o.members.iter().map(|m| (m.id, m.lag)).collect())
+        .unwrap_or_default();
     let members: Vec<Value> = status
         .members
         .iter()
@@ -250,10 +259,15 @@ async fn api_cluster(State(app): State<App>) -> Response {
                 Some(_) if !m.voter => "learner",
                 Some(_) => "follower",
             };
-            let lag = m
-                .matched
-                .filter(|_| status.is_leader())
-                .map(|matched| status.last_log_index.saturating_sub(matched));
+            let lag = if status.is_leader() {
+                m.matched
+                    .map(|matched| status.last_log_index.saturating_sub(matched))
+            } else if Some(m.id) == leader {
+                // The leader is its own log's end.
+                own.as_ref().map(|_| 0)
+            } else {
+                leader_lag.get(&m.id).copied().flatten()
+            };
             json!({
                 "id": m.id,
                 "addr": m.addr,
@@ -573,6 +587,7 @@ fn item_view(item: &WorkItem, now: u64) -> Value {
             "granted_at_ms": l.granted_at,
             "lease_expires_at_ms": l.expires_at,
             "lease_remaining_ms": l.expires_at.saturating_sub(now),
+            "lease_ms": l.lease_ms,
             "progress": l.progress.as_deref(),
         })),
         "history": item.history.iter().map(|h| json!({
@@ -591,7 +606,7 @@ fn not_found(ctx: &NodeContext, id: &str) -> Response {
         StatusCode::NOT_FOUND,
         format!(
             "work item {id:?} not found (finished items are removed after the retention period, {})",
-            humantime::format_duration(ctx.config.retention)
+            crate::convert::retention_text(ctx.config.retention)
         ),
     )
 }
@@ -651,7 +666,7 @@ fn watch_events(ctx: NodeContext, id: String) -> impl Stream<Item = Result<Event
                     let Some((version, terminal, view)) = seen else {
                         let msg = json!({"error": format!(
                             "work item {id:?} not found (finished items are removed after the retention period, {})",
-                            humantime::format_duration(ctx.config.retention)
+                            crate::convert::retention_text(ctx.config.retention)
                         )});
                         let event = Event::default().event("error").data(msg.to_string());
                         return Some((Ok(event), (applied, last, true)));
