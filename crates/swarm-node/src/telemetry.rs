@@ -87,9 +87,16 @@ impl Telemetry {
         };
         let exporting = provider.is_some();
         let otel = provider.as_ref().map(|p| {
+            // Only what a trace needs, per span: no code location or
+            // thread attributes, no busy/idle timing, and parents taken
+            // from tracing's own span tree rather than an OpenTelemetry
+            // context attached on every enter (a claim costs less).
             tracing_opentelemetry::layer()
                 .with_tracer(p.tracer("swarmd"))
+                .with_location(false)
                 .with_threads(false)
+                .with_tracked_inactivity(false)
+                .with_context_activation(false)
         });
         let (text, json) = match config.log_format {
             LogFormat::Text => {
