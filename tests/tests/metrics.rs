@@ -186,6 +186,22 @@ async fn t10_counters_and_gauges_move_by_exactly_the_work_done_on_every_node() {
                 >= 1.0,
             "the refused complete was not counted with its code: {served:?}"
         );
+        // The two items left claimed are the live claims, on every node.
+        for addr in http.values() {
+            let (status, body) = get(*addr, &format!("/api/claims?type={KIND}")).await?;
+            ensure!(status == 200, "/api/claims: {status} {body}");
+            let v: serde_json::Value = serde_json::from_str(&body)?;
+            let claims = v["claims"].as_array().context("no claims array")?;
+            let mut ids: Vec<&str> = claims.iter().filter_map(|c| c["id"].as_str()).collect();
+            ids.sort_unstable();
+            let mut expected: Vec<&str> = granted[8..].iter().map(|i| i.id.as_str()).collect();
+            expected.sort_unstable();
+            ensure!(ids == expected, "{addr}: claims {ids:?}, expected {expected:?}");
+            ensure!(
+                claims.iter().all(|c| c["agent"] == "meter-reader"),
+                "{body}"
+            );
+        }
         // Exactly one leader says it leads.
         let mut leaders = 0.0;
         for addr in http.values() {

@@ -396,6 +396,19 @@ fn page_query(q: &HashMap<String, String>) -> Result<PageQuery, String> {
     })
 }
 
+impl PageQuery {
+    /// Whether `item` passes the status, type and holder filters.
+    fn matches(&self, item: &WorkItem) -> bool {
+        self.status.is_none_or(|st| item.status == st)
+            && (self.kind.is_empty() || *item.kind == *self.kind)
+            && (self.holder.is_empty()
+                || item
+                    .lease
+                    .as_ref()
+                    .is_some_and(|l| *l.agent == *self.holder))
+    }
+}
+
 fn lease_remaining(item: &WorkItem, now: u64) -> Option<u64> {
     item.lease
         .as_ref()
@@ -462,11 +475,7 @@ async fn api_work(
     };
     let now = now_millis();
     let body = app.ctx.state.read(|s| {
-        let (items, next) = page(s, &q, |i| {
-            q.status.is_none_or(|st| i.status == st)
-                && (q.kind.is_empty() || *i.kind == *q.kind)
-                && (q.holder.is_empty() || i.lease.as_ref().is_some_and(|l| *l.agent == *q.holder))
-        });
+        let (items, next) = page(s, &q, |i| q.matches(i));
         json!({
             "items": items.iter().map(|i| item_row(i, now)).collect::<Vec<_>>(),
             "next_page_token": next,
@@ -480,16 +489,16 @@ async fn api_claims(
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let q = match page_query(&params) {
-        Ok(q) => q,
+        // An item has a live claim exactly while it is claimed.
+        Ok(q) => PageQuery {
+            status: Some(WorkStatus::Claimed),
+            ..q
+        },
         Err(e) => return bad_request(e),
     };
     let now = now_millis();
     let body = app.ctx.state.read(|s| {
-        let (items, next) = page(s, &q, |i| {
-            i.lease.is_some()
-                && (q.kind.is_empty() || *i.kind == *q.kind)
-                && (q.holder.is_empty() || i.lease.as_ref().is_some_and(|l| *l.agent == *q.holder))
-        });
+        let (items, next) = page(s, &q, |i| q.matches(i));
         let claims: Vec<Value> = items
             .iter()
             .filter_map(|i| {
