@@ -152,10 +152,15 @@ pub fn read_error_status(e: &ReadError) -> Status {
 /// NOT_FOUND for a work item this replica does not hold: it never existed,
 /// or it finished and was removed after the retention period.
 pub fn work_not_found(id: &str, retention: Duration) -> Status {
-    Status::not_found(format!(
+    Status::not_found(not_found_text(id, retention))
+}
+
+/// Why an item is not found: it may have finished and been removed.
+pub(crate) fn not_found_text(id: &str, retention: Duration) -> String {
+    format!(
         "work item {id:?} not found (finished items are removed after the retention period, {})",
         retention_text(retention)
-    ))
+    )
 }
 
 /// NOT_FOUND for a watched item that was removed before the watch read its
@@ -169,7 +174,7 @@ pub fn work_removed_while_watched(id: &str, retention: Duration) -> Status {
 
 /// A retention as an operator writes it: whole hours as hours (`24h`, not
 /// humantime's `1day`), anything else in humantime's form (`2s`, `1m 30s`).
-pub(crate) fn retention_text(retention: Duration) -> String {
+fn retention_text(retention: Duration) -> String {
     let secs = retention.as_secs();
     if retention.subsec_nanos() == 0 && secs >= 3600 && secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)

@@ -38,7 +38,7 @@ use swarm_proto::v1::admin_service_client::AdminServiceClient;
 use swarm_raft::{Role, now_millis};
 use swarm_reactor::{StepBoard, WorkflowPayload};
 
-use crate::listing::{decode_page_token, encode_page_token};
+use crate::listing::{ListQuery, SCAN_BUDGET, decode_page_token, encode_page_token};
 use crate::metrics::NodeMetrics;
 use crate::node::NodeContext;
 
@@ -301,7 +301,7 @@ async fn api_cluster(State(app): State<App>) -> Response {
 // ---------------------------------------------------------------------------
 // Work
 
-fn status_counts(c: &swarm_claims::StatusCounts) -> Value {
+fn status_counts(c: &pb::StatusCounts) -> Value {
     json!({
         "pending": c.pending,
         "claimed": c.claimed,
@@ -311,37 +311,23 @@ fn status_counts(c: &swarm_claims::StatusCounts) -> Value {
     })
 }
 
-fn stats(s: &WorkState, now: u64) -> Value {
-    let counts = s.counts();
-    let by_type: serde_json::Map<String, Value> = counts
-        .by_kind()
-        .map(|(k, c)| (k.to_string(), status_counts(c)))
-        .collect();
-    let oldest_by_type: serde_json::Map<String, Value> = s
-        .oldest_pending_by_kind()
-        .map(|(k, i)| (k.to_string(), json!(now.saturating_sub(i.submitted_at))))
-        .collect();
-    json!({
-        "total": counts.total(),
-        "by_status": status_counts(&counts.by_status()),
-        "by_type": by_type,
-        "oldest_pending_age_ms": s.oldest_pending().map(|i| now.saturating_sub(i.submitted_at)),
-        "oldest_pending_age_ms_by_type": oldest_by_type,
-    })
-}
-
+/// `WorkStats` as JSON: the same answer the gRPC call gives.
 async fn api_stats(State(app): State<App>) -> Response {
     let now = now_millis();
-    Json(app.ctx.state.read(|s| stats(s, now))).into_response()
-}
-
-/// A page of a listing: the checked query parameters.
-struct PageQuery {
-    status: Option<WorkStatus>,
-    kind: String,
-    holder: String,
-    after: Option<String>,
-    limit: usize,
+    let stats = app.ctx.state.read(|s| crate::convert::stats_to_pb(s, now));
+    let by_type: serde_json::Map<String, Value> = stats
+        .by_type
+        .iter()
+        .map(|(k, c)| (k.clone(), status_counts(c)))
+        .collect();
+    Json(json!({
+        "total": stats.total,
+        "by_status": stats.by_status.as_ref().map(status_counts),
+        "by_type": by_type,
+        "oldest_pending_age_ms": stats.oldest_pending_age_ms,
+        "oldest_pending_age_ms_by_type": stats.oldest_pending_age_ms_by_type,
+    }))
+    .into_response()
 }
 
 fn parse_status(s: &str) -> Result<Option<WorkStatus>, String> {
@@ -362,7 +348,7 @@ fn parse_status(s: &str) -> Result<Option<WorkStatus>, String> {
 
 const KNOWN_PARAMS: [&str; 5] = ["status", "type", "holder", "limit", "page_token"];
 
-fn page_query(q: &HashMap<String, String>) -> Result<PageQuery, String> {
+fn page_query(q: &HashMap<String, String>) -> Result<ListQuery, String> {
     if let Some(unknown) = q.keys().find(|k| !KNOWN_PARAMS.contains(&k.as_str())) {
         return Err(format!(
             "unknown parameter {unknown:?} (the parameters are {})",
@@ -387,26 +373,13 @@ fn page_query(q: &HashMap<String, String>) -> Result<PageQuery, String> {
             get("page_token")
         )
     })?;
-    Ok(PageQuery {
+    Ok(ListQuery {
         status: parse_status(get("status"))?,
         kind: get("type").to_string(),
         holder: get("holder").to_string(),
         after,
         limit,
     })
-}
-
-impl PageQuery {
-    /// Whether `item` passes the status, type and holder filters.
-    fn matches(&self, item: &WorkItem) -> bool {
-        self.status.is_none_or(|st| item.status == st)
-            && (self.kind.is_empty() || *item.kind == *self.kind)
-            && (self.holder.is_empty()
-                || item
-                    .lease
-                    .as_ref()
-                    .is_some_and(|l| *l.agent == *self.holder))
-    }
 }
 
 fn lease_remaining(item: &WorkItem, now: u64) -> Option<u64> {
@@ -432,15 +405,11 @@ fn item_row(item: &WorkItem, now: u64) -> Value {
     })
 }
 
-/// Most items one page looks at: a filter that matches little never holds
-/// the replica for long; the page then ends early with a next token.
-const SCAN_BUDGET: usize = 100_000;
-
 /// Items after the query's position that match, at most `limit` of them,
 /// and the token of the next page ("" after the last).
 fn page<'a>(
     s: &'a WorkState,
-    q: &PageQuery,
+    q: &ListQuery,
     filter: impl Fn(&WorkItem) -> bool,
 ) -> (Vec<&'a WorkItem>, String) {
     let mut out = Vec::new();
@@ -490,7 +459,7 @@ async fn api_claims(
 ) -> Response {
     let q = match page_query(&params) {
         // An item has a live claim exactly while it is claimed.
-        Ok(q) => PageQuery {
+        Ok(q) => ListQuery {
             status: Some(WorkStatus::Claimed),
             ..q
         },
@@ -613,10 +582,7 @@ fn item_view(item: &WorkItem, now: u64) -> Value {
 fn not_found(ctx: &NodeContext, id: &str) -> Response {
     error(
         StatusCode::NOT_FOUND,
-        format!(
-            "work item {id:?} not found (finished items are removed after the retention period, {})",
-            crate::convert::retention_text(ctx.config.retention)
-        ),
+        crate::convert::not_found_text(id, ctx.config.retention),
     )
 }
 
@@ -673,10 +639,9 @@ fn watch_events(ctx: NodeContext, id: String) -> impl Stream<Item = Result<Event
                         })
                     });
                     let Some((version, terminal, view)) = seen else {
-                        let msg = json!({"error": format!(
-                            "work item {id:?} not found (finished items are removed after the retention period, {})",
-                            crate::convert::retention_text(ctx.config.retention)
-                        )});
+                        let msg = json!({
+                            "error": crate::convert::not_found_text(&id, ctx.config.retention)
+                        });
                         let event = Event::default().event("error").data(msg.to_string());
                         return Some((Ok(event), (applied, last, true)));
                     };

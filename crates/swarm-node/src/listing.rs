@@ -122,7 +122,8 @@ impl ListQuery {
         })
     }
 
-    fn matches(&self, item: &WorkItem) -> bool {
+    /// Whether `item` passes the status, type and holder filters.
+    pub fn matches(&self, item: &WorkItem) -> bool {
         self.status.is_none_or(|s| item.status == s)
             && (self.kind.is_empty() || *item.kind == *self.kind)
             && (self.holder.is_empty()
