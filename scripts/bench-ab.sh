@@ -2,7 +2,7 @@
 # Two swarmd builds, A and B, under the same claim workload, interleaved:
 #
 #   scripts/bench-ab.sh A_SWARMD B_SWARMD [--rounds N] [--clients N] [--duration D]
-#                       [--a-flags "FLAGS"]
+#                       [--a-flags "FLAGS"] [--fill N]
 #
 # For each round (default 5) it starts a fresh three-node cluster of A on
 # 127.0.0.1:7101..7103 (node 1 bootstraps, nodes 2 and 3 join it; data in a
@@ -15,23 +15,28 @@
 # passed, plus --a-flags to A's nodes (e.g. "--http-listen 127.0.0.1:810N",
 # where N becomes the node's number). Every process started is stopped by
 # its recorded PID.
+#
+# --fill N: after the claim run, N more items are submitted and claimed with
+# 1 h leases (`swarm-vs-etcd fill`, as bench.sh's memory row does) and the
+# largest VmRSS of the three nodes is reported too: the A/B of memory.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 usage() {
-    echo "usage: $0 A_SWARMD B_SWARMD [--rounds N] [--clients N] [--duration D] [--a-flags FLAGS]" >&2
+    echo "usage: $0 A_SWARMD B_SWARMD [--rounds N] [--clients N] [--duration D] [--a-flags FLAGS] [--fill N]" >&2
     exit 2
 }
 [[ $# -ge 2 ]] || usage
 a="$1" b="$2"
 shift 2
-rounds=5 clients=64 duration=10s a_flags=""
+rounds=5 clients=64 duration=10s a_flags="" fill=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --rounds) rounds="${2:?}"; shift ;;
     --clients) clients="${2:?}"; shift ;;
     --duration) duration="${2:?}"; shift ;;
     --a-flags) a_flags="${2:?}"; shift ;;
+    --fill) fill="${2:?}"; shift ;;
     *) usage ;;
     esac
     shift
@@ -91,11 +96,26 @@ start_cluster() {
     exit 1
 }
 
-declare -A total=([A]=0 [B]=0)
-echo "| round | A claims/s | B claims/s |"
-echo "|---:|---:|---:|"
+# The largest VmRSS of the running cluster's nodes, in MB.
+max_rss_mb() {
+    local pid kb max=0
+    for pid in "${pids[@]}"; do
+        kb="$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")"
+        ((kb > max)) && max=$kb
+    done
+    awk -v kb="$max" 'BEGIN { printf "%.1f", kb / 1024 }'
+}
+
+declare -A total=([A]=0 [B]=0) rss_total=([A]=0 [B]=0)
+if ((fill > 0)); then
+    echo "| round | A claims/s | B claims/s | A max RSS MB | B max RSS MB |"
+    echo "|---:|---:|---:|---:|---:|"
+else
+    echo "| round | A claims/s | B claims/s |"
+    echo "|---:|---:|---:|"
+fi
 for r in $(seq "$rounds"); do
-    row=()
+    row=() rss_row=()
     for side in A B; do
         bin="$a" flags="$a_flags"
         [[ $side == B ]] && bin="$b" flags=""
@@ -103,15 +123,30 @@ for r in $(seq "$rounds"); do
         mkdir -p "$dir"
         start_cluster "$bin" "$dir" "$flags"
         out="$("$vs" claims --system swarm --clients "$clients" --duration "$duration")"
+        rss=""
+        if ((fill > 0)); then
+            "$vs" fill --system swarm --count "$fill" >/dev/null
+            sleep 2
+            rss="$(max_rss_mb)"
+            rss_total[$side]="$(awk -v a="${rss_total[$side]}" -v b="$rss" 'BEGIN { print a + b }')"
+        fi
         stop_cluster
         rate="$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["per_s"]))' "$out")"
         total[$side]=$((total[$side] + rate))
         row+=("$rate")
+        rss_row+=("$rss")
     done
-    echo "| $r | ${row[0]} | ${row[1]} |"
+    if ((fill > 0)); then
+        echo "| $r | ${row[0]} | ${row[1]} | ${rss_row[0]} | ${rss_row[1]} |"
+    else
+        echo "| $r | ${row[0]} | ${row[1]} |"
+    fi
 done
-python3 - "${total[A]}" "${total[B]}" "$rounds" <<'PY'
+python3 - "${total[A]}" "${total[B]}" "$rounds" "${rss_total[A]}" "${rss_total[B]}" "$fill" <<'PY'
 import sys
-a, b, n = (int(x) for x in sys.argv[1:])
+a, b, n = (int(x) for x in sys.argv[1:4])
+ra, rb, fill = float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
 print(f"\nmean claims/s: A {a / n:,.0f}, B {b / n:,.0f}; A/B = {a / b:.3f}")
+if fill:
+    print(f"mean max RSS with {fill:,} more active claims, MB: A {ra / n:.1f}, B {rb / n:.1f}; A/B = {ra / rb:.3f}")
 PY

@@ -215,7 +215,7 @@ async fn t10_counters_and_gauges_move_by_exactly_the_work_done_on_every_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t20_health_and_readiness() {
+async fn t20_health_readiness_and_the_allocators_account() {
     // Held to the end: its drop stops the nodes.
     let (_cluster, http) = cluster_with_http().await.unwrap();
     within(SCENARIO, "health scenario", async {
@@ -226,6 +226,16 @@ async fn t20_health_and_readiness() {
                 matches!(get(*addr, "/readyz").await, Ok((200, _)))
             })
             .await?;
+            // The allocator's own account of what the node holds: jemalloc
+            // is swarmd's allocator, and pages hold at least what lives in
+            // them.
+            let m = scrape(*addr).await?;
+            let [allocated, active, resident] = ["allocated", "active", "resident"]
+                .map(|what| value(&m, &format!("swarm_memory_{what}_bytes")));
+            ensure!(
+                allocated > 1_000_000.0 && active >= allocated && resident >= active,
+                "memory gauges: allocated {allocated}, active {active}, resident {resident}"
+            );
         }
         Ok(())
     })

@@ -32,6 +32,7 @@
 
 mod admin_service;
 mod agent;
+pub mod allocator;
 pub mod config;
 mod convert;
 mod http;

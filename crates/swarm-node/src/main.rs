@@ -8,6 +8,8 @@ use swarm_node::{Config, Flags, Telemetry};
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
+    // Before any thread starts: the arenas made later take these settings.
+    let untuned = swarm_node::allocator::tune();
     let flags = Flags::parse();
     let config = match Config::load(flags) {
         Ok(c) => c,
@@ -36,6 +38,9 @@ fn main() -> ExitCode {
             }
         }
     };
+    for what in untuned {
+        tracing::warn!(%what, "allocator setting not applied; freed memory is returned later");
+    }
     let code = match runtime.block_on(swarm_node::run(config, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -256,6 +256,16 @@ pub struct NodeMetrics {
     oldest_pending: Family<TypeLabel, Gauge<f64, AtomicU64>>,
     live_claims: Gauge,
     items_removed: Gauge,
+    memory: MemoryGauges,
+}
+
+/// What the allocator holds (see [`crate::allocator::MemoryStats`]).
+#[derive(Default)]
+struct MemoryGauges {
+    allocated: Gauge,
+    active: Gauge,
+    resident: Gauge,
+    retained: Gauge,
 }
 
 impl std::fmt::Debug for NodeMetrics {
@@ -286,6 +296,7 @@ impl NodeMetrics {
             oldest_pending: Family::default(),
             live_claims: Gauge::default(),
             items_removed: Gauge::default(),
+            memory: MemoryGauges::default(),
         };
         {
             let r = registry.sub_registry_with_prefix("raft");
@@ -399,6 +410,33 @@ impl NodeMetrics {
                 m.grpc.seconds.clone(),
             );
         }
+        {
+            let r = registry.sub_registry_with_prefix("memory");
+            for (name, help, gauge) in [
+                (
+                    "allocated",
+                    "Bytes in live allocations (jemalloc stats.allocated)",
+                    &m.memory.allocated,
+                ),
+                (
+                    "active",
+                    "Bytes in pages holding live allocations (jemalloc stats.active)",
+                    &m.memory.active,
+                ),
+                (
+                    "resident",
+                    "Bytes of physical memory the allocator maps (jemalloc stats.resident)",
+                    &m.memory.resident,
+                ),
+                (
+                    "retained",
+                    "Bytes mapped but returned to the OS (jemalloc stats.retained)",
+                    &m.memory.retained,
+                ),
+            ] {
+                r.register_with_unit(name, help, Unit::Bytes, gauge.clone());
+            }
+        }
         NodeMetrics { registry, ..m }
     }
 
@@ -418,6 +456,11 @@ impl NodeMetrics {
         };
         set(&self.term, status.term);
         set(&self.is_leader, u64::from(status.role == Role::Leader));
+        let memory = crate::allocator::stats();
+        set(&self.memory.allocated, memory.allocated);
+        set(&self.memory.active, memory.active);
+        set(&self.memory.resident, memory.resident);
+        set(&self.memory.retained, memory.retained);
         set(&self.leader_id, status.leader().unwrap_or(0));
         set(&self.commit_index, status.commit_index);
         set(&self.applied_index, status.last_applied);
