@@ -137,7 +137,8 @@ fn submit(state: &mut State, c: Submit) -> Result<Response, ClaimError> {
     if !c.requires.is_empty() {
         item.rare_mut().requires = c.requires;
     }
-    record(&mut item, now, EventKind::Submitted, None, None, None);
+    // The submission is the item's first event, implied by `submitted_at`:
+    // nothing to store.
     if !key.is_empty() {
         state.by_key.insert(key, id.clone());
     }
@@ -651,8 +652,7 @@ fn record(
 }
 
 fn push_event(item: &mut WorkItem, event: ItemEvent) {
-    item.events.reserve_exact(1);
-    item.events.push(event);
+    item.push_event(event);
     crate::retention::bound_events(item);
 }
 

@@ -109,11 +109,11 @@ pub(crate) fn reindex(state: &mut State) {
 /// [`ITEM_BOUNDS`]`.max_events`.
 pub(crate) fn bound_events(item: &mut WorkItem) {
     let max = ITEM_BOUNDS.max_events.max(2);
-    if item.events.len() <= max {
+    if item.event_count() <= max {
         return;
     }
-    let excess = item.events.len() - max;
-    item.events.drain(1..1 + excess);
+    let excess = item.event_count() - max;
+    item.drop_events_after_first(excess);
     let excess = u32::try_from(excess).unwrap_or(u32::MAX);
     item.events_dropped = item.events_dropped.saturating_add(excess);
 }

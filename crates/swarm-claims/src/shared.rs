@@ -32,10 +32,8 @@ pub(crate) fn share_text(state: &mut State) {
         for holder in &mut item.history {
             intern(&mut names, &mut holder.agent);
         }
-        for event in &mut item.events {
-            if let Some(agent) = event.agent.as_mut() {
-                intern(&mut names, agent);
-            }
+        for agent in item.event_agents_mut() {
+            intern(&mut names, agent);
         }
     }
     let items = &state.items;

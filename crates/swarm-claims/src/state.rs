@@ -1,7 +1,9 @@
 //! The state: every work item, its claim and journal, the fencing counter, and
 //! the indexes that keep claiming, renewing and expiry cheap.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU64;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -143,8 +145,9 @@ impl EventKind {
     }
 }
 
-/// One entry of an item's event history. 56 bytes: what only some events
-/// carry (a step, a detail, a journal position) sits behind one pointer.
+/// One entry of an item's event history. 48 bytes: what only some events
+/// carry (a step, a detail, a journal position) sits behind one pointer, and
+/// the token, never 0, takes no room to say it is absent.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(from = "StoredItemEvent")]
 pub struct ItemEvent {
@@ -153,7 +156,7 @@ pub struct ItemEvent {
     /// The agent the event concerns (the new holder, the one whose lease
     /// expired, ...).
     pub agent: Option<Text>,
-    pub token: Option<FencingToken>,
+    token: Option<NonZeroU64>,
     note: Option<Box<EventNote>>,
 }
 
@@ -181,7 +184,7 @@ impl ItemEvent {
                 journal_index,
             })
         });
-        let (agent, token) = holder.map_or((None, None), |(a, t)| (Some(a), Some(t)));
+        let (agent, token) = holder.map_or((None, None), |(a, t)| (Some(a), NonZeroU64::new(t)));
         ItemEvent {
             at,
             kind,
@@ -189,6 +192,11 @@ impl ItemEvent {
             token,
             note,
         }
+    }
+
+    /// The token of the claim the event concerns.
+    pub fn token(&self) -> Option<FencingToken> {
+        self.token.map(NonZeroU64::get)
     }
 
     /// The workflow step a step event recorded.
@@ -206,6 +214,12 @@ impl ItemEvent {
     pub fn journal_index(&self) -> Option<usize> {
         self.note.as_ref().and_then(|n| n.journal_index)
     }
+}
+
+/// The first event of every item submitted: what an item whose first event
+/// is implied reads as.
+fn submission(at: Millis) -> ItemEvent {
+    ItemEvent::new(at, EventKind::Submitted, None, None, None, None)
 }
 
 /// An [`ItemEvent`] as snapshots and answers carry it: every field always
@@ -228,7 +242,7 @@ impl Serialize for ItemEvent {
             at: self.at,
             kind: self.kind,
             agent: self.agent.as_deref(),
-            token: self.token,
+            token: self.token(),
             step: self.step(),
             detail: self.detail(),
             journal_index: self.journal_index(),
@@ -265,7 +279,7 @@ impl From<StoredItemEvent> for ItemEvent {
         };
         let mut event = ItemEvent::new(s.at, s.kind, None, s.step, detail, journal_index);
         event.agent = s.agent;
-        event.token = s.token;
+        event.token = s.token.and_then(NonZeroU64::new);
         event
     }
 }
@@ -319,9 +333,13 @@ pub struct WorkItem {
     /// JSON text, once completed.
     pub result: Option<Box<str>>,
     pub history: Vec<Holder>,
-    /// The first event and the most recent ones, within
-    /// [`ITEM_BOUNDS`](crate::ITEM_BOUNDS)`.max_events`.
-    pub events: Vec<ItemEvent>,
+    /// The events after the first: the first is the submission, which
+    /// `submitted_at` says all of, unless `first_event_stored`. Read through
+    /// [`WorkItem::events`].
+    events: Vec<ItemEvent>,
+    /// Whether `events` holds the first event too: only an item decoded from
+    /// data whose first event is not a plain submission.
+    first_event_stored: bool,
     rare: Option<Box<Rare>>,
 }
 
@@ -359,7 +377,7 @@ struct WorkItemOut<'a> {
     history: &'a [Holder],
     journal: &'a [JournalEntry],
     cancel_requested: Option<&'a str>,
-    events: &'a [ItemEvent],
+    events: EventsOut<'a>,
     events_dropped: u32,
 }
 
@@ -411,16 +429,37 @@ impl Serialize for WorkItem {
             history: &self.history,
             journal: self.journal(),
             cancel_requested: self.cancel_requested(),
-            events: &self.events,
+            events: EventsOut(self),
             events_dropped: self.events_dropped,
         }
         .serialize(s)
     }
 }
 
+/// An item's kept events, the first included, as a sequence of known length.
+struct EventsOut<'a>(&'a WorkItem);
+
+impl Serialize for EventsOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.event_count()))?;
+        for event in self.0.events() {
+            seq.serialize_element(&*event)?;
+        }
+        seq.end()
+    }
+}
+
 impl<'de> Deserialize<'de> for WorkItem {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<WorkItem, D::Error> {
         let s = StoredWorkItem::deserialize(d)?;
+        let mut events = s.events;
+        let implied = submission(s.submitted_at);
+        let first_event_stored = events.first() != Some(&implied);
+        if !first_event_stored {
+            events.remove(0);
+            events.shrink_to_fit();
+        }
         let rare = Rare {
             requires: s.requires,
             error: s.error,
@@ -444,7 +483,8 @@ impl<'de> Deserialize<'de> for WorkItem {
             lease: s.lease,
             result: s.result,
             history: s.history,
-            events: s.events,
+            events,
+            first_event_stored,
             rare: (rare != Rare::default()).then(|| Box::new(rare)),
         })
     }
@@ -481,8 +521,53 @@ impl WorkItem {
             result: None,
             history: Vec::new(),
             events: Vec::new(),
+            first_event_stored: false,
             rare: None,
         }
+    }
+
+    /// How many events the item keeps: the first and the most recent ones,
+    /// within [`ITEM_BOUNDS`](crate::ITEM_BOUNDS)`.max_events`.
+    pub fn event_count(&self) -> usize {
+        self.events.len() + usize::from(!self.first_event_stored)
+    }
+
+    /// The kept event at `index` (0: the first, the submission).
+    pub fn event(&self, index: usize) -> Option<Cow<'_, ItemEvent>> {
+        match (self.first_event_stored, index) {
+            (true, i) => self.events.get(i).map(Cow::Borrowed),
+            (false, 0) => Some(Cow::Owned(submission(self.submitted_at))),
+            (false, i) => self.events.get(i - 1).map(Cow::Borrowed),
+        }
+    }
+
+    /// The kept events in order, the first included.
+    pub fn events(&self) -> impl Iterator<Item = Cow<'_, ItemEvent>> + '_ {
+        let first = (!self.first_event_stored).then(|| Cow::Owned(submission(self.submitted_at)));
+        first
+            .into_iter()
+            .chain(self.events.iter().map(Cow::Borrowed))
+    }
+
+    /// Records an event after the others; the caller bounds them.
+    pub(crate) fn push_event(&mut self, event: ItemEvent) {
+        // Most items see a handful of events in their life, and a doubling
+        // Vec would reserve four.
+        self.events.reserve_exact(1);
+        self.events.push(event);
+    }
+
+    /// Drops `n` events from just after the first: the oldest of the recent
+    /// ones.
+    pub(crate) fn drop_events_after_first(&mut self, n: usize) {
+        let start = usize::from(self.first_event_stored);
+        let end = start.saturating_add(n).min(self.events.len());
+        self.events.drain(start..end);
+    }
+
+    /// The stored events' agent names, to share.
+    pub(crate) fn event_agents_mut(&mut self) -> impl Iterator<Item = &mut Text> {
+        self.events.iter_mut().filter_map(|e| e.agent.as_mut())
     }
 
     /// The capabilities an agent needs to claim the item.
@@ -531,7 +616,7 @@ impl WorkItem {
     /// How many events were ever recorded: the sequence number the next one
     /// gets.
     pub fn events_recorded(&self) -> u64 {
-        self.events.len() as u64 + u64::from(self.events_dropped)
+        self.event_count() as u64 + u64::from(self.events_dropped)
     }
 }
 

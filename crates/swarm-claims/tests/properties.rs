@@ -467,11 +467,8 @@ fn check_invariants(state: &State) -> Result<(), TestCaseError> {
             prop_assert!(item.result.is_some());
         }
         // What one item keeps is bounded.
-        prop_assert!(item.events.len() <= ITEM_BOUNDS.max_events);
-        prop_assert_eq!(
-            item.events.first().map(|e| e.kind.as_str()),
-            Some("submitted")
-        );
+        prop_assert!(item.event_count() <= ITEM_BOUNDS.max_events);
+        prop_assert_eq!(item.event(0).map(|e| e.kind.as_str()), Some("submitted"));
         let named = item
             .history
             .iter()

@@ -227,7 +227,7 @@ fn renewing_a_claim_many_times_does_not_grow_the_item() {
         .unwrap();
     }
     let item = st.get(&id).unwrap();
-    assert_eq!((item.events.len(), item.history.len()), (2, 1));
+    assert_eq!((item.event_count(), item.history.len()), (2, 1));
     assert!(
         size(&st) <= grown + 16,
         "{} bytes after, {grown} before",
@@ -244,13 +244,13 @@ fn events_keep_the_first_and_the_most_recent_with_stable_numbers() {
         claim_and_release(&mut st, "x", 2_000 + n);
     }
     let item = st.get("a").unwrap();
-    assert_eq!(item.events.len(), ITEM_BOUNDS.max_events);
-    assert_eq!(item.events[0].kind.as_str(), "submitted");
+    assert_eq!(item.event_count(), ITEM_BOUNDS.max_events);
+    assert_eq!(item.event(0).unwrap().kind.as_str(), "submitted");
     // One submitted, then a claimed and a released per cycle.
     assert_eq!(item.events_recorded(), 1 + 2 * cycles);
-    let last = item.events.len() - 1;
+    let last = item.event_count() - 1;
     assert_eq!(item.event_seq(last), 2 * cycles);
-    assert_eq!(item.events[last].kind.as_str(), "released");
+    assert_eq!(item.event(last).unwrap().kind.as_str(), "released");
     assert_eq!(item.event_seq(1), 2 * cycles - last as u64 + 1);
     assert_eq!(item.history.len(), ITEM_BOUNDS.max_holders);
     assert_eq!(item.token, st.last_token());
@@ -387,7 +387,7 @@ fn a_snapshot_from_before_retention_loads_as_a_replay_builds_it() {
     assert_eq!(old.get("b").unwrap().current_token(), Some(tb));
     assert_eq!(old.get("b").unwrap().status, Status::Claimed);
     let c = old.get("c").unwrap();
-    assert_eq!(c.events.len(), ITEM_BOUNDS.max_events);
+    assert_eq!(c.event_count(), ITEM_BOUNDS.max_events);
     assert_eq!(c.events_recorded(), 300);
 }
 

@@ -1436,8 +1436,7 @@ fn events_tell_the_story_in_order() {
     let kinds: Vec<&str> = st
         .get("w")
         .unwrap()
-        .events
-        .iter()
+        .events()
         .map(|e| e.kind.as_str())
         .collect();
     assert_eq!(
@@ -1452,10 +1451,10 @@ fn events_tell_the_story_in_order() {
             "completed"
         ]
     );
-    let ev = &st.get("w").unwrap().events;
+    let ev: Vec<_> = st.get("w").unwrap().events().collect();
     assert_eq!(ev[3].agent.as_deref(), Some("a2"));
-    assert_eq!(ev[3].token, Some(t2));
-    assert_eq!(ev[4].token, Some(t2));
+    assert_eq!(ev[3].token(), Some(t2));
+    assert_eq!(ev[4].token(), Some(t2));
     assert_eq!(
         ev[2].journal_index(),
         Some(0),
@@ -1491,9 +1490,9 @@ fn completed_and_step_events_name_the_holder_and_token() {
     let t = claim(&mut st, "a1", 1, 10_000, 1_000)[0].token;
     apply(&mut st, step_cmd("w", t, "s", 1_001)).unwrap();
     apply(&mut st, complete_cmd("w", t, 1_002)).unwrap();
-    let ev = &st.get("w").unwrap().events;
+    let ev: Vec<_> = st.get("w").unwrap().events().collect();
     let step = ev.iter().find(|e| e.kind.as_str() == "step").unwrap();
     let done = ev.iter().find(|e| e.kind.as_str() == "completed").unwrap();
-    assert_eq!((step.agent.as_deref(), step.token), (Some("a1"), Some(t)));
-    assert_eq!((done.agent.as_deref(), done.token), (Some("a1"), Some(t)));
+    assert_eq!((step.agent.as_deref(), step.token()), (Some("a1"), Some(t)));
+    assert_eq!((done.agent.as_deref(), done.token()), (Some("a1"), Some(t)));
 }

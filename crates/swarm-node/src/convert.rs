@@ -74,7 +74,7 @@ pub fn item_to_pb(item: &WorkItem) -> pb::WorkItem {
                 outcome_json: j.outcome.clone(),
             })
             .collect(),
-        events: (0..item.events.len())
+        events: (0..item.event_count())
             .filter_map(|i| event_to_pb(item, i))
             .collect(),
         cancel_requested: item.cancel_requested().map(str::to_string),
@@ -84,7 +84,7 @@ pub fn item_to_pb(item: &WorkItem) -> pb::WorkItem {
 /// The event at `index` in `item`'s kept events, numbered by its sequence
 /// number (dropped events counted), with a step event's journal outcome.
 pub fn event_to_pb(item: &WorkItem, index: usize) -> Option<pb::WorkEvent> {
-    let e = item.events.get(index)?;
+    let e = item.event(index)?;
     let outcome_json = match e.kind {
         swarm_claims::EventKind::StepRecorded => e
             .journal_index()
@@ -98,7 +98,7 @@ pub fn event_to_pb(item: &WorkItem, index: usize) -> Option<pb::WorkEvent> {
         at_ms: e.at,
         kind: e.kind.as_str().to_string(),
         agent: e.agent.as_deref().unwrap_or_default().to_string(),
-        token: e.token.unwrap_or(0),
+        token: e.token().unwrap_or(0),
         step: e.step().unwrap_or_default().to_string(),
         detail: e.detail().unwrap_or_default().to_string(),
         outcome_json,

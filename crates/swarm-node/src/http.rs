@@ -529,8 +529,7 @@ fn workflow_view(item: &WorkItem) -> Option<Value> {
 
 fn item_view(item: &WorkItem, now: u64) -> Value {
     let events: Vec<Value> = item
-        .events
-        .iter()
+        .events()
         .enumerate()
         .map(|(i, e)| {
             json!({
@@ -538,7 +537,7 @@ fn item_view(item: &WorkItem, now: u64) -> Value {
                 "at_ms": e.at,
                 "kind": e.kind.as_str(),
                 "agent": e.agent.as_deref(),
-                "token": e.token,
+                "token": e.token(),
                 "step": e.step(),
                 "detail": e.detail(),
             })

@@ -110,7 +110,7 @@ impl WorkService for WorkApi {
             loop {
                 let (batch, done) = state.read(|s| match s.get(&id) {
                     Some(item) => (
-                        (0..item.events.len())
+                        (0..item.event_count())
                             .filter(|&i| item.event_seq(i) >= next)
                             .filter_map(|i| event_to_pb(item, i))
                             .collect::<Vec<_>>(),
