@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::RegisterNode;
 use crate::command::{Cancel, Claim, Complete, Fail, Handoff, Release, Renew, StepDone, Submit};
 use crate::state::{
-    ClaimEnd, EventKind, Holder, ItemEvent, JournalEntry, Lease, NodeInfo, QueueKey, Status, Text,
-    WorkItem,
+    ClaimEnd, EventKind, ItemEvent, JournalEntry, Lease, NodeInfo, QueueKey, Status, Text, WorkItem,
 };
 use crate::{
     ClaimError, Command, DEFAULT_MAX_ATTEMPTS, FencingToken, Limits, Millis, State, WorkId,
@@ -201,15 +200,7 @@ fn grant(
         lease_ms,
         progress: None,
     });
-    // Exact growth: most items keep one or two entries for their whole
-    // life, and a doubling Vec would reserve four.
-    item.history.reserve_exact(1);
-    item.history.push(Holder {
-        agent: agent.clone(),
-        token,
-        granted_at: now,
-        ended: None,
-    });
+    // The new holder is the lease's: nothing more to store until it ends.
     crate::retention::bound_history(item);
     record(item, now, kind, Some((agent.clone(), token)), None, None);
     state.live.insert(token, item.id.clone());
@@ -228,14 +219,7 @@ fn end_claim(state: &mut State, id: &str, how: ClaimEnd, now: Millis) {
         return;
     };
     item.updated_at = now;
-    if let Some(h) = item
-        .history
-        .iter_mut()
-        .rev()
-        .find(|h| h.token == lease.token)
-    {
-        h.ended = Some(how);
-    }
+    item.end_holder(&lease, how);
     let kind = match how {
         ClaimEnd::Expired => Some(EventKind::Expired),
         ClaimEnd::Released => Some(EventKind::Released),

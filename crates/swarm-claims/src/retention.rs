@@ -122,12 +122,13 @@ pub(crate) fn bound_events(item: &mut WorkItem) {
 /// item keeps at most [`ITEM_BOUNDS`]`.max_holders` (or only records it
 /// must keep).
 pub(crate) fn bound_history(item: &mut WorkItem) {
-    if item.history.len() <= ITEM_BOUNDS.max_holders {
+    let count = item.holder_count();
+    if count <= ITEM_BOUNDS.max_holders {
         return;
     }
     let named: BTreeSet<FencingToken> = item.journal().iter().map(|j| j.token).collect();
-    let mut excess = item.history.len() - ITEM_BOUNDS.max_holders;
-    item.history.retain(|h| {
+    let mut excess = count - ITEM_BOUNDS.max_holders;
+    item.stored_holders_mut().retain(|h| {
         let drop = excess > 0 && h.ended.is_some() && !named.contains(&h.token);
         if drop {
             excess -= 1;

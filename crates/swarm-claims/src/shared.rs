@@ -29,7 +29,7 @@ pub(crate) fn share_text(state: &mut State) {
         if let Some(lease) = item.lease.as_mut() {
             intern(&mut names, &mut lease.agent);
         }
-        for holder in &mut item.history {
+        for holder in item.stored_holders_mut() {
             intern(&mut names, &mut holder.agent);
         }
         for agent in item.event_agents_mut() {

@@ -216,6 +216,16 @@ impl ItemEvent {
     }
 }
 
+/// The holder a live lease stands for.
+fn live_holder(lease: &Lease) -> Holder {
+    Holder {
+        agent: lease.agent.clone(),
+        token: lease.token,
+        granted_at: lease.granted_at,
+        ended: None,
+    }
+}
+
 /// The first event of every item submitted: what an item whose first event
 /// is implied reads as.
 fn submission(at: Millis) -> ItemEvent {
@@ -332,7 +342,13 @@ pub struct WorkItem {
     pub lease: Option<Lease>,
     /// JSON text, once completed.
     pub result: Option<Box<str>>,
-    pub history: Vec<Holder>,
+    /// The holders whose claims ended, oldest first. The live holder is the
+    /// lease's, stored nowhere else unless `live_holder_stored`. Read through
+    /// [`WorkItem::holders`].
+    history: Vec<Holder>,
+    /// Whether `history` holds the live holder too: only an item decoded
+    /// from data whose last holder is not its lease's.
+    live_holder_stored: bool,
     /// The events after the first: the first is the submission, which
     /// `submitted_at` says all of, unless `first_event_stored`. Read through
     /// [`WorkItem::events`].
@@ -374,7 +390,7 @@ struct WorkItemOut<'a> {
     submitted_at: Millis,
     updated_at: Millis,
     seq: u64,
-    history: &'a [Holder],
+    history: HoldersOut<'a>,
     journal: &'a [JournalEntry],
     cancel_requested: Option<&'a str>,
     events: EventsOut<'a>,
@@ -426,13 +442,27 @@ impl Serialize for WorkItem {
             submitted_at: self.submitted_at,
             updated_at: self.updated_at,
             seq: self.seq,
-            history: &self.history,
+            history: HoldersOut(self),
             journal: self.journal(),
             cancel_requested: self.cancel_requested(),
             events: EventsOut(self),
             events_dropped: self.events_dropped,
         }
         .serialize(s)
+    }
+}
+
+/// An item's holders, the live one included, as a sequence of known length.
+struct HoldersOut<'a>(&'a WorkItem);
+
+impl Serialize for HoldersOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.holder_count()))?;
+        for holder in self.0.holders() {
+            seq.serialize_element(&*holder)?;
+        }
+        seq.end()
     }
 }
 
@@ -460,6 +490,13 @@ impl<'de> Deserialize<'de> for WorkItem {
             events.remove(0);
             events.shrink_to_fit();
         }
+        let mut history = s.history;
+        let implied = s.lease.as_ref().map(live_holder);
+        let live_holder_stored = implied.is_some() && history.last() != implied.as_ref();
+        if implied.is_some() && !live_holder_stored {
+            history.pop();
+            history.shrink_to_fit();
+        }
         let rare = Rare {
             requires: s.requires,
             error: s.error,
@@ -482,7 +519,8 @@ impl<'de> Deserialize<'de> for WorkItem {
             idempotency_key: s.idempotency_key,
             lease: s.lease,
             result: s.result,
-            history: s.history,
+            history,
+            live_holder_stored,
             events,
             first_event_stored,
             rare: (rare != Rare::default()).then(|| Box::new(rare)),
@@ -520,10 +558,61 @@ impl WorkItem {
             lease: None,
             result: None,
             history: Vec::new(),
+            live_holder_stored: false,
             events: Vec::new(),
             first_event_stored: false,
             rare: None,
         }
+    }
+
+    /// How many holders the item keeps: every one whose claim ended, within
+    /// [`ITEM_BOUNDS`](crate::ITEM_BOUNDS)`.max_holders`, then the live one.
+    pub fn holder_count(&self) -> usize {
+        self.history.len() + usize::from(self.live_holder_implied())
+    }
+
+    /// The kept holders, oldest first; the live one, if any, last.
+    pub fn holders(&self) -> impl DoubleEndedIterator<Item = Cow<'_, Holder>> + '_ {
+        let live = self
+            .lease
+            .as_ref()
+            .filter(|_| !self.live_holder_stored)
+            .map(|l| Cow::Owned(live_holder(l)));
+        self.history.iter().map(Cow::Borrowed).chain(live)
+    }
+
+    /// Whether the live holder is the lease's alone.
+    fn live_holder_implied(&self) -> bool {
+        self.lease.is_some() && !self.live_holder_stored
+    }
+
+    /// Records that the live claim, `lease`, ended `how`: its holder joins
+    /// the stored ones. The caller has taken the lease and bounds holders.
+    pub(crate) fn end_holder(&mut self, lease: &Lease, how: ClaimEnd) {
+        if self.live_holder_stored {
+            if let Some(h) = self
+                .history
+                .iter_mut()
+                .rev()
+                .find(|h| h.token == lease.token)
+            {
+                h.ended = Some(how);
+            }
+            self.live_holder_stored = false;
+            return;
+        }
+        // Exact growth: most items keep one or two holders for their whole
+        // life, and a doubling Vec would reserve four.
+        self.history.reserve_exact(1);
+        self.history.push(Holder {
+            ended: Some(how),
+            ..live_holder(lease)
+        });
+    }
+
+    /// The stored holders, to bound or share.
+    pub(crate) fn stored_holders_mut(&mut self) -> &mut Vec<Holder> {
+        &mut self.history
     }
 
     /// How many events the item keeps: the first and the most recent ones,

@@ -243,6 +243,45 @@ fn an_item_whose_first_event_is_not_a_submission_keeps_it() {
     }
 }
 
+/// The live holder is stored as the lease alone; data whose last holder is
+/// not the lease's (or that has none) keeps what it says.
+#[test]
+fn a_live_holder_is_the_leases_and_odd_data_keeps_its_own() {
+    let config = bincode::config::standard();
+    let claimed: Vec<WorkItem> = items().into_iter().filter(|i| i.lease.is_some()).collect();
+    assert!(!claimed.is_empty());
+    for item in claimed {
+        let lease = item.lease.clone().unwrap();
+        let live = item.holders().last().unwrap();
+        assert_eq!(
+            (&*live.agent, live.token, live.granted_at, live.ended),
+            (&*lease.agent, lease.token, lease.granted_at, None)
+        );
+        let bytes = bincode::serde::encode_to_vec(&item, config).unwrap();
+        let (mut plain, _): (PlainItem, usize) =
+            bincode::serde::decode_from_slice(&bytes, config).unwrap();
+        let variants = [
+            |p: &mut PlainItem| {
+                if let Some(h) = p.history.last_mut() {
+                    h.granted_at += 1;
+                }
+            },
+            |p: &mut PlainItem| p.history.clear(),
+        ];
+        for change in variants {
+            change(&mut plain);
+            let odd = bincode::serde::encode_to_vec(&plain, config).unwrap();
+            let (decoded, _): (WorkItem, usize) =
+                bincode::serde::decode_from_slice(&odd, config).unwrap();
+            assert_eq!(decoded.holder_count(), plain.history.len());
+            assert_eq!(
+                bincode::serde::encode_to_vec(&decoded, config).unwrap(),
+                odd
+            );
+        }
+    }
+}
+
 /// What a claimed item costs in place: the sizes the memory bench's figure
 /// rests on.
 #[test]

@@ -442,21 +442,22 @@ fn check_invariants(state: &State) -> Result<(), TestCaseError> {
         }
         prop_assert!(item.token <= state.last_token());
         // History: strictly increasing tokens, only the live one open.
-        for w in item.history.windows(2) {
+        let history: Vec<_> = item.holders().collect();
+        for w in history.windows(2) {
             prop_assert!(
                 w[0].token < w[1].token,
                 "history of {}: {:?}",
                 item.id,
-                item.history
+                history
             );
         }
-        prop_assert_eq!(item.history.last().map_or(0, |h| h.token), item.token);
-        for (n, h) in item.history.iter().enumerate() {
-            let is_live = n + 1 == item.history.len() && item.lease.is_some();
+        prop_assert_eq!(history.last().map_or(0, |h| h.token), item.token);
+        for (n, h) in history.iter().enumerate() {
+            let is_live = n + 1 == history.len() && item.lease.is_some();
             prop_assert_eq!(h.ended.is_none(), is_live, "history of {}", item.id);
         }
         for j in item.journal() {
-            prop_assert!(item.history.iter().any(|h| h.token == j.token));
+            prop_assert!(history.iter().any(|h| h.token == j.token));
         }
         // Attempts stay in bounds; a pending item has one left.
         prop_assert!(item.attempt <= item.max_attempts, "{:?}", item);
@@ -469,12 +470,11 @@ fn check_invariants(state: &State) -> Result<(), TestCaseError> {
         // What one item keeps is bounded.
         prop_assert!(item.event_count() <= ITEM_BOUNDS.max_events);
         prop_assert_eq!(item.event(0).map(|e| e.kind.as_str()), Some("submitted"));
-        let named = item
-            .history
+        let named = history
             .iter()
             .filter(|h| item.journal().iter().any(|j| j.token == h.token))
             .count();
-        prop_assert!(item.history.len() <= ITEM_BOUNDS.max_holders.max(named + 1));
+        prop_assert!(history.len() <= ITEM_BOUNDS.max_holders.max(named + 1));
     }
     check_compaction_oracle(state)?;
     prop_assert_eq!(state.live_claims(), tokens.len());

@@ -227,7 +227,7 @@ fn renewing_a_claim_many_times_does_not_grow_the_item() {
         .unwrap();
     }
     let item = st.get(&id).unwrap();
-    assert_eq!((item.event_count(), item.history.len()), (2, 1));
+    assert_eq!((item.event_count(), item.holder_count()), (2, 1));
     assert!(
         size(&st) <= grown + 16,
         "{} bytes after, {grown} before",
@@ -252,9 +252,9 @@ fn events_keep_the_first_and_the_most_recent_with_stable_numbers() {
     assert_eq!(item.event_seq(last), 2 * cycles);
     assert_eq!(item.event(last).unwrap().kind.as_str(), "released");
     assert_eq!(item.event_seq(1), 2 * cycles - last as u64 + 1);
-    assert_eq!(item.history.len(), ITEM_BOUNDS.max_holders);
+    assert_eq!(item.holder_count(), ITEM_BOUNDS.max_holders);
     assert_eq!(item.token, st.last_token());
-    assert_eq!(item.history.last().map(|h| h.token), Some(item.token));
+    assert_eq!(item.holders().last().map(|h| h.token), Some(item.token));
 }
 
 #[test]
@@ -286,9 +286,14 @@ fn holders_a_journal_entry_names_are_kept() {
         claim_and_release(&mut st, "y", 2_000 + n);
     }
     let item = st.get("a").unwrap();
-    assert_eq!(item.history.len(), ITEM_BOUNDS.max_holders);
-    assert_eq!(item.history[0].token, first, "the step's holder stays");
-    assert!(item.history.windows(2).all(|w| w[0].token < w[1].token));
+    assert_eq!(item.holder_count(), ITEM_BOUNDS.max_holders);
+    assert_eq!(
+        item.holders().next().unwrap().token,
+        first,
+        "the step's holder stays"
+    );
+    let tokens: Vec<u64> = item.holders().map(|h| h.token).collect();
+    assert!(tokens.windows(2).all(|w| w[0] < w[1]));
 }
 
 /// A state whose item `a` is claimed under the returned token with `entries`

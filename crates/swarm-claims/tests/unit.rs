@@ -12,6 +12,11 @@ use swarm_claims::{
 
 // ---------------------------------------------------------------- helpers
 
+/// The item's holders, the live one included.
+fn history(it: &WorkItem) -> Vec<swarm_claims::Holder> {
+    it.holders().map(std::borrow::Cow::into_owned).collect()
+}
+
 fn s(v: &str) -> String {
     v.to_string()
 }
@@ -215,7 +220,7 @@ fn submit_creates_a_pending_item() {
     assert_eq!(it.lease, None);
     assert_eq!(it.token, 0);
     assert_eq!(it.submitted_at, 1_000);
-    assert!(it.history.is_empty() && it.journal().is_empty());
+    assert!(history(&it).is_empty() && it.journal().is_empty());
     assert_eq!(st.get("w1"), Some(&it));
     assert_eq!(st.len(), 1);
     assert!(!st.is_empty());
@@ -351,10 +356,10 @@ fn claim_sets_the_lease() {
     assert_eq!(lease.expires_at, 7_000);
     assert_eq!(lease.lease_ms, 5_000);
     assert_eq!(lease.progress, None);
-    assert_eq!(it.history.len(), 1);
-    assert_eq!(&*it.history[0].agent, "a1");
-    assert_eq!(it.history[0].token, 1);
-    assert_eq!(it.history[0].ended, None);
+    assert_eq!(history(&it).len(), 1);
+    assert_eq!(&*history(&it)[0].agent, "a1");
+    assert_eq!(history(&it)[0].token, 1);
+    assert_eq!(history(&it)[0].ended, None);
     assert_eq!(st.get("w1"), Some(it));
     assert_eq!(st.live_claims(), 1);
     assert_eq!(st.next_expiry(), Some(7_000));
@@ -645,7 +650,7 @@ fn complete_finishes_the_item() {
     assert_eq!(it.result.as_deref(), Some(r#"{"ok":true}"#));
     assert_eq!(it.lease, None);
     assert_eq!(it.token, t);
-    assert_eq!(it.history[0].ended, Some(ClaimEnd::Completed));
+    assert_eq!(history(&it)[0].ended, Some(ClaimEnd::Completed));
     assert_eq!(it.updated_at, 1_500);
     assert_eq!(st.live_claims(), 0);
     assert_eq!(st.next_expiry(), None);
@@ -714,7 +719,7 @@ fn fail_with_retry_requeues_while_attempts_remain() {
     assert_eq!(it.attempt, 1);
     assert_eq!(it.error(), Some("boom"));
     assert_eq!(it.lease, None);
-    assert_eq!(it.history[0].ended, Some(ClaimEnd::Failed));
+    assert_eq!(history(&it)[0].ended, Some(ClaimEnd::Failed));
     assert!(st.has_claimable(&[], &[]));
     assert_eq!(st.live_claims(), 0);
     // The failed holder's token is dead.
@@ -768,7 +773,7 @@ fn release_returns_the_item_untried() {
     assert_eq!(it.status, Status::Pending);
     assert_eq!(it.attempt, 0);
     assert_eq!(it.lease, None);
-    assert_eq!(it.history[0].ended, Some(ClaimEnd::Released));
+    assert_eq!(history(&it)[0].ended, Some(ClaimEnd::Released));
     assert_eq!(st.live_claims(), 0);
     assert!(st.claims_of("a1").is_empty());
     // The released token is dead; the item can be claimed again under a new one.
@@ -799,10 +804,10 @@ fn handoff_moves_the_claim_under_a_new_higher_token() {
     assert_eq!(it.status, Status::Claimed);
     assert_eq!(it.attempt, 1, "a hand-off is not a new attempt");
     assert_eq!(it.token, lease.token);
-    assert_eq!(it.history.len(), 2);
-    assert_eq!(it.history[0].ended, Some(ClaimEnd::HandedOff));
-    assert_eq!(&*it.history[1].agent, "a2");
-    assert_eq!(it.history[1].ended, None);
+    assert_eq!(history(&it).len(), 2);
+    assert_eq!(history(&it)[0].ended, Some(ClaimEnd::HandedOff));
+    assert_eq!(&*history(&it)[1].agent, "a2");
+    assert_eq!(history(&it)[1].ended, None);
     assert_eq!(st.live_claims(), 1);
     assert!(st.claims_of("a1").is_empty());
     assert_eq!(st.claims_of("a2").len(), 1);
@@ -860,7 +865,7 @@ fn cancel_a_claimed_item_ends_the_claim() {
     let it = item(apply(&mut st, cancel_cmd("w1", 1_100)).unwrap());
     assert_eq!(it.status, Status::Cancelled);
     assert_eq!(it.lease, None);
-    assert_eq!(it.history[0].ended, Some(ClaimEnd::Cancelled));
+    assert_eq!(history(&it)[0].ended, Some(ClaimEnd::Cancelled));
     assert_eq!(st.live_claims(), 0);
     assert_eq!(st.next_expiry(), None);
     let err = refused(&mut st, complete_cmd("w1", t, 1_200));
@@ -937,7 +942,7 @@ fn tick_expires_due_leases_and_requeues() {
     assert_eq!(it.status, Status::Pending);
     assert_eq!(it.attempt, 1);
     assert_eq!(it.lease, None);
-    assert_eq!(it.history[0].ended, Some(ClaimEnd::Expired));
+    assert_eq!(history(&it)[0].ended, Some(ClaimEnd::Expired));
     assert_eq!(st.live_claims(), 1);
     assert_eq!(st.next_expiry(), Some(6_000));
     assert_eq!(st.get("long").unwrap().current_token(), Some(t_long));

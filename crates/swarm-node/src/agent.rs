@@ -279,9 +279,11 @@ impl Agent {
         let Some(lease) = item.lease.clone() else {
             return;
         };
-        let handed_over = item.history.len() >= 2
-            && item.history[item.history.len() - 2].ended
-                == Some(swarm_claims::ClaimEnd::HandedOff);
+        let handed_over = item
+            .holders()
+            .rev()
+            .nth(1)
+            .is_some_and(|h| h.ended == Some(swarm_claims::ClaimEnd::HandedOff));
         let (cancel_tx, cancel_rx) = watch::channel(item.cancel_requested().is_some());
         let (suspend_tx, suspend_rx) = watch::channel(None);
         {

@@ -56,8 +56,7 @@ pub fn item_to_pb(item: &WorkItem) -> pb::WorkItem {
         submitted_at_ms: item.submitted_at,
         updated_at_ms: item.updated_at,
         history: item
-            .history
-            .iter()
+            .holders()
             .map(|h| pb::HolderRecord {
                 agent: h.agent.to_string(),
                 token: h.token,

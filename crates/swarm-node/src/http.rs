@@ -502,7 +502,8 @@ fn workflow_view(item: &WorkItem) -> Option<Value> {
         return None;
     }
     let (_, workflow) = WorkflowPayload::load(&item.payload).ok()?;
-    let agents: HashMap<u64, &str> = item.history.iter().map(|h| (h.token, &*h.agent)).collect();
+    let agents: HashMap<u64, swarm_claims::Text> =
+        item.holders().map(|h| (h.token, h.agent.clone())).collect();
     let board = StepBoard::from_journal(
         &item.id,
         item.journal().iter().map(|j| (j.token, j.outcome.as_str())),
@@ -567,7 +568,7 @@ fn item_view(item: &WorkItem, now: u64) -> Value {
             "lease_ms": l.lease_ms,
             "progress": l.progress.as_deref(),
         })),
-        "history": item.history.iter().map(|h| json!({
+        "history": item.holders().map(|h| json!({
             "agent": &*h.agent,
             "token": h.token,
             "granted_at_ms": h.granted_at,
