@@ -356,10 +356,10 @@ fn claim_sets_the_lease() {
     assert_eq!(lease.expires_at, 7_000);
     assert_eq!(lease.lease_ms, 5_000);
     assert_eq!(lease.progress, None);
-    assert_eq!(history(&it).len(), 1);
-    assert_eq!(&*history(&it)[0].agent, "a1");
-    assert_eq!(history(&it)[0].token, 1);
-    assert_eq!(history(&it)[0].ended, None);
+    assert_eq!(history(it).len(), 1);
+    assert_eq!(&*history(it)[0].agent, "a1");
+    assert_eq!(history(it)[0].token, 1);
+    assert_eq!(history(it)[0].ended, None);
     assert_eq!(st.get("w1"), Some(it));
     assert_eq!(st.live_claims(), 1);
     assert_eq!(st.next_expiry(), Some(7_000));
@@ -942,7 +942,7 @@ fn tick_expires_due_leases_and_requeues() {
     assert_eq!(it.status, Status::Pending);
     assert_eq!(it.attempt, 1);
     assert_eq!(it.lease, None);
-    assert_eq!(history(&it)[0].ended, Some(ClaimEnd::Expired));
+    assert_eq!(history(it)[0].ended, Some(ClaimEnd::Expired));
     assert_eq!(st.live_claims(), 1);
     assert_eq!(st.next_expiry(), Some(6_000));
     assert_eq!(st.get("long").unwrap().current_token(), Some(t_long));
