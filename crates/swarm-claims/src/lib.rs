@@ -86,11 +86,35 @@ impl State {
             field: "snapshot".into(),
             reason,
         };
-        let (state, read) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-            .map_err(|e| invalid(e.to_string()))?;
+        let (state, read) = decode_state(bytes).map_err(|e| invalid(e.to_string()))?;
         match bytes.len() - read {
             0 => Ok(State::restored(state)),
             left => Err(invalid(format!("{left} bytes follow the state"))),
         }
+    }
+}
+
+/// Decodes a state from `bytes`, held to a limit on what its strings may
+/// claim: bincode allocates a string's length before reading it, so a damaged
+/// length could ask for any amount. A valid encoding's strings are within
+/// its own length; the limit is the first tier at least that long (at most
+/// 64 times it, or 1 MiB).
+fn decode_state(bytes: &[u8]) -> Result<(State, usize), bincode::error::DecodeError> {
+    use bincode::serde::decode_from_slice as decode;
+    const MIB: usize = 1 << 20;
+    const SMALL: usize = MIB;
+    const MEDIUM: usize = 64 * MIB;
+    const LARGE: usize = 4096 * MIB;
+    const HUGE: usize = 1 << 40;
+    let config = bincode::config::standard();
+    let len = bytes.len();
+    if len <= SMALL {
+        decode(bytes, config.with_limit::<SMALL>())
+    } else if len <= MEDIUM {
+        decode(bytes, config.with_limit::<MEDIUM>())
+    } else if len <= LARGE {
+        decode(bytes, config.with_limit::<LARGE>())
+    } else {
+        decode(bytes, config.with_limit::<HUGE>())
     }
 }
