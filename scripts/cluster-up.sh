@@ -8,7 +8,24 @@
 #   nodeN/     its data dir, kept by cluster-down.sh so the next start resumes
 #
 # Environment: SWARM_CLUSTER_DIR, SWARM_UP_TIMEOUT (seconds, default 60).
+#
+# --tls: TLS on every node's gRPC listener and mutual TLS between nodes. The
+# certificates (`swarmctl cert`: a CA, node-1..3) are made once under
+# $SWARM_CLUSTER_DIR/tls/ and reused; the script prints the `export` lines
+# that point swarmctl at the cluster. (The HTTP dashboard stays plaintext on
+# 127.0.0.1.)
 set -euo pipefail
+
+tls=0
+for arg in "$@"; do
+    case "$arg" in
+    --tls) tls=1 ;;
+    *)
+        echo "usage: $0 [--tls]" >&2
+        exit 2
+        ;;
+    esac
+done
 
 script_started=$(date +%s.%N)
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -99,6 +116,21 @@ echo "==> building swarmd and swarmctl (release)" >&2
 
 mkdir -p "$cluster_dir"
 
+tls_flags=()
+if ((tls)); then
+    tls_dir="$cluster_dir/tls"
+    if [[ ! -f "$tls_dir/ca.pem" ]]; then
+        "$swarmctl" cert ca --dir "$tls_dir" >&2
+    fi
+    for n in "${nodes[@]}"; do
+        if [[ ! -f "$tls_dir/node-$n.pem" ]]; then
+            "$swarmctl" cert node --id "$n" --host 127.0.0.1,localhost --dir "$tls_dir" >&2
+        fi
+    done
+    # This script's own swarmctl calls check the nodes against the CA.
+    export SWARM_CA="$tls_dir/ca.pem"
+fi
+
 running=0
 for n in "${nodes[@]}"; do
     if node_pid "$n" >/dev/null; then
@@ -127,8 +159,12 @@ for n in "${nodes[@]}"; do
         for var in $(compgen -e); do
             if [[ $var == SWARM_* && $var != SWARM_LOG ]]; then unset "$var"; fi
         done
+        if ((tls)); then
+            tls_flags=(--tls-cert "$tls_dir/node-$n.pem" --tls-key "$tls_dir/node-$n.key"
+                --tls-ca "$tls_dir/ca.pem")
+        fi
         NO_COLOR=1 nohup "$swarmd" --config "$root/cluster/node$n.toml" --data-dir "$cluster_dir/node$n" \
-            </dev/null >>"$log" 2>&1 &
+            "${tls_flags[@]}" </dev/null >>"$log" 2>&1 &
         echo $! >"$cluster_dir/node$n.pid"
     )
     echo "==> started node $n (pid $(cat "$cluster_dir/node$n.pid")), log $log" >&2
@@ -182,6 +218,17 @@ if ! (cd "$root" && "$swarmctl" workflow run "$sample" --input dataset=sales --w
     echo "error: the sample workflow did not succeed" >&2
     print_log_tails
     exit 1
+fi
+
+if ((tls)); then
+    cat <<EOF
+
+TLS is on: every node serves TLS and nodes reach each other over mutual TLS
+(certificates in $tls_dir). Point swarmctl at it with:
+
+export SWARM_CA=$tls_dir/ca.pem
+export SWARM_ENDPOINTS=$endpoints
+EOF
 fi
 
 cat <<EOF

@@ -156,6 +156,10 @@ pub struct ClusterOptions {
     /// The nodes' ports, reserved by the caller (with [`free_ports`]) when
     /// something must know the addresses before launch; `None` picks them.
     pub ports: Option<Vec<u16>>,
+    /// A directory made by `swarmctl cert` (`ca.pem`, `node-N.pem`/`.key`
+    /// for every node): TLS on every node, mutual TLS between them, and the
+    /// harness's own clients over TLS checked against `ca.pem`.
+    pub tls_dir: Option<PathBuf>,
 }
 
 impl Default for ClusterOptions {
@@ -171,6 +175,7 @@ impl Default for ClusterOptions {
             per_node_args: BTreeMap::new(),
             env: Vec::new(),
             ports: None,
+            tls_dir: None,
         }
     }
 }
@@ -304,7 +309,7 @@ impl Cluster {
                 membership_args,
                 process: Mutex::new(None),
                 paused: Mutex::new(false),
-                channel: channel_to(addr)?,
+                channel: channel_to(addr, options.tls_dir.as_deref())?,
             };
             nodes.insert(id, node);
         }
@@ -761,6 +766,15 @@ impl Cluster {
             args.extend(["--max-payload-bytes".into(), limit.to_string()]);
         }
         args.extend(n.membership_args.iter().cloned());
+        if let Some(dir) = &o.tls_dir {
+            for (flag, file) in [
+                ("--tls-cert", format!("node-{node}.pem")),
+                ("--tls-key", format!("node-{node}.key")),
+                ("--tls-ca", "ca.pem".to_string()),
+            ] {
+                args.extend([flag.to_string(), dir.join(file).display().to_string()]);
+            }
+        }
         args.extend(o.extra_args.iter().cloned());
         if let Some(own) = o.per_node_args.get(&node) {
             args.extend(own.iter().cloned());
@@ -873,9 +887,25 @@ pub fn free_ports(n: usize) -> Result<Vec<u16>> {
     Ok(ports)
 }
 
-fn channel_to(addr: SocketAddr) -> Result<Channel> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))
-        .context("build an endpoint")?
+/// A channel to `addr`: plaintext, or TLS checked against `tls_dir`'s CA
+/// (no client certificate: the harness is a client, not a peer).
+fn channel_to(addr: SocketAddr, tls_dir: Option<&Path>) -> Result<Channel> {
+    let endpoint = match tls_dir {
+        None => Endpoint::from_shared(format!("http://{addr}")).context("build an endpoint")?,
+        Some(dir) => {
+            let ca = std::fs::read(dir.join("ca.pem"))
+                .with_context(|| format!("read {}", dir.join("ca.pem").display()))?;
+            Endpoint::from_shared(format!("https://{addr}"))
+                .context("build an endpoint")?
+                .tls_config(
+                    tonic::transport::ClientTlsConfig::new()
+                        .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+                        .domain_name(addr.ip().to_string()),
+                )
+                .context("TLS for the harness's channel")?
+        }
+    };
+    Ok(endpoint
         .connect_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(15))
         .tcp_nodelay(true)

@@ -1,5 +1,7 @@
 //! The command line: global options and the argument parsers commands share.
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser};
 use swarm_client::NodeAddr;
 
@@ -23,7 +25,7 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct GlobalOpts {
-    /// Nodes to talk to, comma-separated (host:port or http://host:port)
+    /// Nodes to talk to, comma-separated (host:port, http:// or https://)
     #[arg(
         long,
         global = true,
@@ -37,6 +39,64 @@ pub struct GlobalOpts {
     /// Output format
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+
+    /// CA certificate (PEM) the nodes' certificates are checked against:
+    /// given, swarmctl speaks TLS
+    #[arg(long = "ca", id = "tls_ca", global = true, env = "SWARM_CA")]
+    pub ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) to present, with --cert-key
+    #[arg(
+        long = "cert",
+        id = "tls_cert",
+        global = true,
+        env = "SWARM_CERT",
+        requires = "tls_key"
+    )]
+    pub cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --cert (`--key` is a work item's idempotency key)
+    #[arg(
+        long = "cert-key",
+        id = "tls_key",
+        global = true,
+        env = "SWARM_KEY",
+        requires = "tls_cert"
+    )]
+    pub key: Option<PathBuf>,
+}
+
+impl GlobalOpts {
+    /// The client configuration these options ask for: TLS when --ca is
+    /// given. Names the file that cannot be read.
+    pub fn client_config(&self) -> anyhow::Result<swarm_client::ClientConfig> {
+        use anyhow::Context as _;
+        let read = |path: &PathBuf, what: &str| {
+            std::fs::read(path).with_context(|| format!("read {what} {}", path.display()))
+        };
+        let tls = match (&self.ca, &self.cert, &self.key) {
+            (None, None, None) => None,
+            (None, _, _) => anyhow::bail!(
+                "--cert and --key need --ca (the CA the nodes' certificates are checked against)"
+            ),
+            (Some(ca), cert, key) => {
+                let identity = match (cert, key) {
+                    (Some(cert), Some(key)) => {
+                        Some((read(cert, "--cert")?, read(key, "--cert-key")?))
+                    }
+                    _ => None,
+                };
+                Some(swarm_client::ClientConfig::tls_from_pem(
+                    read(ca, "--ca")?,
+                    identity,
+                ))
+            }
+        };
+        Ok(swarm_client::ClientConfig {
+            tls,
+            ..swarm_client::ClientConfig::default()
+        })
+    }
 }
 
 /// A node address, normalized to `host:port`.
@@ -180,9 +240,9 @@ mod tests {
             parse_err(&["-o", "yaml", "cluster", "status"]).exit_code(),
             2
         );
-        let err = parse_err(&["--endpoints", "https://x:1", "cluster", "status"]);
+        let err = parse_err(&["--endpoints", "ftp://x:1", "cluster", "status"]);
         assert_eq!(err.exit_code(), 2);
-        assert!(err.to_string().contains("https"), "{err}");
+        assert!(err.to_string().contains("scheme"), "{err}");
     }
 
     #[test]

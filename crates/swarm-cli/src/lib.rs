@@ -40,6 +40,9 @@ mod views;
 use std::process::ExitCode;
 
 pub use cli::Cli;
+/// `swarmctl cert`'s files, for programs and tests that set up a secure
+/// cluster themselves.
+pub use commands::cert::{make_ca, make_client, make_node};
 
 /// Runs one parsed command line and returns the process exit code: 0 when
 /// the command succeeded, 1 (with `error: ...` on stderr) when it failed.

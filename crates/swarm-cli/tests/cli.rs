@@ -1396,3 +1396,79 @@ async fn top_on_a_terminal_redraws_in_place_until_q() {
     assert!(screen.contains("q to quit"), "{screen}");
     assert!(screen.contains("live claims: 2"), "{screen}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cert_makes_a_ca_node_and_client_certificates_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let unused = "127.0.0.1:1";
+    // Without a CA, a node certificate says what to do first.
+    let out = swarmctl(unused, &["cert", "node", "--id", "1", "--dir", d]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("swarmctl cert ca"),
+        "{}",
+        stderr(&out)
+    );
+    for args in [
+        vec!["cert", "ca", "--dir", d],
+        vec![
+            "cert",
+            "node",
+            "--id",
+            "2",
+            "--host",
+            "10.0.0.2,node2.example",
+            "--dir",
+            d,
+        ],
+        vec!["cert", "client", "--name", "alice", "--dir", d],
+    ] {
+        let out = swarmctl(unused, &args).await;
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    for file in ["ca", "node-2", "client-alice"] {
+        let pem = std::fs::read_to_string(dir.path().join(format!("{file}.pem"))).unwrap();
+        assert!(
+            pem.starts_with("-----BEGIN CERTIFICATE-----"),
+            "{file}: {pem}"
+        );
+        let key = dir.path().join(format!("{file}.key"));
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&key).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "{file}.key is readable by others");
+    }
+    // The node's certificate names it for its peers, and its hosts.
+    let der = pem_der(&dir.path().join("node-2.pem"));
+    for name in [&b"swarm-node-2"[..], b"node2.example"] {
+        assert!(
+            der.windows(name.len()).any(|w| w == name),
+            "node-2.pem lacks {:?}",
+            String::from_utf8_lossy(name)
+        );
+    }
+    let out = swarmctl(unused, &["cert", "ca", "--dir", d]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not replacing"), "{}", stderr(&out));
+}
+
+/// The DER bytes of a one-certificate PEM file.
+fn pem_der(path: &std::path::Path) -> Vec<u8> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_flags_are_checked_before_anything_is_sent() {
+    let out = swarmctl("127.0.0.1:1", &["--cert", "/x.pem", "cluster", "status"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = swarmctl(
+        "127.0.0.1:1",
+        &["--ca", "/no/such/ca.pem", "cluster", "status"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("/no/such/ca.pem"), "{}", stderr(&out));
+}

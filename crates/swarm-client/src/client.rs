@@ -393,7 +393,7 @@ impl SwarmClient {
                 _ => ClientError::Unavailable {
                     attempts: 1,
                     endpoint: addr.to_string(),
-                    last: status,
+                    last: self.with_tls_hint(status),
                 },
             }),
         }
@@ -546,7 +546,7 @@ impl SwarmClient {
             Some((addr, status)) => ClientError::Unavailable {
                 attempts,
                 endpoint: addr.to_string(),
-                last: status,
+                last: self.with_tls_hint(status),
             },
             // The budget ran out before a single attempt: only possible with
             // a total timeout shorter than a pause.
@@ -591,16 +591,46 @@ impl SwarmClient {
         }
     }
 
+    /// A connection that failed below gRPC (no status from a node) may be
+    /// TLS meeting plaintext: the status says which side to look at.
+    fn with_tls_hint(&self, status: Status) -> Status {
+        let text = crate::error::text_with_causes(&status);
+        let below_grpc = std::error::Error::source(&status).is_some()
+            || text.contains("transport error")
+            || text.contains("h2 protocol error");
+        if !below_grpc {
+            return status;
+        }
+        let hint = match self.inner.config.tls {
+            None => "if the node serves TLS, give its CA certificate (swarmctl --ca or SWARM_CA)",
+            Some(_) => {
+                "TLS is on: is the node serving plaintext, or is its certificate from another CA or for another host?"
+            }
+        };
+        Status::new(status.code(), format!("{text} ({hint})"))
+    }
+
     fn channel(&self, addr: &NodeAddr) -> Result<Channel, ClientError> {
         let mut nodes = self.lock();
         if let Some(channel) = nodes.channels.get(addr) {
             return Ok(channel.clone());
         }
-        let endpoint = Endpoint::from_shared(addr.uri())
-            .map_err(|e| ClientError::InvalidEndpoint {
-                endpoint: addr.to_string(),
-                reason: e.to_string(),
-            })?
+        let invalid = |e: tonic::transport::Error| ClientError::InvalidEndpoint {
+            endpoint: addr.to_string(),
+            reason: e.to_string(),
+        };
+        let tls = self.inner.config.tls.as_ref();
+        let uri = match tls {
+            Some(_) => format!("https://{}", addr.as_str()),
+            None => addr.uri(),
+        };
+        let mut endpoint = Endpoint::from_shared(uri).map_err(invalid)?;
+        if let Some(tls) = tls {
+            endpoint = endpoint
+                .tls_config(tls.clone().domain_name(addr.host()))
+                .map_err(invalid)?;
+        }
+        let endpoint = endpoint
             .connect_timeout(self.inner.config.connect_timeout)
             .tcp_nodelay(true);
         let channel = endpoint.connect_lazy();

@@ -21,6 +21,10 @@ pub struct ClientConfig {
     pub probe_timeout: Duration,
     /// When and how often a failed call is tried again.
     pub retry: RetryPolicy,
+    /// TLS to the nodes: the CA their certificates are checked against, and
+    /// a client certificate if the cluster wants one ([`ClientConfig::tls_from_pem`]).
+    /// `None`: plaintext.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Default for ClientConfig {
@@ -30,11 +34,26 @@ impl Default for ClientConfig {
             request_timeout: Duration::from_secs(5),
             probe_timeout: Duration::from_secs(1),
             retry: RetryPolicy::default(),
+            tls: None,
         }
     }
 }
 
 impl ClientConfig {
+    /// TLS from PEM text: the CA certificate that signs the nodes', and
+    /// optionally a client certificate and its key.
+    pub fn tls_from_pem(
+        ca: impl AsRef<[u8]>,
+        identity: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> tonic::transport::ClientTlsConfig {
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca));
+        match identity {
+            Some((cert, key)) => tls.identity(tonic::transport::Identity::from_pem(cert, key)),
+            None => tls,
+        }
+    }
+
     /// Checks that every timeout is positive and the policy allows one attempt.
     pub fn validate(self) -> Result<Self, ClientError> {
         for (name, value) in [

@@ -23,6 +23,13 @@ impl NodeAddr {
     pub fn uri(&self) -> String {
         format!("http://{}", self.0)
     }
+
+    /// The host part, without the port (and without an IPv6 address's
+    /// brackets): the name a node's TLS certificate must carry.
+    pub fn host(&self) -> &str {
+        let host = self.0.rsplit_once(':').map_or(self.0.as_str(), |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
 }
 
 impl fmt::Display for NodeAddr {
@@ -34,8 +41,8 @@ impl fmt::Display for NodeAddr {
 impl FromStr for NodeAddr {
     type Err = ClientError;
 
-    /// Accepts `host:port` and `http://host:port` (with or without a trailing
-    /// `/`). `https://` is refused: the transport is built without TLS.
+    /// Accepts `host:port`, `http://host:port` and `https://host:port` (with
+    /// or without a trailing `/`); TLS is the client's configuration.
     fn from_str(s: &str) -> Result<Self, ClientError> {
         let invalid = |reason: &str| ClientError::InvalidEndpoint {
             endpoint: s.to_string(),
@@ -45,13 +52,16 @@ impl FromStr for NodeAddr {
         if raw.is_empty() {
             return Err(invalid("empty address"));
         }
-        let rest = if let Some(rest) = raw.strip_prefix("http://") {
+        // Whether to speak TLS is the client's configuration (a CA given),
+        // not the address's: `https://` is accepted as `host:port`.
+        let rest = if let Some(rest) = raw
+            .strip_prefix("http://")
+            .or_else(|| raw.strip_prefix("https://"))
+        {
             rest
-        } else if raw.starts_with("https://") {
-            return Err(invalid("https is not supported: nodes serve plain http/2"));
         } else if raw.contains("://") {
             return Err(invalid(
-                "unsupported scheme: use host:port or http://host:port",
+                "unsupported scheme: use host:port, http://host:port or https://host:port",
             ));
         } else {
             raw
@@ -120,6 +130,12 @@ mod tests {
             parse("http://127.0.0.1:7101").unwrap(),
             parse("127.0.0.1:7101").unwrap()
         );
+        assert_eq!(
+            parse("https://127.0.0.1:7101/").unwrap(),
+            parse("127.0.0.1:7101").unwrap()
+        );
+        assert_eq!(parse("https://[::1]:7101").unwrap().host(), "::1");
+        assert_eq!(parse("Node1:7101").unwrap().host(), "node1");
     }
 
     #[test]
@@ -127,7 +143,7 @@ mod tests {
         for (input, reason) in [
             ("", "empty"),
             ("127.0.0.1", "missing port"),
-            ("https://127.0.0.1:7101", "https"),
+            ("ftp://127.0.0.1:7101", "scheme"),
             ("grpc://127.0.0.1:7101", "scheme"),
             ("127.0.0.1:7101/swarm", "path"),
             ("127.0.0.1:notaport", "host:port"),

@@ -150,7 +150,7 @@ fn text(status: &Status) -> String {
 /// The status message followed by the transport errors beneath it
 /// ("tcp connect error: Connection refused (os error 111)"), each one
 /// only if it adds something.
-fn text_with_causes(status: &Status) -> String {
+pub(crate) fn text_with_causes(status: &Status) -> String {
     let mut text = text(status);
     let mut next = std::error::Error::source(status);
     while let Some(cause) = next {

@@ -575,6 +575,8 @@ impl HandoffService for HandoffApi {
         &self,
         request: tonic::Request<pb::OfferRequest>,
     ) -> Result<tonic::Response<pb::OfferResponse>, tonic::Status> {
+        // A peer call: only a member's node certificate (with TLS on).
+        self.agent.ctx.cluster.peer_auth().admit(&request)?;
         let r = request.into_inner();
         tracing::info!(work_id = %r.id, token = r.token, "offered a handed-off item");
         self.agent.wake();

@@ -74,6 +74,15 @@ pub struct Config {
     /// An OpenTelemetry collector's OTLP/gRPC endpoint (e.g.
     /// `http://127.0.0.1:4317`) to export traces to; empty: no export.
     pub otlp_endpoint: String,
+    /// This node's certificate (PEM; `swarmctl cert node` makes one): with
+    /// `tls_key` and `tls_ca`, every listener speaks TLS and every peer
+    /// connection mutual TLS. Empty: plaintext.
+    pub tls_cert: PathBuf,
+    /// The private key of `tls_cert` (PEM).
+    pub tls_key: PathBuf,
+    /// The CA certificate (PEM) that signs the nodes' certificates: what
+    /// peers (and client certificates) are checked against.
+    pub tls_ca: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -119,6 +128,9 @@ impl Default for Config {
             raft: RaftTimings::default(),
             http_listen: None,
             otlp_endpoint: String::new(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            tls_ca: PathBuf::new(),
         }
     }
 }
@@ -135,7 +147,7 @@ impl Default for RaftTimings {
 
 /// Each `SWARM_*` variable and the key it sets: the flag's name in capitals.
 /// Lists are comma separated, as on the command line.
-const ENV_VARS: [(&str, &str); 24] = [
+const ENV_VARS: [(&str, &str); 27] = [
     ("SWARM_ID", "id"),
     ("SWARM_LISTEN", "listen"),
     ("SWARM_ADVERTISE", "advertise"),
@@ -160,6 +172,9 @@ const ENV_VARS: [(&str, &str); 24] = [
     ("SWARM_ELECTION_MAX", "raft.election_max"),
     ("SWARM_HTTP_LISTEN", "http_listen"),
     ("SWARM_OTLP_ENDPOINT", "otlp_endpoint"),
+    ("SWARM_TLS_CERT", "tls_cert"),
+    ("SWARM_TLS_KEY", "tls_key"),
+    ("SWARM_TLS_CA", "tls_ca"),
 ];
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -260,6 +275,16 @@ pub struct Flags {
     /// OTLP/gRPC endpoint to export traces to (e.g. http://127.0.0.1:4317).
     #[arg(long)]
     pub otlp_endpoint: Option<String>,
+    /// This node's TLS certificate, PEM (with --tls-key and --tls-ca: TLS on
+    /// every listener, mutual TLS between nodes).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert, PEM.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// The cluster's CA certificate, PEM: what peers are checked against.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// The flags of the `[raft]` keys.
@@ -349,6 +374,11 @@ impl Config {
         config.validate()
     }
 
+    /// Whether the node speaks TLS (all three TLS keys set).
+    pub fn tls_enabled(&self) -> bool {
+        !self.tls_cert.as_os_str().is_empty()
+    }
+
     /// Checks the configuration as a whole.
     pub fn validate(self) -> Result<Config, ConfigError> {
         if self.id == 0 {
@@ -407,6 +437,21 @@ impl Config {
                     "{:?} must be above 0 and at most a third of workflow_lease ({:?}), so a lease survives a missed renewal",
                     self.renew_interval, self.workflow_lease
                 ),
+            ));
+        }
+        let tls_set =
+            [&self.tls_cert, &self.tls_key, &self.tls_ca].map(|p| !p.as_os_str().is_empty());
+        if tls_set.contains(&true) && tls_set.contains(&false) {
+            let missing = ["tls_cert", "tls_key", "tls_ca"]
+                .iter()
+                .zip(tls_set)
+                .filter(|(_, set)| !set)
+                .map(|(k, _)| *k)
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(invalid(
+                "tls_cert",
+                format!("TLS needs tls_cert, tls_key and tls_ca together; missing: {missing}"),
             ));
         }
         let is_url =
@@ -664,6 +709,54 @@ mod tests {
         let (_dir, path) = config_file("[raft]\nheartbeat = \"fast\"\n");
         let err = Config::load(flags(&["--config", &path])).unwrap_err();
         assert!(err.to_string().contains("heartbeat"), "{err}");
+    }
+
+    #[test]
+    fn tls_takes_all_three_files_and_names_the_missing_ones() {
+        let err = Config::load_with_env(
+            flags(&["--tls-cert", "n.pem"]),
+            [("SWARM_TLS_CA".into(), "ca.pem".into())],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("missing: tls_key"), "{err}");
+        let c = Config::load(flags(&[
+            "--tls-cert",
+            "n.pem",
+            "--tls-key",
+            "n.key",
+            "--tls-ca",
+            "ca.pem",
+        ]))
+        .unwrap();
+        assert!(c.tls_enabled());
+        assert!(!Config::load(flags(&[])).unwrap().tls_enabled());
+    }
+
+    #[test]
+    fn a_tls_file_that_is_missing_or_not_pem_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("n.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+        let missing = path(&dir.path().join("none.key"));
+        let load = |cert: &str, key: &str| {
+            let c = Config::load(flags(&[
+                "--tls-cert",
+                cert,
+                "--tls-key",
+                key,
+                "--tls-ca",
+                cert,
+            ]))
+            .unwrap();
+            crate::tls::Tls::load(&c).unwrap_err().to_string()
+        };
+        let err = load(&path(&not_pem), &missing);
+        assert!(err.contains("not PEM") && err.contains("tls_cert"), "{err}");
+        std::fs::write(&not_pem, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let err = load(&path(&not_pem), &missing);
+        assert!(err.contains("tls_key") && err.contains("none.key"), "{err}");
     }
 
     #[test]

@@ -41,6 +41,7 @@ mod listing;
 pub mod metrics;
 mod node;
 pub mod telemetry;
+pub mod tls;
 mod work_service;
 
 pub use config::{Config, Flags, LogFormat};

@@ -55,6 +55,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let config = Arc::new(config);
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
+    let tls = crate::tls::Tls::load(&config)?;
     let (cluster, state, peers) = Cluster::start(ClusterConfig {
         id: config.id,
         sled_dir: config.data_dir.join("sled"),
@@ -64,6 +65,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         election_max: config.raft.election_max,
         snapshot_every: config.snapshot_every,
         peer_routes: config.peer_routes.iter().cloned().collect(),
+        peer_tls: tls.as_ref().map(crate::tls::Tls::peer_client),
         trace_proposals: crate::telemetry::proposal_tracing(),
     })
     .await?;
@@ -100,8 +102,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .with_context(|| format!("listen on {}", config.listen))?;
     let agent = Agent::start(ctx.clone());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve(ctx.clone(), agent.clone(), listener, stop_rx));
-    tracing::info!(node = config.id, listen = %config.listen, data_dir = %config.data_dir.display(), "swarmd serving");
+    let server = tokio::spawn(serve(ctx.clone(), agent.clone(), listener, tls, stop_rx));
+    tracing::info!(
+        node = config.id,
+        listen = %config.listen,
+        tls = config.tls_enabled(),
+        data_dir = %config.data_dir.display(),
+        "swarmd serving"
+    );
 
     join_or_bootstrap(&ctx).await?;
     let duties = tokio::spawn(leader_duties(ctx.clone()));
@@ -146,6 +154,7 @@ async fn serve(
     ctx: NodeContext,
     agent: Arc<Agent>,
     listener: tokio::net::TcpListener,
+    tls: Option<crate::tls::Tls>,
     stop: oneshot::Receiver<()>,
 ) -> Result<(), tonic::transport::Error> {
     let max = swarm_proto::MAX_MESSAGE_BYTES;
@@ -171,7 +180,11 @@ async fn serve(
             None
         }
     };
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        builder = builder.tls_config(tls.server())?;
+    }
+    builder
         .tcp_nodelay(true)
         // A span per request, joining the caller's trace (`traceparent`).
         .trace_fn(crate::telemetry::grpc_request_span)

@@ -23,6 +23,13 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// are limited to 1 MiB by default, snapshots travel in chunks well below this.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
+/// The name a node's TLS certificate carries for node `id` (a DNS subject
+/// alternative name): what a node checks a peer's certificate against the
+/// membership by, and what `swarmctl cert node` writes.
+pub fn node_cert_name(id: u64) -> String {
+    format!("swarm-node-{id}")
+}
+
 /// Metadata key in which a node that cannot serve a request names the
 /// leader's `host:port`. Its presence on an UNAVAILABLE status also says the
 /// node did not act on the request (empty value: leader unknown).

@@ -16,6 +16,7 @@ use swarm_claims::{Limits, Request, Response};
 
 use crate::error::{ClusterError, StartError};
 use crate::network::{Network, PeerChannels};
+use crate::peer_auth::PeerAuth;
 use crate::proposer::{Proposer, ProposerConfig};
 use crate::service::{PeerServer, RaftGrpcService};
 use crate::{NodeId, OpenraftMetrics, Raft, SledStore, StateMachineStore, TypeConfig};
@@ -38,6 +39,10 @@ pub struct ClusterConfig {
     pub snapshot_every: u64,
     /// Peer address -> address to dial instead (a fault-injection proxy).
     pub peer_routes: HashMap<String, String>,
+    /// TLS for every connection to a peer (this node's certificate, the CA
+    /// that signs its peers'). Set, this node also admits a peer call only
+    /// from a certificate that names a current member (see [`crate::peer_auth`]).
+    pub peer_tls: Option<tonic::transport::ClientTlsConfig>,
     /// Traces proposals: a span per entry proposed, and the caller's trace
     /// context added by this function to each proposal forwarded to the
     /// leader (so the leader's entry joins the trace). `None`: no spans.
@@ -126,6 +131,7 @@ pub struct Cluster {
     raft: Raft,
     proposer: Proposer,
     state: StateMachineStore,
+    peer_auth: PeerAuth,
 }
 
 impl Cluster {
@@ -159,7 +165,8 @@ impl Cluster {
         }
         .validate()
         .map_err(|e| StartError::Config(e.to_string()))?;
-        let peers = PeerChannels::with_routes(config.peer_routes);
+        let check_peers = config.peer_tls.is_some();
+        let peers = PeerChannels::new(config.peer_routes, config.peer_tls);
         let raft = Raft::new(
             config.id,
             Arc::new(raft_config),
@@ -181,6 +188,7 @@ impl Cluster {
         tokio::spawn(count_elections(raft.clone(), state.metrics().clone()));
         let cluster = Cluster {
             id: config.id,
+            peer_auth: PeerAuth::new(&raft, check_peers),
             raft,
             proposer,
             state: state.clone(),
@@ -195,7 +203,18 @@ impl Cluster {
     /// The gRPC service peers call: Raft messages, forwarded writes and
     /// read-index requests.
     pub fn peer_service(&self) -> PeerServer {
-        RaftGrpcService::server(self.raft.clone(), self.proposer.clone(), self.state.clone())
+        RaftGrpcService::server(
+            self.raft.clone(),
+            self.proposer.clone(),
+            self.state.clone(),
+            self.peer_auth.clone(),
+        )
+    }
+
+    /// Who may make peer calls (see [`crate::peer_auth`]): for the node's
+    /// other peer services, such as hand-offs.
+    pub fn peer_auth(&self) -> &PeerAuth {
+        &self.peer_auth
     }
 
     /// Commits `request` through the leader (forwarding from a follower)

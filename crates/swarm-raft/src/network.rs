@@ -18,7 +18,7 @@ use openraft::{OptionalSend, RaftNetworkV2};
 use swarm_proto::v1::raft_service_client::RaftServiceClient;
 use swarm_proto::v1::{RaftMessage, SnapshotChunk};
 use tokio::io::AsyncReadExt;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Response, Status};
 
 use crate::codec::{decode, encode};
@@ -38,16 +38,26 @@ pub struct PeerChannels {
     /// Peer address -> the address to dial instead (a proxy in front of
     /// that peer, so that fault injection can cut or slow one link).
     routes: Arc<HashMap<String, String>>,
+    /// TLS for every peer connection: this node's certificate and the CA
+    /// its peers' are checked against. `None`: plaintext.
+    tls: Option<ClientTlsConfig>,
 }
 
 impl PeerChannels {
     /// Channels that dial `routes[addr]` instead of `addr` where a route is
-    /// given.
-    pub fn with_routes(routes: HashMap<String, String>) -> PeerChannels {
+    /// given (a proxy passes TLS through untouched: the peer's certificate
+    /// still names the host dialled), over TLS when `tls` is given.
+    pub fn new(routes: HashMap<String, String>, tls: Option<ClientTlsConfig>) -> PeerChannels {
         PeerChannels {
             channels: Arc::default(),
             routes: Arc::new(routes),
+            tls,
         }
+    }
+
+    /// Plaintext channels with `routes` (see [`PeerChannels::new`]).
+    pub fn with_routes(routes: HashMap<String, String>) -> PeerChannels {
+        PeerChannels::new(routes, None)
     }
 
     /// The cached channel to `addr` ("host:port"), created on first use.
@@ -57,8 +67,17 @@ impl PeerChannels {
             return Ok(ch.clone());
         }
         let dial = self.routes.get(addr).map_or(addr, String::as_str);
-        let endpoint = Endpoint::from_shared(format!("http://{dial}"))
-            .map_err(|e| Status::invalid_argument(format!("peer address {addr:?}: {e}")))?
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{dial}"))
+            .map_err(|e| Status::invalid_argument(format!("peer address {addr:?}: {e}")))?;
+        if let Some(tls) = &self.tls {
+            // The name checked is the peer's own host, not a proxy's.
+            let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+            endpoint = endpoint
+                .tls_config(tls.clone().domain_name(host.trim_matches(['[', ']'])))
+                .map_err(|e| Status::internal(format!("TLS for peer {addr:?}: {e}")))?;
+        }
+        let endpoint = endpoint
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))

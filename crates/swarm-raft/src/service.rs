@@ -11,6 +11,7 @@ use swarm_proto::v1::{RaftMessage, SnapshotChunk};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::codec::{decode, encode, to_wire};
+use crate::peer_auth::PeerAuth;
 use crate::proposer::Proposer;
 use crate::{Raft, Snapshot, SnapshotMeta, StateMachineStore, TypeConfig, Vote};
 
@@ -29,14 +30,22 @@ pub struct RaftGrpcService {
     proposer: Proposer,
     /// Where a snapshot from the leader is written as it arrives.
     state: StateMachineStore,
+    /// Checked before anything else in every call.
+    auth: PeerAuth,
 }
 
 impl RaftGrpcService {
-    pub(crate) fn server(raft: Raft, proposer: Proposer, state: StateMachineStore) -> PeerServer {
+    pub(crate) fn server(
+        raft: Raft,
+        proposer: Proposer,
+        state: StateMachineStore,
+        auth: PeerAuth,
+    ) -> PeerServer {
         RaftServiceServer::new(RaftGrpcService {
             raft,
             proposer,
             state,
+            auth,
         })
         .max_decoding_message_size(PEER_MESSAGE_BYTES)
         .max_encoding_message_size(PEER_MESSAGE_BYTES)
@@ -53,6 +62,7 @@ impl RaftService for RaftGrpcService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        self.auth.admit(&request)?;
         let req: AppendEntriesRequest<TypeConfig> = decode(&request.into_inner().data)?;
         let resp = self.raft.append_entries(req).await.map_err(fatal)?;
         Ok(Response::new(RaftMessage {
@@ -61,6 +71,7 @@ impl RaftService for RaftGrpcService {
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.auth.admit(&request)?;
         let req: VoteRequest<TypeConfig> = decode(&request.into_inner().data)?;
         let resp = self.raft.vote(req).await.map_err(fatal)?;
         Ok(Response::new(RaftMessage {
@@ -72,6 +83,7 @@ impl RaftService for RaftGrpcService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        self.auth.admit(&request)?;
         let req: VoteRequest<TypeConfig> = decode(&request.into_inner().data)?;
         let resp = self.raft.pre_vote(req).await.map_err(fatal)?;
         Ok(Response::new(RaftMessage {
@@ -83,6 +95,7 @@ impl RaftService for RaftGrpcService {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftMessage>, Status> {
+        self.auth.admit(&request)?;
         let mut stream = request.into_inner();
         let mut head: Option<(Vote, SnapshotMeta)> = None;
         let mut incoming = self.state.receive_snapshot().await.map_err(|e| {
@@ -137,6 +150,7 @@ impl RaftService for RaftGrpcService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        self.auth.admit(&request)?;
         let req: TransferLeaderRequest<TypeConfig> = decode(&request.into_inner().data)?;
         let resp = self.raft.handle_transfer_leader(req).await.map_err(fatal)?;
         Ok(Response::new(RaftMessage {
@@ -148,6 +162,7 @@ impl RaftService for RaftGrpcService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        self.auth.admit(&request)?;
         let cmd: swarm_claims::Command = decode(&request.into_inner().data)?;
         let answer = to_wire(self.proposer.propose_local(cmd).await);
         Ok(Response::new(RaftMessage {
@@ -157,8 +172,9 @@ impl RaftService for RaftGrpcService {
 
     async fn read_index(
         &self,
-        _request: Request<RaftMessage>,
+        request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        self.auth.admit(&request)?;
         let result = self.proposer.read_index_local().await;
         Ok(Response::new(RaftMessage {
             data: encode(&result)?,

@@ -3,6 +3,7 @@
 //! cluster, or for `workflow`, runs the reactor in-process) and prints the
 //! result.
 
+pub mod cert;
 pub mod chaos;
 pub mod claims;
 pub mod cluster;
@@ -41,6 +42,9 @@ pub enum Command {
     Chaos(chaos::Chaos),
     /// A live view of the cluster, the queues and the claims, refreshed in place (q quits)
     Top(top::Top),
+    /// Make the certificates of a secure cluster: a CA, node and client certificates
+    #[command(subcommand)]
+    Cert(cert::Cert),
 }
 
 /// What every command runs with.
@@ -61,11 +65,15 @@ pub async fn run(cli: Cli) -> Result<()> {
         // Signals need no connection; `chaos check` makes its own, per node.
         Command::Chaos(cmd) => cmd.run(global).await,
         Command::Top(args) => top::run(&connect(global)?, args).await,
+        // Files only: no connection.
+        Command::Cert(cmd) => cmd.run(),
     }
 }
 
 fn connect(global: GlobalOpts) -> Result<Context> {
-    let client = SwarmClient::connect(global.endpoints).context("set up the client")?;
+    let config = global.client_config()?;
+    let client =
+        SwarmClient::connect_with(global.endpoints, config).context("set up the client")?;
     Ok(Context {
         client,
         output: global.output,

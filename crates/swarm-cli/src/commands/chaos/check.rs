@@ -38,7 +38,9 @@ pub struct Check {
 }
 
 pub async fn run(global: GlobalOpts, args: Check) -> Result<()> {
-    let client = SwarmClient::connect(global.endpoints.clone()).context("set up the client")?;
+    let config = global.client_config()?;
+    let client = SwarmClient::connect_with(global.endpoints.clone(), config.clone())
+        .context("set up the client")?;
     let status = client
         .cluster_status()
         .await
@@ -51,7 +53,7 @@ pub async fn run(global: GlobalOpts, args: Check) -> Result<()> {
 
     let deadline = Instant::now() + args.settle;
     let (replicas, unreachable) = loop {
-        let (replicas, unreachable) = read_replicas(&members).await;
+        let (replicas, unreachable) = read_replicas(&members, &config).await;
         let indexes: BTreeSet<u64> = replicas.iter().map(|r| r.applied).collect();
         if indexes.len() <= 1 || Instant::now() >= deadline {
             break (replicas, unreachable);
@@ -87,11 +89,14 @@ pub async fn run(global: GlobalOpts, args: Check) -> Result<()> {
     Ok(())
 }
 
-async fn read_replicas(members: &[(u64, String)]) -> (Vec<ReplicaState>, Vec<String>) {
+async fn read_replicas(
+    members: &[(u64, String)],
+    config: &ClientConfig,
+) -> (Vec<ReplicaState>, Vec<String>) {
     let mut replicas = Vec::new();
     let mut unreachable = Vec::new();
     for (node, addr) in members {
-        match read_replica(*node, addr).await {
+        match read_replica(*node, addr, config).await {
             Ok(r) => replicas.push(r),
             Err(e) => unreachable.push(format!("node {node} ({addr}): {e:#}")),
         }
@@ -99,10 +104,10 @@ async fn read_replicas(members: &[(u64, String)]) -> (Vec<ReplicaState>, Vec<Str
     (replicas, unreachable)
 }
 
-async fn read_replica(node: u64, addr: &str) -> Result<ReplicaState> {
+async fn read_replica(node: u64, addr: &str, base: &ClientConfig) -> Result<ReplicaState> {
     let config = ClientConfig {
         retry: RetryPolicy::once(),
-        ..ClientConfig::default()
+        ..base.clone()
     };
     let client = SwarmClient::connect_with(vec![addr.to_string()], config)
         .with_context(|| format!("set up a client for {addr}"))?;

@@ -1,0 +1,68 @@
+//! TLS material of a node, read once at start: the server side of every
+//! listener and the client side of every peer connection (mutual TLS).
+
+use std::path::Path;
+
+use anyhow::Context;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+
+use crate::Config;
+
+/// A node's certificate, key and CA, as PEM.
+#[derive(Clone)]
+pub struct Tls {
+    identity: Identity,
+    ca: Certificate,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").finish_non_exhaustive()
+    }
+}
+
+fn read_pem(path: &Path, key: &str, what: &str) -> anyhow::Result<Vec<u8>> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("read {key} {} ({what})", path.display()))?;
+    if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        anyhow::bail!(
+            "{key} {} is not PEM ({what} expected, a \"-----BEGIN ...\" block)",
+            path.display()
+        );
+    }
+    Ok(bytes)
+}
+
+impl Tls {
+    /// The node's TLS files, if the configuration names them.
+    pub fn load(config: &Config) -> anyhow::Result<Option<Tls>> {
+        if !config.tls_enabled() {
+            return Ok(None);
+        }
+        let cert = read_pem(&config.tls_cert, "tls_cert", "this node's certificate")?;
+        let key = read_pem(&config.tls_key, "tls_key", "its private key")?;
+        let ca = read_pem(&config.tls_ca, "tls_ca", "the cluster's CA certificate")?;
+        Ok(Some(Tls {
+            identity: Identity::from_pem(cert, key),
+            ca: Certificate::from_pem(ca),
+        }))
+    }
+
+    /// The listener's side: this node's certificate; a client certificate
+    /// from the CA is asked for and checked when presented (peers present
+    /// theirs), and not required (clients may have none).
+    pub fn server(&self) -> ServerTlsConfig {
+        ServerTlsConfig::new()
+            .identity(self.identity.clone())
+            .client_ca_root(self.ca.clone())
+            .client_auth_optional(true)
+    }
+
+    /// The side of a connection to a peer: the CA that signs peers, and
+    /// this node's certificate for them to check.
+    pub fn peer_client(&self) -> ClientTlsConfig {
+        ClientTlsConfig::new()
+            .ca_certificate(self.ca.clone())
+            .identity(self.identity.clone())
+    }
+}

@@ -1,0 +1,118 @@
+//! Who may speak to this node as a peer. With TLS on, every peer connection
+//! is mutual TLS: a node presents a certificate from the cluster's CA whose
+//! subject alternative names include `swarm-node-N`, N its id
+//! (`swarmctl cert node --id N` makes one). A peer call (Raft messages,
+//! forwarded writes and reads, hand-offs) is admitted only from such a
+//! certificate naming a current member, voter or learner: a client's
+//! certificate, a certificate naming another id, and a removed member's are
+//! refused. A node that is in no cluster yet has no members to check
+//! against and admits any node certificate (the leader's first append to a
+//! joining node comes before that node knows the membership).
+//!
+//! The signature itself is checked by rustls during the handshake, against
+//! the CA the server was given: a certificate from another CA never gets
+//! this far.
+
+use std::sync::Arc;
+
+use openraft::type_config::async_runtime::WatchReceiver;
+use tonic::transport::CertificateDer;
+use tonic::{Request, Status};
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::{NodeId, Raft};
+
+/// The DNS name a node certificate carries for node `id`.
+pub fn node_name(id: NodeId) -> String {
+    swarm_proto::node_cert_name(id)
+}
+
+const NODE_NAME_PREFIX: &str = "swarm-node-";
+
+/// The node ids a certificate names (`swarm-node-N` subject alternative
+/// names); empty for a client certificate.
+pub fn node_ids_of(der: &[u8]) -> Result<Vec<NodeId>, String> {
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| format!("peer certificate does not parse: {e}"))?;
+    let names = cert
+        .subject_alternative_name()
+        .map_err(|e| format!("peer certificate's subject alternative names: {e}"))?;
+    Ok(names
+        .map(|ext| {
+            ext.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(name) => name
+                        .strip_prefix(NODE_NAME_PREFIX)?
+                        .parse()
+                        .ok()
+                        .filter(|id| node_name(*id) == *name),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The check every peer call passes first.
+#[derive(Clone)]
+pub struct PeerAuth {
+    /// `None`: no TLS, nothing to check (loopback development clusters).
+    raft: Option<Raft>,
+}
+
+impl PeerAuth {
+    pub(crate) fn new(raft: &Raft, tls: bool) -> PeerAuth {
+        PeerAuth {
+            raft: tls.then(|| raft.clone()),
+        }
+    }
+
+    /// Admits `request` if it came over mutual TLS from a node certificate
+    /// naming a current member; answers which member.
+    pub fn admit<T>(&self, request: &Request<T>) -> Result<Option<NodeId>, Status> {
+        let Some(raft) = &self.raft else {
+            return Ok(None);
+        };
+        let certs: Option<Arc<Vec<CertificateDer<'static>>>> = request.peer_certs();
+        let Some(leaf) = certs.as_deref().and_then(|c| c.first()) else {
+            return Err(Status::unauthenticated(
+                "peer calls need a node certificate (mutual TLS): this connection presented none",
+            ));
+        };
+        let ids = node_ids_of(leaf).map_err(Status::unauthenticated)?;
+        if ids.is_empty() {
+            return Err(Status::permission_denied(
+                "peer calls need a node certificate (a swarm-node-N name); this one names no node",
+            ));
+        }
+        let metrics = raft.metrics();
+        let members: Vec<NodeId> = metrics
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect();
+        if members.is_empty() {
+            return Ok(ids.first().copied());
+        }
+        match ids.iter().find(|id| members.contains(id)) {
+            Some(id) => Ok(Some(*id)),
+            None => Err(Status::permission_denied(format!(
+                "the certificate names node {} and no such node is a member (members: {})",
+                ids.iter()
+                    .map(NodeId::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                members
+                    .iter()
+                    .map(NodeId::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ))),
+        }
+    }
+}
