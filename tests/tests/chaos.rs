@@ -72,3 +72,36 @@ async fn ci_tier_every_nemesis_no_anomaly() {
         report.check.ops_checked
     );
 }
+
+/// The same checks over TLS and mutual TLS, shorter: every peer message and
+/// client call goes through rustls, and the link proxies cut, slow and
+/// partition TLS connections they cannot read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ci_tier_over_mutual_tls_no_anomaly() {
+    let certs = tempfile::tempdir().expect("a directory for certificates");
+    swarm_cli::make_ca(certs.path()).expect("a CA");
+    for id in 1..=3 {
+        swarm_cli::make_node(certs.path(), id, &["127.0.0.1".to_string()])
+            .expect("a node certificate");
+    }
+    let seed = CI_SEED + 1;
+    let mut config = ChaosConfig::new(seed, Duration::from_secs(30));
+    config.save_history_on_anomaly_only = true;
+    config.history_path =
+        Some(std::env::temp_dir().join(format!("swarm-chaos-ci-tls-{seed}.json")));
+    config.retention = Some(CI_RETENTION);
+    config.tls_dir = Some(certs.path().to_path_buf());
+    let report = runner::run(config).await.expect("the chaos run itself");
+    eprintln!("{report}");
+    assert!(
+        report.passed(),
+        "anomalies found over TLS (seed {seed}): {:?}",
+        report.anomalies()
+    );
+    assert!(
+        report.liveness_error.is_none(),
+        "{:?}",
+        report.liveness_error
+    );
+    assert!(report.check.ops_checked > 0, "no operation was checked");
+}

@@ -50,6 +50,9 @@ pub struct ChaosConfig {
     /// goes on, and the checker must tell them from lost ones. `None`: the
     /// default (24h), nothing is removed.
     pub retention: Option<Duration>,
+    /// `swarmctl cert` files for every node: the run goes over TLS and mutual
+    /// TLS (the link proxies carry the TLS bytes untouched). `None`: plaintext.
+    pub tls_dir: Option<PathBuf>,
 }
 
 impl ChaosConfig {
@@ -69,6 +72,7 @@ impl ChaosConfig {
             history_path: None,
             save_history_on_anomaly_only: false,
             retention: None,
+            tls_dir: None,
         }
     }
 }
@@ -313,6 +317,7 @@ async fn run_unbounded(config: ChaosConfig) -> Result<ChaosReport> {
             .map(|&n| (n, proxies.peer_route_args(n)))
             .collect(),
         extra_args,
+        tls_dir: config.tls_dir.clone(),
         ..ClusterOptions::default()
     };
     let election_max = options.election_max;
