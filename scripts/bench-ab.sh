@@ -2,7 +2,7 @@
 # Two swarmd builds, A and B, under the same claim workload, interleaved:
 #
 #   scripts/bench-ab.sh A_SWARMD B_SWARMD [--rounds N] [--clients N] [--duration D]
-#                       [--a-flags "FLAGS"] [--fill N]
+#                       [--a-flags "FLAGS"] [--fill N] [--a-ca CA_PEM]
 #
 # For each round (default 5) it starts a fresh three-node cluster of A on
 # 127.0.0.1:7101..7103 (node 1 bootstraps, nodes 2 and 3 join it; data in a
@@ -19,17 +19,22 @@
 # --fill N: after the claim run, N more items are submitted and claimed with
 # 1 h leases (`swarm-vs-etcd fill`, as bench.sh's memory row does) and the
 # largest VmRSS of the three nodes is reported too: the A/B of memory.
+#
+# --a-ca CA_PEM: A's cluster serves TLS (give its --tls-* flags in --a-flags,
+# N for the node) and the load generator talks to it over TLS, checked
+# against CA_PEM: the A/B of TLS, e.g.
+#   --a-flags "--tls-cert D/node-N.pem --tls-key D/node-N.key --tls-ca D/ca.pem" --a-ca D/ca.pem
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 usage() {
-    echo "usage: $0 A_SWARMD B_SWARMD [--rounds N] [--clients N] [--duration D] [--a-flags FLAGS] [--fill N]" >&2
+    echo "usage: $0 A_SWARMD B_SWARMD [--rounds N] [--clients N] [--duration D] [--a-flags FLAGS] [--fill N] [--a-ca CA_PEM]" >&2
     exit 2
 }
 [[ $# -ge 2 ]] || usage
 a="$1" b="$2"
 shift 2
-rounds=5 clients=64 duration=10s a_flags="" fill=0
+rounds=5 clients=64 duration=10s a_flags="" fill=0 a_ca=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --rounds) rounds="${2:?}"; shift ;;
@@ -37,6 +42,7 @@ while [[ $# -gt 0 ]]; do
     --duration) duration="${2:?}"; shift ;;
     --a-flags) a_flags="${2:?}"; shift ;;
     --fill) fill="${2:?}"; shift ;;
+    --a-ca) a_ca="${2:?}"; shift ;;
     *) usage ;;
     esac
     shift
@@ -69,6 +75,9 @@ stop_cluster() {
 }
 trap 'stop_cluster; rm -rf "$work"' EXIT
 
+# The load generator's flags for the running side: TLS for A with --a-ca.
+vs_flags=()
+
 # Starts a cluster of swarmd $1 in $2, with flags $3 (N = the node), and
 # waits until a claim run can start.
 start_cluster() {
@@ -84,7 +93,7 @@ start_cluster() {
     done
     # Ready once a short claim run goes through with no errors.
     for _ in $(seq 60); do
-        if out="$("$vs" claims --system swarm --clients 3 --duration 300ms 2>/dev/null)" &&
+        if out="$("$vs" "${vs_flags[@]}" claims --system swarm --clients 3 --duration 300ms 2>/dev/null)" &&
             python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if r["errors"]==0 and r["claims"]>0 else 1)' "$out"; then
             return 0
         fi
@@ -106,26 +115,27 @@ max_rss_mb() {
     awk -v kb="$max" 'BEGIN { printf "%.1f", kb / 1024 }'
 }
 
-declare -A total=([A]=0 [B]=0) rss_total=([A]=0 [B]=0)
+declare -A total=([A]=0 [B]=0) rss_total=([A]=0 [B]=0) lat_log=([A]="" [B]="")
 if ((fill > 0)); then
-    echo "| round | A claims/s | B claims/s | A max RSS MB | B max RSS MB |"
+    echo "| round | A claims/s (p50 / p99) | B claims/s (p50 / p99) | A max RSS MB | B max RSS MB |"
     echo "|---:|---:|---:|---:|---:|"
 else
-    echo "| round | A claims/s | B claims/s |"
+    echo "| round | A claims/s (p50 / p99) | B claims/s (p50 / p99) |"
     echo "|---:|---:|---:|"
 fi
 for r in $(seq "$rounds"); do
     row=() rss_row=()
     for side in A B; do
-        bin="$a" flags="$a_flags"
-        [[ $side == B ]] && bin="$b" flags=""
+        bin="$a" flags="$a_flags" vs_flags=()
+        [[ -n "$a_ca" ]] && vs_flags=(--swarm-ca "$a_ca")
+        [[ $side == B ]] && bin="$b" flags="" vs_flags=()
         dir="$work/$side-$r"
         mkdir -p "$dir"
         start_cluster "$bin" "$dir" "$flags"
-        out="$("$vs" claims --system swarm --clients "$clients" --duration "$duration")"
+        out="$("$vs" "${vs_flags[@]}" claims --system swarm --clients "$clients" --duration "$duration")"
         rss=""
         if ((fill > 0)); then
-            "$vs" fill --system swarm --count "$fill" >/dev/null
+            "$vs" "${vs_flags[@]}" fill --system swarm --count "$fill" >/dev/null
             sleep 2
             rss="$(max_rss_mb)"
             rss_total[$side]="$(awk -v a="${rss_total[$side]}" -v b="$rss" 'BEGIN { print a + b }')"
@@ -133,7 +143,9 @@ for r in $(seq "$rounds"); do
         stop_cluster
         rate="$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["per_s"]))' "$out")"
         total[$side]=$((total[$side] + rate))
-        row+=("$rate")
+        latency="$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["p50_ms"], r["p99_ms"])' "$out")"
+        lat_log[$side]+="$latency;"
+        row+=("$rate ($(echo "$latency" | awk '{printf "%.1f / %.1f ms", $1, $2}'))")
         rss_row+=("$rss")
     done
     if ((fill > 0)); then
@@ -142,11 +154,16 @@ for r in $(seq "$rounds"); do
         echo "| $r | ${row[0]} | ${row[1]} |"
     fi
 done
-python3 - "${total[A]}" "${total[B]}" "$rounds" "${rss_total[A]}" "${rss_total[B]}" "$fill" <<'PY'
+python3 - "${total[A]}" "${total[B]}" "$rounds" "${rss_total[A]}" "${rss_total[B]}" "$fill" "${lat_log[A]}" "${lat_log[B]}" <<'PY'
 import sys
 a, b, n = (int(x) for x in sys.argv[1:4])
 ra, rb, fill = float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+def lat(log):
+    rows = [tuple(float(v) for v in r.split()) for r in log.split(";") if r.strip()]
+    return sum(r[0] for r in rows) / len(rows), sum(r[1] for r in rows) / len(rows)
+(a50, a99), (b50, b99) = lat(sys.argv[7]), lat(sys.argv[8])
 print(f"\nmean claims/s: A {a / n:,.0f}, B {b / n:,.0f}; A/B = {a / b:.3f}")
+print(f"mean claim latency p50 / p99, ms: A {a50:.2f} / {a99:.2f}, B {b50:.2f} / {b99:.2f}")
 if fill:
     print(f"mean max RSS with {fill:,} more active claims, MB: A {ra / n:.1f}, B {rb / n:.1f}; A/B = {ra / rb:.3f}")
 PY

@@ -59,8 +59,32 @@ struct Args {
         default_value = "127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379"
     )]
     etcd_endpoints: Vec<String>,
+    /// The CA certificate (PEM) of a Swarm cluster that serves TLS: Swarm
+    /// connections go over TLS, checked against it (etcd's stay plaintext).
+    #[arg(long, env = "SWARM_CA")]
+    swarm_ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Cmd,
+}
+
+/// TLS for Swarm connections, from `--swarm-ca` (set once at start).
+static SWARM_TLS: std::sync::OnceLock<tonic::transport::ClientTlsConfig> =
+    std::sync::OnceLock::new();
+
+/// A dedicated connection to a Swarm node: over TLS when `--swarm-ca` is
+/// given, else as [`channel`].
+fn swarm_channel(addr: &str) -> Result<Channel> {
+    let Some(tls) = SWARM_TLS.get() else {
+        return channel(addr);
+    };
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    Ok(Endpoint::from_shared(format!("https://{addr}"))
+        .with_context(|| format!("parse endpoint {addr}"))?
+        .tls_config(tls.clone().domain_name(host))
+        .with_context(|| format!("TLS for {addr}"))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(2))
+        .connect_lazy())
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -393,7 +417,7 @@ async fn swarm_claimers(
     (0..n)
         .map(|i| {
             Ok(SwarmClaimer::new(
-                WorkServiceClient::new(channel(&endpoints[i % endpoints.len()])?),
+                WorkServiceClient::new(swarm_channel(&endpoints[i % endpoints.len()])?),
                 format!("bench-{i}"),
                 format!("bench-{run}"),
                 lease_ms,
@@ -533,7 +557,10 @@ async fn failover(
     };
     let probes: Vec<Channel> = endpoints
         .iter()
-        .map(|e| channel(e))
+        .map(|e| match system {
+            System::Swarm => swarm_channel(e),
+            System::Etcd => channel(e),
+        })
         .collect::<Result<_>>()?;
     // Connect the probes before the kill, so the figure holds no handshake.
     for (i, ch) in probes.iter().enumerate() {
@@ -686,7 +713,7 @@ async fn workflows(args: &Args, rate: u32, duration: Duration) -> Result<()> {
     let chans: Vec<Channel> = args
         .swarm_endpoints
         .iter()
-        .map(|e| channel(e))
+        .map(|e| swarm_channel(e))
         .collect::<Result<_>>()?;
     if chans.is_empty() {
         bail!("no Swarm endpoints");
@@ -738,6 +765,12 @@ async fn workflows(args: &Args, rate: u32, duration: Duration) -> Result<()> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(ca) = &args.swarm_ca {
+        let pem = std::fs::read(ca).with_context(|| format!("read --swarm-ca {}", ca.display()))?;
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        let _ = SWARM_TLS.set(tls);
+    }
     match args.command {
         Cmd::Claims {
             system,
