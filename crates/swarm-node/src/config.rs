@@ -83,6 +83,10 @@ pub struct Config {
     /// The CA certificate (PEM) that signs the nodes' certificates: what
     /// peers (and client certificates) are checked against.
     pub tls_ca: PathBuf,
+    /// Serve beyond loopback without TLS (and the dashboard listener, which
+    /// has none, beyond loopback at all): refused unless set, and warned
+    /// about at every start when set.
+    pub insecure: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -131,6 +135,7 @@ impl Default for Config {
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
             tls_ca: PathBuf::new(),
+            insecure: false,
         }
     }
 }
@@ -147,7 +152,7 @@ impl Default for RaftTimings {
 
 /// Each `SWARM_*` variable and the key it sets: the flag's name in capitals.
 /// Lists are comma separated, as on the command line.
-const ENV_VARS: [(&str, &str); 27] = [
+const ENV_VARS: [(&str, &str); 28] = [
     ("SWARM_ID", "id"),
     ("SWARM_LISTEN", "listen"),
     ("SWARM_ADVERTISE", "advertise"),
@@ -175,6 +180,7 @@ const ENV_VARS: [(&str, &str); 27] = [
     ("SWARM_TLS_CERT", "tls_cert"),
     ("SWARM_TLS_KEY", "tls_key"),
     ("SWARM_TLS_CA", "tls_ca"),
+    ("SWARM_INSECURE", "insecure"),
 ];
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -285,6 +291,10 @@ pub struct Flags {
     /// The cluster's CA certificate, PEM: what peers are checked against.
     #[arg(long)]
     pub tls_ca: Option<PathBuf>,
+    /// Serve beyond loopback without TLS (warned about at every start).
+    #[arg(long)]
+    #[serde(serialize_with = "bare_flag_is_true")]
+    pub insecure: Option<Option<bool>>,
 }
 
 /// The flags of the `[raft]` keys.
@@ -374,6 +384,21 @@ impl Config {
         config.validate()
     }
 
+    /// What `insecure` lets through, to warn about at every start.
+    pub fn insecure_exposure(&self) -> Vec<String> {
+        if !self.insecure {
+            return Vec::new();
+        }
+        let mut exposed = Vec::new();
+        if !self.listen.ip().is_loopback() && !self.tls_enabled() {
+            exposed.push(format!("gRPC on {} without TLS", self.listen));
+        }
+        if let Some(http) = self.http_listen.filter(|a| !a.ip().is_loopback()) {
+            exposed.push(format!("the dashboard and /metrics on {http} without TLS"));
+        }
+        exposed
+    }
+
     /// Whether the node speaks TLS (all three TLS keys set).
     pub fn tls_enabled(&self) -> bool {
         !self.tls_cert.as_os_str().is_empty()
@@ -453,6 +478,25 @@ impl Config {
                 "tls_cert",
                 format!("TLS needs tls_cert, tls_key and tls_ca together; missing: {missing}"),
             ));
+        }
+        if !self.insecure {
+            if !self.listen.ip().is_loopback() && !self.tls_enabled() {
+                return Err(invalid(
+                    "listen",
+                    format!(
+                        "{} is reachable beyond this machine and the node has no TLS: anyone who reaches it could claim, complete and cancel work and speak Raft; give tls_cert, tls_key and tls_ca (swarmctl cert makes them), or set insecure = true (--insecure) to serve in the clear anyway",
+                        self.listen
+                    ),
+                ));
+            }
+            if let Some(http) = self.http_listen.filter(|a| !a.ip().is_loopback()) {
+                return Err(invalid(
+                    "http_listen",
+                    format!(
+                        "{http} is reachable beyond this machine and the dashboard listener has no TLS; bind it to 127.0.0.1, or set insecure = true (--insecure) to serve it in the clear anyway"
+                    ),
+                ));
+            }
         }
         let is_url =
             self.otlp_endpoint.starts_with("http://") || self.otlp_endpoint.starts_with("https://");
@@ -757,6 +801,49 @@ mod tests {
         std::fs::write(&not_pem, "-----BEGIN CERTIFICATE-----\n").unwrap();
         let err = load(&path(&not_pem), &missing);
         assert!(err.contains("tls_key") && err.contains("none.key"), "{err}");
+    }
+
+    #[test]
+    fn beyond_loopback_without_tls_is_refused_unless_insecure() {
+        let err = Config::load(flags(&["--listen", "0.0.0.0:7101"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tls_cert") && err.contains("insecure"),
+            "{err}"
+        );
+        let tls = [
+            "--tls-cert",
+            "n.pem",
+            "--tls-key",
+            "n.key",
+            "--tls-ca",
+            "ca.pem",
+        ];
+        let mut args = vec!["--listen", "0.0.0.0:7101"];
+        args.extend(tls);
+        assert!(
+            Config::load(flags(&args))
+                .unwrap()
+                .insecure_exposure()
+                .is_empty()
+        );
+        // The dashboard has no TLS: beyond loopback it needs insecure.
+        args.extend(["--http-listen", "0.0.0.0:8101"]);
+        let err = Config::load(flags(&args)).unwrap_err().to_string();
+        assert!(
+            err.contains("http_listen") && err.contains("insecure"),
+            "{err}"
+        );
+        let c = Config::load_with_env(
+            flags(&["--listen", "10.1.2.3:7101"]),
+            [("SWARM_INSECURE".into(), "true".into())],
+        )
+        .unwrap();
+        assert_eq!(c.insecure_exposure(), ["gRPC on 10.1.2.3:7101 without TLS"]);
+        // Loopback stays the zero-setup default.
+        let c = Config::load(flags(&["--listen", "127.0.0.2:7101", "--insecure"])).unwrap();
+        assert!(c.insecure_exposure().is_empty());
     }
 
     #[test]

@@ -38,6 +38,9 @@ fn main() -> ExitCode {
             }
         }
     };
+    for exposed in config.insecure_exposure() {
+        tracing::warn!(%exposed, "insecure = true: serving in the clear beyond loopback; anyone who reaches it can use it");
+    }
     for what in untuned {
         tracing::warn!(%what, "allocator setting not applied; freed memory is returned later");
     }
