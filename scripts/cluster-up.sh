@@ -9,11 +9,12 @@
 #
 # Environment: SWARM_CLUSTER_DIR, SWARM_UP_TIMEOUT (seconds, default 60).
 #
-# --tls: TLS on every node's gRPC listener and mutual TLS between nodes. The
-# certificates (`swarmctl cert`: a CA, node-1..3) are made once under
-# $SWARM_CLUSTER_DIR/tls/ and reused; the script prints the `export` lines
-# that point swarmctl at the cluster. (The HTTP dashboard stays plaintext on
-# 127.0.0.1.)
+# --tls: TLS on every node's gRPC listener, mutual TLS between nodes, and
+# bearer tokens. The certificates (`swarmctl cert`: a CA, node-1..3), a
+# tokens file and an admin token (`swarmctl token create`) are made once
+# under $SWARM_CLUSTER_DIR/tls/ and reused; the script prints the `export`
+# lines that point swarmctl at the cluster. (The HTTP dashboard stays
+# plaintext on 127.0.0.1.)
 set -euo pipefail
 
 tls=0
@@ -127,8 +128,19 @@ if ((tls)); then
             "$swarmctl" cert node --id "$n" --host 127.0.0.1,localhost --dir "$tls_dir" >&2
         fi
     done
-    # This script's own swarmctl calls check the nodes against the CA.
+    if [[ ! -f "$tls_dir/tokens" ]]; then
+        # An admin token for the operator; the file holds only its hash.
+        created="$("$swarmctl" token create --role admin -o json)"
+        (umask 077 && python3 -c 'import json,sys; print(json.loads(sys.argv[1])["token"])' "$created" \
+            >"$tls_dir/admin.token")
+        python3 -c 'import json,sys; print("# admin, made by cluster-up.sh --tls\n" + json.loads(sys.argv[1])["line"])' \
+            "$created" >"$tls_dir/tokens"
+    fi
+    # This script's own swarmctl calls check the nodes against the CA and
+    # carry the admin token.
     export SWARM_CA="$tls_dir/ca.pem"
+    SWARM_TOKEN="$(cat "$tls_dir/admin.token")"
+    export SWARM_TOKEN
 fi
 
 running=0
@@ -161,7 +173,7 @@ for n in "${nodes[@]}"; do
         done
         if ((tls)); then
             tls_flags=(--tls-cert "$tls_dir/node-$n.pem" --tls-key "$tls_dir/node-$n.key"
-                --tls-ca "$tls_dir/ca.pem")
+                --tls-ca "$tls_dir/ca.pem" --tokens-file "$tls_dir/tokens")
         fi
         NO_COLOR=1 nohup "$swarmd" --config "$root/cluster/node$n.toml" --data-dir "$cluster_dir/node$n" \
             "${tls_flags[@]}" </dev/null >>"$log" 2>&1 &
@@ -223,10 +235,13 @@ fi
 if ((tls)); then
     cat <<EOF
 
-TLS is on: every node serves TLS and nodes reach each other over mutual TLS
-(certificates in $tls_dir). Point swarmctl at it with:
+TLS is on: every node serves TLS, nodes reach each other over mutual TLS, and
+every call needs a token (certificates, the tokens file and the admin token in
+$tls_dir; more tokens: swarmctl token create, then SIGHUP the nodes).
+Point swarmctl at it with:
 
 export SWARM_CA=$tls_dir/ca.pem
+export SWARM_TOKEN=\$(cat $tls_dir/admin.token)
 export SWARM_ENDPOINTS=$endpoints
 EOF
 fi

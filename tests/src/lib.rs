@@ -309,7 +309,7 @@ impl Cluster {
                 membership_args,
                 process: Mutex::new(None),
                 paused: Mutex::new(false),
-                channel: channel_to(addr, options.tls_dir.as_deref())?,
+                channel: channel_to(addr, id, options.tls_dir.as_deref())?,
             };
             nodes.insert(id, node);
         }
@@ -887,9 +887,11 @@ pub fn free_ports(n: usize) -> Result<Vec<u16>> {
     Ok(ports)
 }
 
-/// A channel to `addr`: plaintext, or TLS checked against `tls_dir`'s CA
-/// (no client certificate: the harness is a client, not a peer).
-fn channel_to(addr: SocketAddr, tls_dir: Option<&Path>) -> Result<Channel> {
+/// A channel to node `id` at `addr`: plaintext, or TLS checked against
+/// `tls_dir`'s CA, presenting that node's own certificate: a member's, which
+/// a cluster with a tokens file takes as an administrator's (the harness
+/// watches and steers the cluster; tests of tokens make their own clients).
+fn channel_to(addr: SocketAddr, id: NodeId, tls_dir: Option<&Path>) -> Result<Channel> {
     let endpoint = match tls_dir {
         None => Endpoint::from_shared(format!("http://{addr}")).context("build an endpoint")?,
         Some(dir) => {
@@ -900,6 +902,12 @@ fn channel_to(addr: SocketAddr, tls_dir: Option<&Path>) -> Result<Channel> {
                 .tls_config(
                     tonic::transport::ClientTlsConfig::new()
                         .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+                        .identity(tonic::transport::Identity::from_pem(
+                            std::fs::read(dir.join(format!("node-{id}.pem")))
+                                .context("read the node's certificate")?,
+                            std::fs::read(dir.join(format!("node-{id}.key")))
+                                .context("read the node's key")?,
+                        ))
                         .domain_name(addr.ip().to_string()),
                 )
                 .context("TLS for the harness's channel")?

@@ -64,6 +64,17 @@ pub struct GlobalOpts {
         requires = "tls_cert"
     )]
     pub key: Option<PathBuf>,
+
+    /// Bearer token for a cluster with a tokens file (swarmctl token create;
+    /// `--token` is a fencing token)
+    #[arg(
+        long = "auth-token",
+        id = "auth_token",
+        global = true,
+        env = "SWARM_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
 }
 
 impl GlobalOpts {
@@ -94,6 +105,7 @@ impl GlobalOpts {
         };
         Ok(swarm_client::ClientConfig {
             tls,
+            token: self.token.clone(),
             ..swarm_client::ClientConfig::default()
         })
     }

@@ -1472,3 +1472,34 @@ async fn tls_flags_are_checked_before_anything_is_sent() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("/no/such/ca.pem"), "{}", stderr(&out));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_create_prints_a_token_and_its_tokens_file_line() {
+    let out = swarmctl(
+        "127.0.0.1:1",
+        &[
+            "token", "create", "--role", "agent", "--agent", "alice", "-o", "json",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = stdout_json(&out);
+    let token = v["token"].as_str().unwrap();
+    assert!(token.starts_with("swt_") && token.len() == 68, "{token}");
+    assert_eq!(
+        v["line"].as_str().unwrap(),
+        format!("{} agent alice", swarm_proto::token_hash(token))
+    );
+    for (args, says) in [
+        (vec!["token", "create", "--role", "root"], "unknown role"),
+        (vec!["token", "create", "--role", "agent"], "--agent"),
+        (
+            vec!["token", "create", "--role", "reader", "--agent", "bob"],
+            "only agent tokens",
+        ),
+    ] {
+        let out = swarmctl("127.0.0.1:1", &args).await;
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+}

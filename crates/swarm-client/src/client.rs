@@ -139,7 +139,7 @@ impl SwarmClient {
         };
         let resp = self
             .call(rpc, |ch, t| {
-                let req = request(req.clone(), t);
+                let req = self.request(req.clone(), t);
                 async move { work(ch).submit(req).await }
             })
             .await?;
@@ -153,7 +153,7 @@ impl SwarmClient {
     pub async fn claim(&self, req: ClaimRequest) -> Result<Vec<WorkItem>, ClientError> {
         let resp = self
             .call(Rpc::Claim, |ch, t| {
-                let req = request(req.clone(), t);
+                let req = self.request(req.clone(), t);
                 async move { work(ch).claim(req).await }
             })
             .await?;
@@ -164,7 +164,7 @@ impl SwarmClient {
     /// token that cannot be renewed is listed in `rejected`, not an error.
     pub async fn renew(&self, req: RenewRequest) -> Result<RenewResponse, ClientError> {
         self.call(Rpc::Renew, |ch, t| {
-            let req = request(req.clone(), t);
+            let req = self.request(req.clone(), t);
             async move { work(ch).renew(req).await }
         })
         .await
@@ -178,7 +178,7 @@ impl SwarmClient {
     pub async fn complete(&self, req: CompleteRequest) -> Result<WorkItem, ClientError> {
         let (result, trace) = self
             .call_traced(Rpc::Complete, |ch, t| {
-                let req = request(req.clone(), t);
+                let req = self.request(req.clone(), t);
                 async move { work(ch).complete(req).await }
             })
             .await;
@@ -204,7 +204,7 @@ impl SwarmClient {
     pub async fn fail(&self, req: FailRequest) -> Result<WorkItem, ClientError> {
         let resp = self
             .call(Rpc::Fail, |ch, t| {
-                let req = request(req.clone(), t);
+                let req = self.request(req.clone(), t);
                 async move { work(ch).fail(req).await }
             })
             .await;
@@ -215,7 +215,7 @@ impl SwarmClient {
     pub async fn release(&self, req: ReleaseRequest) -> Result<WorkItem, ClientError> {
         let resp = self
             .call(Rpc::Release, |ch, t| {
-                let req = request(req.clone(), t);
+                let req = self.request(req.clone(), t);
                 async move { work(ch).release(req).await }
             })
             .await;
@@ -226,7 +226,7 @@ impl SwarmClient {
     pub async fn handoff(&self, req: HandoffRequest) -> Result<WorkItem, ClientError> {
         let resp = self
             .call(Rpc::Handoff, |ch, t| {
-                let req = request(req.clone(), t);
+                let req = self.request(req.clone(), t);
                 async move { work(ch).handoff(req).await }
             })
             .await;
@@ -238,7 +238,7 @@ impl SwarmClient {
     pub async fn cancel(&self, req: CancelRequest) -> Result<WorkItem, ClientError> {
         let resp = self
             .call(Rpc::Cancel, |ch, t| {
-                let req = request(req.clone(), t);
+                let req = self.request(req.clone(), t);
                 async move { work(ch).cancel(req).await }
             })
             .await;
@@ -249,7 +249,7 @@ impl SwarmClient {
     pub async fn get_work(&self, req: GetWorkRequest) -> Result<WorkItem, ClientError> {
         let resp = self
             .call(Rpc::GetWork, |ch, t| {
-                let req = request(req.clone(), t);
+                let req = self.request(req.clone(), t);
                 async move { work(ch).get_work(req).await }
             })
             .await;
@@ -266,7 +266,7 @@ impl SwarmClient {
         req: ListWorkRequest,
     ) -> Result<ListWorkResponse, ClientError> {
         self.call(Rpc::ListWork, |ch, t| {
-            let req = request(req.clone(), t);
+            let req = self.request(req.clone(), t);
             async move { work(ch).list_work(req).await }
         })
         .await
@@ -316,7 +316,7 @@ impl SwarmClient {
         req: WorkStatsRequest,
     ) -> Result<WorkStatsResponse, ClientError> {
         self.call(Rpc::WorkStats, |ch, t| {
-            let req = request(req, t);
+            let req = self.request(req, t);
             async move { work(ch).work_stats(req).await }
         })
         .await
@@ -339,7 +339,7 @@ impl SwarmClient {
                 // No deadline: it would end a stream that is meant to stay
                 // open as long as the item runs. The call loop still bounds
                 // the wait for the node's first answer.
-                let req = tonic::Request::new(req.clone());
+                let req = self.authorized(tonic::Request::new(req.clone()));
                 async move { work(ch).watch_work(req).await }
             })
             .await?;
@@ -365,7 +365,7 @@ impl SwarmClient {
     /// Membership, leader, term and indexes, as whichever node answers sees them.
     pub async fn cluster_status(&self) -> Result<ClusterStatusResponse, ClientError> {
         self.call(Rpc::ClusterStatus, |ch, t| {
-            let req = request(ClusterStatusRequest {}, t);
+            let req = self.request(ClusterStatusRequest {}, t);
             async move { admin(ch).cluster_status(req).await }
         })
         .await
@@ -380,7 +380,7 @@ impl SwarmClient {
         let addr: NodeAddr = endpoint.parse()?;
         let timeout = self.inner.config.probe_timeout;
         let channel = self.channel(&addr)?;
-        let req = request(ClusterStatusRequest {}, timeout);
+        let req = self.request(ClusterStatusRequest {}, timeout);
         let answer = tokio::time::timeout(timeout + TIMEOUT_GRACE, async move {
             admin(channel).cluster_status(req).await
         })
@@ -407,7 +407,7 @@ impl SwarmClient {
     ) -> Result<ClusterStatusResponse, ClientError> {
         let resp = self
             .call(Rpc::AddNode, |ch, t| {
-                let req = request(req.clone(), t);
+                let req = self.request(req.clone(), t);
                 async move { admin(ch).add_node(req).await }
             })
             .await?;
@@ -422,7 +422,7 @@ impl SwarmClient {
     ) -> Result<ClusterStatusResponse, ClientError> {
         let resp = self
             .call(Rpc::RemoveNode, |ch, t| {
-                let req = request(req, t);
+                let req = self.request(req, t);
                 async move { admin(ch).remove_node(req).await }
             })
             .await?;
@@ -437,7 +437,7 @@ impl SwarmClient {
         req: TransferLeaderRequest,
     ) -> Result<TransferLeaderResponse, ClientError> {
         self.call(Rpc::TransferLeader, |ch, t| {
-            let req = request(req, t);
+            let req = self.request(req, t);
             async move { admin(ch).transfer_leader(req).await }
         })
         .await
@@ -608,6 +608,21 @@ impl SwarmClient {
             }
         };
         Status::new(status.code(), format!("{text} ({hint})"))
+    }
+
+    /// `message` with the call's deadline and, if configured, the token.
+    fn request<T>(&self, message: T, timeout: Duration) -> tonic::Request<T> {
+        self.authorized(request(message, timeout))
+    }
+
+    /// `req` with the configured token, if any.
+    fn authorized<T>(&self, mut req: tonic::Request<T>) -> tonic::Request<T> {
+        if let Some(token) = &self.inner.config.token
+            && let Ok(value) = format!("Bearer {token}").parse()
+        {
+            req.metadata_mut().insert("authorization", value);
+        }
+        req
     }
 
     fn channel(&self, addr: &NodeAddr) -> Result<Channel, ClientError> {

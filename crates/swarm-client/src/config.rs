@@ -25,6 +25,9 @@ pub struct ClientConfig {
     /// a client certificate if the cluster wants one ([`ClientConfig::tls_from_pem`]).
     /// `None`: plaintext.
     pub tls: Option<tonic::transport::ClientTlsConfig>,
+    /// A bearer token sent with every call (`authorization: Bearer ...`),
+    /// for a cluster with a tokens file. `None`: no token.
+    pub token: Option<String>,
 }
 
 impl Default for ClientConfig {
@@ -35,6 +38,7 @@ impl Default for ClientConfig {
             probe_timeout: Duration::from_secs(1),
             retry: RetryPolicy::default(),
             tls: None,
+            token: None,
         }
     }
 }
@@ -67,6 +71,13 @@ impl ClientConfig {
                     "{name} must be positive"
                 )));
             }
+        }
+        if let Some(token) = &self.token
+            && (token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(ClientError::InvalidConfig(
+                "token must be printable ASCII without spaces".to_string(),
+            ));
         }
         if self.retry.rounds == 0 {
             return Err(ClientError::InvalidConfig(

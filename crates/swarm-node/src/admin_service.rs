@@ -147,6 +147,14 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::AddNodeRequest>,
     ) -> Result<Response<pb::AddNodeResponse>, Status> {
+        if let Some(id) = crate::auth::caller(&request).and_then(|c| c.join_as)
+            && id != request.get_ref().id
+        {
+            return Err(Status::permission_denied(format!(
+                "a node's certificate adds only that node: this one is node {id}'s, the request adds node {}",
+                request.get_ref().id
+            )));
+        }
         let r = request.into_inner();
         if r.id == 0 {
             return Err(Status::invalid_argument(

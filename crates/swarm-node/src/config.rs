@@ -87,6 +87,9 @@ pub struct Config {
     /// has none, beyond loopback at all): refused unless set, and warned
     /// about at every start when set.
     pub insecure: bool,
+    /// Bearer tokens and their roles (see [`crate::auth`]): set, every client
+    /// API call needs one. Needs TLS. Reloaded on SIGHUP. Empty: no tokens.
+    pub tokens_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -136,6 +139,7 @@ impl Default for Config {
             tls_key: PathBuf::new(),
             tls_ca: PathBuf::new(),
             insecure: false,
+            tokens_file: PathBuf::new(),
         }
     }
 }
@@ -152,7 +156,7 @@ impl Default for RaftTimings {
 
 /// Each `SWARM_*` variable and the key it sets: the flag's name in capitals.
 /// Lists are comma separated, as on the command line.
-const ENV_VARS: [(&str, &str); 28] = [
+const ENV_VARS: [(&str, &str); 29] = [
     ("SWARM_ID", "id"),
     ("SWARM_LISTEN", "listen"),
     ("SWARM_ADVERTISE", "advertise"),
@@ -181,6 +185,7 @@ const ENV_VARS: [(&str, &str); 28] = [
     ("SWARM_TLS_KEY", "tls_key"),
     ("SWARM_TLS_CA", "tls_ca"),
     ("SWARM_INSECURE", "insecure"),
+    ("SWARM_TOKENS_FILE", "tokens_file"),
 ];
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -295,6 +300,10 @@ pub struct Flags {
     #[arg(long)]
     #[serde(serialize_with = "bare_flag_is_true")]
     pub insecure: Option<Option<bool>>,
+    /// Bearer tokens file (`sha256:HEX ROLE [AGENT]` lines; swarmctl token
+    /// create): every client call needs a token. Needs TLS; SIGHUP reloads it.
+    #[arg(long)]
+    pub tokens_file: Option<PathBuf>,
 }
 
 /// The flags of the `[raft]` keys.
@@ -392,6 +401,8 @@ impl Config {
         let mut exposed = Vec::new();
         if !self.listen.ip().is_loopback() && !self.tls_enabled() {
             exposed.push(format!("gRPC on {} without TLS", self.listen));
+        } else if !self.listen.ip().is_loopback() && self.tokens_file.as_os_str().is_empty() {
+            exposed.push(format!("gRPC on {} without tokens", self.listen));
         }
         if let Some(http) = self.http_listen.filter(|a| !a.ip().is_loopback()) {
             exposed.push(format!("the dashboard and /metrics on {http} without TLS"));
@@ -479,13 +490,21 @@ impl Config {
                 format!("TLS needs tls_cert, tls_key and tls_ca together; missing: {missing}"),
             ));
         }
+        if !self.tokens_file.as_os_str().is_empty() && !self.tls_enabled() {
+            return Err(invalid(
+                "tokens_file",
+                "bearer tokens need TLS (tls_cert, tls_key, tls_ca): without it they cross the network readable, and nodes have no certificate to call each other with",
+            ));
+        }
         if !self.insecure {
-            if !self.listen.ip().is_loopback() && !self.tls_enabled() {
+            let guarded = self.tls_enabled() && !self.tokens_file.as_os_str().is_empty();
+            if !(self.listen.ip().is_loopback() || guarded) {
                 return Err(invalid(
                     "listen",
                     format!(
-                        "{} is reachable beyond this machine and the node has no TLS: anyone who reaches it could claim, complete and cancel work and speak Raft; give tls_cert, tls_key and tls_ca (swarmctl cert makes them), or set insecure = true (--insecure) to serve in the clear anyway",
-                        self.listen
+                        "{} is reachable beyond this machine and the node has no {}: anyone who reaches it could claim, complete and cancel work; give tls_cert, tls_key and tls_ca (swarmctl cert makes them) and a tokens_file (swarmctl token create), or set insecure = true (--insecure) to serve anyway",
+                        self.listen,
+                        if self.tls_enabled() { "tokens" } else { "TLS" }
                     ),
                 ));
             }
@@ -822,6 +841,12 @@ mod tests {
         ];
         let mut args = vec!["--listen", "0.0.0.0:7101"];
         args.extend(tls);
+        let err = Config::load(flags(&args)).unwrap_err().to_string();
+        assert!(
+            err.contains("no tokens") && err.contains("tokens_file"),
+            "{err}"
+        );
+        args.extend(["--tokens-file", "tokens"]);
         assert!(
             Config::load(flags(&args))
                 .unwrap()

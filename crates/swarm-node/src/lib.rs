@@ -33,6 +33,7 @@
 mod admin_service;
 mod agent;
 pub mod allocator;
+pub mod auth;
 pub mod config;
 mod convert;
 mod http;

@@ -56,6 +56,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
     let tls = crate::tls::Tls::load(&config)?;
+    let tokens = if config.tokens_file.as_os_str().is_empty() {
+        None
+    } else {
+        let store = crate::auth::TokenStore::open(&config.tokens_file)?;
+        tokio::spawn(reload_tokens_on_sighup(store.clone()));
+        Some(store)
+    };
     let (cluster, state, peers) = Cluster::start(ClusterConfig {
         id: config.id,
         sled_dir: config.data_dir.join("sled"),
@@ -102,7 +109,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .with_context(|| format!("listen on {}", config.listen))?;
     let agent = Agent::start(ctx.clone());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve(ctx.clone(), agent.clone(), listener, tls, stop_rx));
+    let auth = tokens.map(|t| crate::auth::AuthLayer::new(t, ctx.cluster.peer_auth().clone()));
+    let server = tokio::spawn(serve(
+        ctx.clone(),
+        agent.clone(),
+        listener,
+        tls,
+        auth,
+        stop_rx,
+    ));
     tracing::info!(
         node = config.id,
         listen = %config.listen,
@@ -155,6 +170,7 @@ async fn serve(
     agent: Arc<Agent>,
     listener: tokio::net::TcpListener,
     tls: Option<crate::tls::Tls>,
+    auth: Option<crate::auth::AuthLayer>,
     stop: oneshot::Receiver<()>,
 ) -> Result<(), tonic::transport::Error> {
     let max = swarm_proto::MAX_MESSAGE_BYTES;
@@ -189,6 +205,7 @@ async fn serve(
         // A span per request, joining the caller's trace (`traceparent`).
         .trace_fn(crate::telemetry::grpc_request_span)
         .layer(GrpcMetricsLayer::new(&ctx.metrics))
+        .layer(tower::util::option_layer(auth))
         .add_service(health)
         .add_optional_service(reflection)
         .add_service(
@@ -213,6 +230,24 @@ async fn serve(
             },
         )
         .await
+}
+
+/// Reads the tokens file again at every SIGHUP; a file that does not parse
+/// leaves the tokens in force as they were.
+async fn reload_tokens_on_sighup(tokens: crate::auth::TokenStore) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot listen for SIGHUP: the tokens file is read only at start");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match tokens.reload() {
+            Ok(n) => tracing::info!(tokens = n, "reloaded the tokens file"),
+            Err(e) => {
+                tracing::error!(error = %e, "tokens file not reloaded; the previous tokens stay")
+            }
+        }
+    }
 }
 
 /// Bootstraps a one-node cluster, or asks the `join` nodes for membership,

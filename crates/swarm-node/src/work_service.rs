@@ -27,6 +27,28 @@ impl WorkApi {
         WorkApi { ctx }
     }
 
+    /// For an agent token: refuses a call on item `id` held by an agent the
+    /// token may not act as (as this replica knows the holder; the state
+    /// machine still checks the fencing token).
+    fn check_holder<T>(&self, request: &Request<T>, id: &str) -> Result<(), Status> {
+        let Some(caller) = crate::auth::caller(request) else {
+            return Ok(());
+        };
+        let holder = self.ctx.state.read(|s| {
+            s.get(id)
+                .and_then(|item| item.lease.as_ref())
+                .map(|lease| lease.agent.to_string())
+        });
+        match holder {
+            Some(agent) => caller.check_agent(&agent).map_err(|_| {
+                Status::permission_denied(format!(
+                    "work item {id:?} is held by agent {agent:?}, which this token may not act as"
+                ))
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Checks `request` against the edge limits, commits it and answers
     /// the state machine's typed answer.
     async fn write<R: Write>(&self, request: R) -> Result<R::Answer, Status> {
@@ -193,6 +215,9 @@ impl WorkService for WorkApi {
         &self,
         request: Request<pb::ClaimRequest>,
     ) -> Result<Response<pb::ClaimResponse>, Status> {
+        if let Some(caller) = crate::auth::caller(&request) {
+            caller.check_agent(&request.get_ref().agent)?;
+        }
         let r = request.into_inner();
         let lease_ms = if r.lease_ms == 0 {
             self.ctx.config.default_lease.as_millis() as u64
@@ -218,6 +243,9 @@ impl WorkService for WorkApi {
         &self,
         request: Request<pb::RenewRequest>,
     ) -> Result<Response<pb::RenewResponse>, Status> {
+        if let Some(caller) = crate::auth::caller(&request) {
+            caller.check_agent(&request.get_ref().agent)?;
+        }
         let r = request.into_inner();
         let renewal = self
             .write(Renew {
@@ -244,6 +272,7 @@ impl WorkService for WorkApi {
         &self,
         request: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::WorkResponse>, Status> {
+        self.check_holder(&request, &request.get_ref().id)?;
         let r = request.into_inner();
         self.write_item(Complete {
             id: r.id,
@@ -258,6 +287,7 @@ impl WorkService for WorkApi {
         &self,
         request: Request<pb::FailRequest>,
     ) -> Result<Response<pb::WorkResponse>, Status> {
+        self.check_holder(&request, &request.get_ref().id)?;
         let r = request.into_inner();
         self.write_item(Fail {
             id: r.id,
@@ -273,6 +303,7 @@ impl WorkService for WorkApi {
         &self,
         request: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::WorkResponse>, Status> {
+        self.check_holder(&request, &request.get_ref().id)?;
         let r = request.into_inner();
         self.write_item(Release {
             id: r.id,
@@ -286,6 +317,7 @@ impl WorkService for WorkApi {
         &self,
         request: Request<pb::HandoffRequest>,
     ) -> Result<Response<pb::WorkResponse>, Status> {
+        self.check_holder(&request, &request.get_ref().id)?;
         let r = request.into_inner();
         self.write_item(Handoff {
             id: r.id,

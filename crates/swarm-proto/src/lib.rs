@@ -30,6 +30,15 @@ pub fn node_cert_name(id: u64) -> String {
     format!("swarm-node-{id}")
 }
 
+/// How a tokens file names a bearer token: `sha256:` and the hex SHA-256 of
+/// the token (the file never holds the token itself).
+pub fn token_hash(token: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(token.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
 /// Metadata key in which a node that cannot serve a request names the
 /// leader's `host:port`. Its presence on an UNAVAILABLE status also says the
 /// node did not act on the request (empty value: leader unknown).

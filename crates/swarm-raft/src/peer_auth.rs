@@ -73,10 +73,17 @@ impl PeerAuth {
     /// Admits `request` if it came over mutual TLS from a node certificate
     /// naming a current member; answers which member.
     pub fn admit<T>(&self, request: &Request<T>) -> Result<Option<NodeId>, Status> {
+        self.admit_certs(request.peer_certs())
+    }
+
+    /// [`PeerAuth::admit`] for the certificates a connection presented.
+    pub fn admit_certs(
+        &self,
+        certs: Option<Arc<Vec<CertificateDer<'static>>>>,
+    ) -> Result<Option<NodeId>, Status> {
         let Some(raft) = &self.raft else {
             return Ok(None);
         };
-        let certs: Option<Arc<Vec<CertificateDer<'static>>>> = request.peer_certs();
         let Some(leaf) = certs.as_deref().and_then(|c| c.first()) else {
             return Err(Status::unauthenticated(
                 "peer calls need a node certificate (mutual TLS): this connection presented none",

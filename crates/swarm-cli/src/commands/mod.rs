@@ -8,6 +8,7 @@ pub mod chaos;
 pub mod claims;
 pub mod cluster;
 pub mod node;
+pub mod token;
 pub mod top;
 pub mod work;
 pub mod workflow;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Make the certificates of a secure cluster: a CA, node and client certificates
     #[command(subcommand)]
     Cert(cert::Cert),
+    /// Make bearer tokens for a cluster with a tokens file
+    #[command(subcommand)]
+    Token(token::Token),
 }
 
 /// What every command runs with.
@@ -67,6 +71,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Top(args) => top::run(&connect(global)?, args).await,
         // Files only: no connection.
         Command::Cert(cmd) => cmd.run(),
+        Command::Token(cmd) => cmd.run(global.output),
     }
 }
 

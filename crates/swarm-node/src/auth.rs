@@ -1,0 +1,458 @@
+//! Who may call the client API: bearer tokens mapped to roles.
+//!
+//! With `tokens_file` set, every `WorkService` and `AdminService` call
+//! carries `authorization: Bearer TOKEN`. The file holds one token per line
+//! as `swarmctl token create` prints it: `sha256:HEX ROLE [AGENT]`, the
+//! SHA-256 of the token (never the token itself), its role, and for the
+//! `agent` role the agent name it is bound to (or a prefix, `build-*`).
+//! `#` starts a comment. SIGHUP reloads the file; a file that does not parse
+//! leaves the tokens as they were.
+//!
+//! Roles: `admin` (everything), `operator` (cancel, get, list, watch, stats,
+//! status), `submitter` (submit, get, list, watch), `agent` (claim, renew,
+//! complete, fail, release, hand off, get, watch), `reader` (get, list,
+//! watch, stats, status). A call without a token is `UNAUTHENTICATED`; one
+//! whose role lacks the right is `PERMISSION_DENIED`, naming the roles that
+//! have it. An agent token acts only as its agent: the work service checks
+//! the agent a claim or renewal names, and the holder of the item a
+//! completion, failure, release or hand-off touches.
+//!
+//! A node's own calls to its peers' client API (forwarded membership
+//! changes, status) carry its member certificate instead (mutual TLS): they
+//! act as `admin`. Health and reflection stay open; peer services are
+//! checked by certificate ([`swarm_raft::peer_auth`]).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+
+use tonic::Status;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Operator,
+    Submitter,
+    Agent,
+    Reader,
+}
+
+impl Role {
+    const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Operator,
+        Role::Submitter,
+        Role::Agent,
+        Role::Reader,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Submitter => "submitter",
+            Role::Agent => "agent",
+            Role::Reader => "reader",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Whether the role may call `method` of `service` (`WorkService`,
+    /// `AdminService`).
+    pub fn allows(self, service: &str, method: &str) -> bool {
+        use Role::*;
+        match (self, service, method) {
+            (Admin, _, _) => true,
+            (_, "AdminService", "ClusterStatus") => true,
+            (_, "AdminService", _) => false,
+            (_, "WorkService", "GetWork" | "WatchWork") => true,
+            (Operator | Submitter | Reader, "WorkService", "ListWork") => true,
+            (Operator | Reader, "WorkService", "WorkStats") => true,
+            (Operator, "WorkService", "Cancel") => true,
+            (Submitter, "WorkService", "Submit") => true,
+            (
+                Agent,
+                "WorkService",
+                "Claim" | "Renew" | "Complete" | "Fail" | "Release" | "Handoff",
+            ) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The agent names an `agent` token may act as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentBinding {
+    Exact(String),
+    Prefix(String),
+}
+
+impl AgentBinding {
+    fn parse(s: &str) -> AgentBinding {
+        match s.strip_suffix('*') {
+            Some(prefix) => AgentBinding::Prefix(prefix.to_string()),
+            None => AgentBinding::Exact(s.to_string()),
+        }
+    }
+
+    pub fn admits(&self, agent: &str) -> bool {
+        match self {
+            AgentBinding::Exact(name) => name == agent,
+            AgentBinding::Prefix(prefix) => agent.starts_with(prefix.as_str()),
+        }
+    }
+}
+
+impl std::fmt::Display for AgentBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgentBinding::Exact(name) => write!(f, "{name:?}"),
+            AgentBinding::Prefix(prefix) => write!(f, "\"{prefix}*\""),
+        }
+    }
+}
+
+/// Who a call comes from, as the auth layer found it (a request extension).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub role: Role,
+    /// For an `agent` token: the agents it may act as.
+    pub agent: Option<AgentBinding>,
+    /// A node that is not a member yet, known by its certificate: it may
+    /// only ask to be added, as this id.
+    pub join_as: Option<u64>,
+}
+
+impl Caller {
+    /// Refuses `agent` unless this caller may act as it.
+    pub fn check_agent(&self, agent: &str) -> Result<(), Status> {
+        match &self.agent {
+            Some(binding) if !binding.admits(agent) => Err(Status::permission_denied(format!(
+                "this token acts as agent {binding}, not {agent:?}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The caller of `request`, if the auth layer ran (tokens are configured).
+pub fn caller<T>(request: &tonic::Request<T>) -> Option<&Caller> {
+    request.extensions().get::<Caller>()
+}
+
+pub use swarm_proto::token_hash;
+
+/// The tokens a node knows, by hash.
+#[derive(Debug, Default, Clone)]
+pub struct Tokens {
+    by_hash: HashMap<String, Caller>,
+}
+
+impl Tokens {
+    /// Reads and parses a tokens file; the error names the file and line.
+    pub fn load(path: &Path) -> anyhow::Result<Tokens> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("read tokens_file {}: {e}", path.display()))?;
+        Tokens::parse(&text).map_err(|e| anyhow::anyhow!("tokens_file {}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Tokens, String> {
+        let mut by_hash = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let at = |what: String| format!("line {}: {what}", n + 1);
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (hash, role, agent) = match fields.as_slice() {
+                [hash, role] => (*hash, *role, None),
+                [hash, role, agent] => (*hash, *role, Some(*agent)),
+                _ => {
+                    return Err(at(format!(
+                        "expected `sha256:HEX ROLE [AGENT]`, got {line:?}"
+                    )));
+                }
+            };
+            let hex = hash.strip_prefix("sha256:").unwrap_or("");
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(at(format!(
+                    "{hash:?} is not sha256:<64 hex digits> (swarmctl token create prints the line)"
+                )));
+            }
+            let role = Role::parse(role).ok_or_else(|| {
+                at(format!(
+                    "unknown role {role:?} (roles: admin, operator, submitter, agent, reader)"
+                ))
+            })?;
+            let agent = match (role, agent) {
+                (Role::Agent, Some(a)) => Some(AgentBinding::parse(a)),
+                (Role::Agent, None) => {
+                    return Err(at(
+                        "an agent token names the agent it acts as (or a prefix ending in *)"
+                            .into(),
+                    ));
+                }
+                (_, Some(a)) => {
+                    return Err(at(format!(
+                        "only agent tokens name an agent; {a:?} after role {}",
+                        role.as_str()
+                    )));
+                }
+                (_, None) => None,
+            };
+            by_hash.insert(
+                hex.to_ascii_lowercase(),
+                Caller {
+                    role,
+                    agent,
+                    join_as: None,
+                },
+            );
+        }
+        Ok(Tokens { by_hash })
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    fn caller(&self, token: &str) -> Option<&Caller> {
+        let hash = token_hash(token);
+        self.by_hash
+            .get(hash.strip_prefix("sha256:").unwrap_or(&hash))
+    }
+}
+
+/// The tokens in force, swapped whole on reload.
+#[derive(Debug, Clone)]
+pub struct TokenStore {
+    path: PathBuf,
+    current: Arc<RwLock<Arc<Tokens>>>,
+}
+
+impl TokenStore {
+    pub fn open(path: &Path) -> anyhow::Result<TokenStore> {
+        let tokens = Tokens::load(path)?;
+        Ok(TokenStore {
+            path: path.to_path_buf(),
+            current: Arc::new(RwLock::new(Arc::new(tokens))),
+        })
+    }
+
+    /// Reads the file again; on an error the tokens stay as they were.
+    pub fn reload(&self) -> anyhow::Result<usize> {
+        let tokens = Tokens::load(&self.path)?;
+        let n = tokens.len();
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tokens);
+        Ok(n)
+    }
+
+    fn get(&self) -> Arc<Tokens> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Checks every client API call (see the module docs).
+#[derive(Clone)]
+pub struct AuthLayer {
+    tokens: TokenStore,
+    peers: swarm_raft::PeerAuth,
+}
+
+impl AuthLayer {
+    pub fn new(tokens: TokenStore, peers: swarm_raft::PeerAuth) -> AuthLayer {
+        AuthLayer { tokens, peers }
+    }
+
+    /// Who calls, for a call of `service`/`method`; the refusal otherwise.
+    fn authorize<B>(
+        &self,
+        request: &http::Request<B>,
+        service: &str,
+        method: &str,
+    ) -> Result<Caller, Status> {
+        let bearer = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let caller = match bearer {
+            Some(token) => self
+                .tokens
+                .get()
+                .caller(token.trim())
+                .cloned()
+                .ok_or_else(|| Status::unauthenticated("unknown token"))?,
+            None => {
+                // A member node's own call carries its certificate.
+                let certs = request
+                    .extensions()
+                    .get::<TlsConnectInfo<TcpConnectInfo>>()
+                    .and_then(TlsConnectInfo::peer_certs);
+                let joining = (service, method) == ("AdminService", "AddNode");
+                match certs.map(|c| (self.peers.admit_certs(Some(c.clone())), c)) {
+                    Some((Ok(Some(_)), _)) => Caller {
+                        role: Role::Admin,
+                        agent: None,
+                        join_as: None,
+                    },
+                    // The CA signed it (the handshake checked): a node that
+                    // is not a member yet may ask to join, as itself.
+                    Some((_, certs)) if joining => {
+                        let id = certs
+                            .first()
+                            .and_then(|leaf| swarm_raft::peer_auth::node_ids_of(leaf).ok())
+                            .and_then(|ids| ids.first().copied())
+                            .ok_or_else(|| {
+                                Status::unauthenticated(
+                                    "joining needs a node certificate (swarm-node-N) or an admin token",
+                                )
+                            })?;
+                        Caller {
+                            role: Role::Admin,
+                            agent: None,
+                            join_as: Some(id),
+                        }
+                    }
+                    _ => {
+                        return Err(Status::unauthenticated(
+                            "this cluster needs a token: authorization: Bearer TOKEN (swarmctl --token or SWARM_TOKEN)",
+                        ));
+                    }
+                }
+            }
+        };
+        if caller.role.allows(service, method) {
+            return Ok(caller);
+        }
+        let roles: Vec<&str> = Role::ALL
+            .into_iter()
+            .filter(|r| r.allows(service, method))
+            .map(Role::as_str)
+            .collect();
+        Err(Status::permission_denied(format!(
+            "{service}.{method} needs role {}; this token's role is {}",
+            roles.join(" or "),
+            caller.role.as_str()
+        )))
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            auth: self.clone(),
+        }
+    }
+}
+
+/// [`AuthLayer`]'s service.
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    auth: AuthLayer,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B, RB> tower::Service<http::Request<B>> for AuthService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    RB: Default + Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // "/swarm.v1.WorkService/Claim" -> ("WorkService", "Claim").
+        let path = request.uri().path().to_string();
+        let mut parts = path.trim_start_matches('/').splitn(2, '/');
+        let service = parts.next().unwrap_or("").rsplit('.').next().unwrap_or("");
+        let method = parts.next().unwrap_or("");
+        if matches!(service, "WorkService" | "AdminService") {
+            match self.auth.authorize(&request, service, method) {
+                Ok(caller) => {
+                    request.extensions_mut().insert(caller);
+                }
+                Err(status) => {
+                    let response = status.into_http::<RB>();
+                    return Box::pin(async move { Ok(response) });
+                }
+            }
+        }
+        Box::pin(self.inner.call(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_tokens_file_parses_or_names_the_line() {
+        let admin = token_hash("t-admin");
+        let agent = token_hash("t-alice");
+        let text = format!("# tokens\n{admin} admin\n\n{agent} agent build-*  # alice's agents\n");
+        let tokens = Tokens::parse(&text).unwrap();
+        assert_eq!(tokens.len(), 2);
+        assert_eq!(tokens.caller("t-admin").unwrap().role, Role::Admin);
+        let alice = tokens.caller("t-alice").unwrap();
+        assert!(alice.check_agent("build-7").is_ok());
+        assert!(alice.check_agent("deploy-1").is_err());
+        assert!(tokens.caller("nope").is_none());
+        for (bad, says) in [
+            (format!("{admin} root"), "unknown role"),
+            ("sha256:abc admin".to_string(), "64 hex"),
+            (format!("{admin} agent"), "names the agent"),
+            (format!("{admin} reader bob"), "only agent tokens"),
+            (admin.clone(), "expected"),
+        ] {
+            let err = Tokens::parse(&format!("\n{bad}\n")).unwrap_err();
+            assert!(err.contains("line 2") && err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn roles_allow_what_the_table_says() {
+        let allows = |role: Role, m: &str| role.allows("WorkService", m);
+        assert!(allows(Role::Agent, "Claim") && !allows(Role::Agent, "Submit"));
+        assert!(allows(Role::Submitter, "Submit") && !allows(Role::Submitter, "Claim"));
+        assert!(allows(Role::Operator, "Cancel") && !allows(Role::Operator, "Complete"));
+        assert!(allows(Role::Reader, "WorkStats") && !allows(Role::Reader, "Cancel"));
+        assert!(!allows(Role::Agent, "ListWork"));
+        for role in Role::ALL {
+            assert!(role.allows("AdminService", "ClusterStatus"));
+            assert_eq!(
+                role.allows("AdminService", "RemoveNode"),
+                role == Role::Admin
+            );
+        }
+    }
+}
