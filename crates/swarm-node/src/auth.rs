@@ -331,7 +331,7 @@ impl AuthLayer {
                     }
                     _ => {
                         return Err(Status::unauthenticated(
-                            "this cluster needs a token: authorization: Bearer TOKEN (swarmctl --token or SWARM_TOKEN)",
+                            "this cluster needs a token: authorization: Bearer TOKEN (swarmctl --auth-token or SWARM_TOKEN)",
                         ));
                     }
                 }
