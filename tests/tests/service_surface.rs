@@ -74,3 +74,49 @@ async fn t10_every_node_serves_health_and_reflection() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t20_reflection_follows_its_switch() {
+    within(Duration::from_secs(90), "reflection off", async {
+        let cluster = swarm_tests::Cluster::start_with(
+            1,
+            swarm_tests::ClusterOptions {
+                extra_args: vec!["--reflection".into(), "false".into()],
+                ..swarm_tests::ClusterOptions::default()
+            },
+        )
+        .await?;
+        let node = cluster.node_ids()[0];
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.addr(node)?))?
+                .connect()
+                .await?;
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let answer = ServerReflectionClient::new(channel.clone())
+            .server_reflection_info(futures::stream::iter([request]))
+            .await;
+        let code = match answer {
+            Ok(mut stream) => match stream.get_mut().next().await {
+                Some(Err(status)) => status.code(),
+                other => panic!("reflection answered with it switched off: {other:?}"),
+            },
+            Err(status) => status.code(),
+        };
+        assert_eq!(code, tonic::Code::Unimplemented);
+        // Health stays.
+        let status = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await?
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32);
+        Ok(())
+    })
+    .await
+    .unwrap();
+}

@@ -90,6 +90,9 @@ pub struct Config {
     /// Bearer tokens and their roles (see [`crate::auth`]): set, every client
     /// API call needs one. Needs TLS. Reloaded on SIGHUP. Empty: no tokens.
     pub tokens_file: PathBuf,
+    /// Serve gRPC reflection (what grpcurl lists services with); it needs no
+    /// token. Default on.
+    pub reflection: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -140,6 +143,7 @@ impl Default for Config {
             tls_ca: PathBuf::new(),
             insecure: false,
             tokens_file: PathBuf::new(),
+            reflection: true,
         }
     }
 }
@@ -156,7 +160,7 @@ impl Default for RaftTimings {
 
 /// Each `SWARM_*` variable and the key it sets: the flag's name in capitals.
 /// Lists are comma separated, as on the command line.
-const ENV_VARS: [(&str, &str); 29] = [
+const ENV_VARS: [(&str, &str); 30] = [
     ("SWARM_ID", "id"),
     ("SWARM_LISTEN", "listen"),
     ("SWARM_ADVERTISE", "advertise"),
@@ -186,6 +190,7 @@ const ENV_VARS: [(&str, &str); 29] = [
     ("SWARM_TLS_CA", "tls_ca"),
     ("SWARM_INSECURE", "insecure"),
     ("SWARM_TOKENS_FILE", "tokens_file"),
+    ("SWARM_REFLECTION", "reflection"),
 ];
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -304,6 +309,9 @@ pub struct Flags {
     /// create): every client call needs a token. Needs TLS; SIGHUP reloads it.
     #[arg(long)]
     pub tokens_file: Option<PathBuf>,
+    /// Serve gRPC reflection: true (default) or false.
+    #[arg(long)]
+    pub reflection: Option<bool>,
 }
 
 /// The flags of the `[raft]` keys.

@@ -190,6 +190,7 @@ async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1();
     let reflection = match reflection {
+        Ok(_) if !ctx.config.reflection => None,
         Ok(r) => Some(r),
         Err(e) => {
             tracing::warn!(error = %e, "grpc reflection disabled");
