@@ -120,3 +120,80 @@ async fn t20_reflection_follows_its_switch() {
     .await
     .unwrap();
 }
+
+/// `max_streams_per_connection`: one connection holds at most that many
+/// requests at once; the next waits for one to end, while another
+/// connection is served at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t30_one_connection_holds_at_most_its_streams() {
+    use swarm_proto::v1::work_service_client::WorkServiceClient;
+    use swarm_proto::v1::{GetWorkRequest, SubmitRequest, WatchWorkRequest};
+    within(Duration::from_secs(90), "streams per connection", async {
+        let cluster = swarm_tests::Cluster::start_with(
+            1,
+            swarm_tests::ClusterOptions {
+                extra_args: vec!["--max-streams-per-connection".into(), "2".into()],
+                ..swarm_tests::ClusterOptions::default()
+            },
+        )
+        .await?;
+        let node = cluster.node_ids()[0];
+        let connect = || async {
+            tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.addr(node)?))?
+                .connect()
+                .await
+                .map_err(anyhow::Error::from)
+        };
+        let one = WorkServiceClient::new(connect().await?);
+        let item = one
+            .clone()
+            .submit(SubmitRequest {
+                r#type: "task".into(),
+                payload_json: "{}".into(),
+                ..SubmitRequest::default()
+            })
+            .await?
+            .into_inner()
+            .item
+            .expect("an item");
+        let get = |mut client: WorkServiceClient<tonic::transport::Channel>| {
+            let id = item.id.clone();
+            async move {
+                client
+                    .get_work(GetWorkRequest {
+                        id,
+                        ..GetWorkRequest::default()
+                    })
+                    .await
+            }
+        };
+        // Two watches of a pending item: open until it ends.
+        let mut watches = Vec::new();
+        for _ in 0..2 {
+            let stream = one
+                .clone()
+                .watch_work(WatchWorkRequest {
+                    id: item.id.clone(),
+                    from_start: true,
+                })
+                .await?
+                .into_inner();
+            watches.push(stream);
+        }
+        let waiting = tokio::spawn(get(one.clone()));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            !waiting.is_finished(),
+            "a third request ran beside two open streams"
+        );
+        // Another connection is served at once.
+        let other = WorkServiceClient::new(connect().await?);
+        tokio::time::timeout(Duration::from_secs(5), get(other)).await??;
+        // One stream ends: the waiting request goes through.
+        drop(watches.pop());
+        tokio::time::timeout(Duration::from_secs(10), waiting).await???;
+        Ok(())
+    })
+    .await
+    .unwrap();
+}

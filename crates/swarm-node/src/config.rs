@@ -93,6 +93,14 @@ pub struct Config {
     /// Serve gRPC reflection (what grpcurl lists services with); it needs no
     /// token. Default on.
     pub reflection: bool,
+    /// Most requests one connection may have in flight (HTTP/2 streams);
+    /// more wait for one to end. One client cannot take the node's capacity.
+    pub max_streams_per_connection: u32,
+    /// Longest a unary request may take on this node before it answers
+    /// `CANCELLED` (a client's own shorter deadline wins). Streams (watch)
+    /// are bounded by it only until they start.
+    #[serde(deserialize_with = "humantime")]
+    pub request_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -144,6 +152,8 @@ impl Default for Config {
             insecure: false,
             tokens_file: PathBuf::new(),
             reflection: true,
+            max_streams_per_connection: 1024,
+            request_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -160,7 +170,7 @@ impl Default for RaftTimings {
 
 /// Each `SWARM_*` variable and the key it sets: the flag's name in capitals.
 /// Lists are comma separated, as on the command line.
-const ENV_VARS: [(&str, &str); 30] = [
+const ENV_VARS: [(&str, &str); 32] = [
     ("SWARM_ID", "id"),
     ("SWARM_LISTEN", "listen"),
     ("SWARM_ADVERTISE", "advertise"),
@@ -191,6 +201,11 @@ const ENV_VARS: [(&str, &str); 30] = [
     ("SWARM_INSECURE", "insecure"),
     ("SWARM_TOKENS_FILE", "tokens_file"),
     ("SWARM_REFLECTION", "reflection"),
+    (
+        "SWARM_MAX_STREAMS_PER_CONNECTION",
+        "max_streams_per_connection",
+    ),
+    ("SWARM_REQUEST_TIMEOUT", "request_timeout"),
 ];
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -312,6 +327,13 @@ pub struct Flags {
     /// Serve gRPC reflection: true (default) or false.
     #[arg(long)]
     pub reflection: Option<bool>,
+    /// Most requests one connection may have in flight; more wait.
+    #[arg(long)]
+    pub max_streams_per_connection: Option<u32>,
+    /// Longest a request may take on this node (e.g. 60s).
+    #[arg(long, value_parser = duration)]
+    #[serde(serialize_with = "humantime_serde::serialize")]
+    pub request_timeout: Option<Duration>,
 }
 
 /// The flags of the `[raft]` keys.
@@ -532,6 +554,12 @@ impl Config {
                 "otlp_endpoint",
                 format!("{:?} is not an http:// or https:// URL", self.otlp_endpoint),
             ));
+        }
+        if self.max_streams_per_connection == 0 {
+            return Err(invalid("max_streams_per_connection", "must be at least 1"));
+        }
+        if self.request_timeout < Duration::from_millis(100) {
+            return Err(invalid("request_timeout", "must be at least 100ms"));
         }
         if self.tick_interval.is_zero() {
             return Err(invalid("tick_interval", "must be longer than 0ms"));

@@ -203,6 +203,12 @@ async fn serve(
     }
     builder
         .tcp_nodelay(true)
+        // One connection cannot hold more than its share; a request cannot
+        // run forever; a peer or client that vanished is noticed.
+        .max_concurrent_streams(ctx.config.max_streams_per_connection)
+        .timeout(ctx.config.request_timeout)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         // A span per request, joining the caller's trace (`traceparent`).
         .trace_fn(crate::telemetry::grpc_request_span)
         .layer(GrpcMetricsLayer::new(&ctx.metrics))
