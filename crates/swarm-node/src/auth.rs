@@ -389,9 +389,9 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        // "/swarm.v1.WorkService/Claim" -> ("WorkService", "Claim").
-        let path = request.uri().path().to_string();
-        let mut parts = path.trim_start_matches('/').splitn(2, '/');
+        // "/swarm.v1.WorkService/Claim" -> ("WorkService", "Claim"); peer
+        // calls (every append entries) pass through without a copy.
+        let mut parts = request.uri().path().trim_start_matches('/').splitn(2, '/');
         let service = parts.next().unwrap_or("").rsplit('.').next().unwrap_or("");
         let method = parts.next().unwrap_or("");
         if matches!(service, "WorkService" | "AdminService") {

@@ -382,6 +382,13 @@ pub enum ConfigError {
     Invalid { key: &'static str, reason: String },
 }
 
+/// One listener served beyond loopback without what guards it.
+struct Exposure {
+    key: &'static str,
+    what: String,
+    remedy: &'static str,
+}
+
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
@@ -425,17 +432,37 @@ impl Config {
 
     /// What `insecure` lets through, to warn about at every start.
     pub fn insecure_exposure(&self) -> Vec<String> {
-        if !self.insecure {
-            return Vec::new();
+        match self.insecure {
+            true => self.exposure().into_iter().map(|e| e.what).collect(),
+            false => Vec::new(),
         }
+    }
+
+    /// What this configuration serves beyond loopback unguarded, whether
+    /// `insecure` allows it or not.
+    fn exposure(&self) -> Vec<Exposure> {
         let mut exposed = Vec::new();
-        if !self.listen.ip().is_loopback() && !self.tls_enabled() {
-            exposed.push(format!("gRPC on {} without TLS", self.listen));
-        } else if !self.listen.ip().is_loopback() && self.tokens_file.as_os_str().is_empty() {
-            exposed.push(format!("gRPC on {} without tokens", self.listen));
+        if !self.listen.ip().is_loopback() {
+            if !self.tls_enabled() {
+                exposed.push(Exposure {
+                    key: "listen",
+                    what: format!("gRPC on {} without TLS", self.listen),
+                    remedy: "give tls_cert, tls_key and tls_ca (swarmctl cert makes them) and a tokens_file (swarmctl token create)",
+                });
+            } else if self.tokens_file.as_os_str().is_empty() {
+                exposed.push(Exposure {
+                    key: "listen",
+                    what: format!("gRPC on {} with no tokens", self.listen),
+                    remedy: "give a tokens_file (swarmctl token create)",
+                });
+            }
         }
         if let Some(http) = self.http_listen.filter(|a| !a.ip().is_loopback()) {
-            exposed.push(format!("the dashboard and /metrics on {http} without TLS"));
+            exposed.push(Exposure {
+                key: "http_listen",
+                what: format!("the dashboard and /metrics on {http} without TLS"),
+                remedy: "bind it to 127.0.0.1",
+            });
         }
         exposed
     }
@@ -526,26 +553,16 @@ impl Config {
                 "bearer tokens need TLS (tls_cert, tls_key, tls_ca): without it they cross the network readable, and nodes have no certificate to call each other with",
             ));
         }
-        if !self.insecure {
-            let guarded = self.tls_enabled() && !self.tokens_file.as_os_str().is_empty();
-            if !(self.listen.ip().is_loopback() || guarded) {
-                return Err(invalid(
-                    "listen",
-                    format!(
-                        "{} is reachable beyond this machine and the node has no {}: anyone who reaches it could claim, complete and cancel work; give tls_cert, tls_key and tls_ca (swarmctl cert makes them) and a tokens_file (swarmctl token create), or set insecure = true (--insecure) to serve anyway",
-                        self.listen,
-                        if self.tls_enabled() { "tokens" } else { "TLS" }
-                    ),
-                ));
-            }
-            if let Some(http) = self.http_listen.filter(|a| !a.ip().is_loopback()) {
-                return Err(invalid(
-                    "http_listen",
-                    format!(
-                        "{http} is reachable beyond this machine and the dashboard listener has no TLS; bind it to 127.0.0.1, or set insecure = true (--insecure) to serve it in the clear anyway"
-                    ),
-                ));
-            }
+        if !self.insecure
+            && let Some(e) = self.exposure().into_iter().next()
+        {
+            return Err(invalid(
+                e.key,
+                format!(
+                    "{} would be reachable beyond this machine: anyone who reaches it could claim, complete and cancel work; {}, or set insecure = true (--insecure) to serve anyway",
+                    e.what, e.remedy
+                ),
+            ));
         }
         let is_url =
             self.otlp_endpoint.starts_with("http://") || self.otlp_endpoint.starts_with("https://");

@@ -27,8 +27,11 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// alternative name): what a node checks a peer's certificate against the
 /// membership by, and what `swarmctl cert node` writes.
 pub fn node_cert_name(id: u64) -> String {
-    format!("swarm-node-{id}")
+    format!("{NODE_CERT_PREFIX}{id}")
 }
+
+/// What every [`node_cert_name`] starts with.
+pub const NODE_CERT_PREFIX: &str = "swarm-node-";
 
 /// How a tokens file names a bearer token: `sha256:` and the hex SHA-256 of
 /// the token (the file never holds the token itself).

@@ -13,7 +13,8 @@
 //! the CA the server was given: a certificate from another CA never gets
 //! this far.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use openraft::type_config::async_runtime::WatchReceiver;
 use tonic::transport::CertificateDer;
@@ -22,13 +23,6 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::{NodeId, Raft};
-
-/// The DNS name a node certificate carries for node `id`.
-pub fn node_name(id: NodeId) -> String {
-    swarm_proto::node_cert_name(id)
-}
-
-const NODE_NAME_PREFIX: &str = "swarm-node-";
 
 /// The node ids a certificate names (`swarm-node-N` subject alternative
 /// names); empty for a client certificate.
@@ -44,11 +38,12 @@ pub fn node_ids_of(der: &[u8]) -> Result<Vec<NodeId>, String> {
                 .general_names
                 .iter()
                 .filter_map(|n| match n {
+                    // "swarm-node-7", not "swarm-node-07": one name per id.
                     GeneralName::DNSName(name) => name
-                        .strip_prefix(NODE_NAME_PREFIX)?
+                        .strip_prefix(swarm_proto::NODE_CERT_PREFIX)?
                         .parse()
                         .ok()
-                        .filter(|id| node_name(*id) == *name),
+                        .filter(|id| swarm_proto::node_cert_name(*id) == *name),
                     _ => None,
                 })
                 .collect()
@@ -61,13 +56,36 @@ pub fn node_ids_of(der: &[u8]) -> Result<Vec<NodeId>, String> {
 pub struct PeerAuth {
     /// `None`: no TLS, nothing to check (loopback development clusters).
     raft: Option<Raft>,
+    /// The node ids of certificates already parsed. A connection presents
+    /// the same certificate on every call (every append entries), and the
+    /// parse is what costs; the membership is checked on every call.
+    parsed: Arc<Mutex<HashMap<CertificateDer<'static>, Vec<NodeId>>>>,
 }
+
+/// More distinct certificates than a cluster has nodes: past it, the cache
+/// starts over.
+const PARSED_CERTS: usize = 256;
 
 impl PeerAuth {
     pub(crate) fn new(raft: &Raft, tls: bool) -> PeerAuth {
         PeerAuth {
             raft: tls.then(|| raft.clone()),
+            parsed: Arc::default(),
         }
+    }
+
+    /// The node ids `leaf` names, parsed once per certificate.
+    fn ids_of(&self, leaf: &CertificateDer<'static>) -> Result<Vec<NodeId>, Status> {
+        let mut parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ids) = parsed.get(leaf) {
+            return Ok(ids.clone());
+        }
+        let ids = node_ids_of(leaf).map_err(Status::unauthenticated)?;
+        if parsed.len() >= PARSED_CERTS {
+            parsed.clear();
+        }
+        parsed.insert(leaf.clone(), ids.clone());
+        Ok(ids)
     }
 
     /// Admits `request` if it came over mutual TLS from a node certificate
@@ -89,24 +107,20 @@ impl PeerAuth {
                 "peer calls need a node certificate (mutual TLS): this connection presented none",
             ));
         };
-        let ids = node_ids_of(leaf).map_err(Status::unauthenticated)?;
+        let ids = self.ids_of(leaf)?;
         if ids.is_empty() {
             return Err(Status::permission_denied(
                 "peer calls need a node certificate (a swarm-node-N name); this one names no node",
             ));
         }
         let metrics = raft.metrics();
-        let members: Vec<NodeId> = metrics
-            .borrow_watched()
-            .membership_config
-            .membership()
-            .nodes()
-            .map(|(id, _)| *id)
-            .collect();
-        if members.is_empty() {
+        let metrics = metrics.borrow_watched();
+        let membership = metrics.membership_config.membership();
+        if membership.nodes().next().is_none() {
             return Ok(ids.first().copied());
         }
-        match ids.iter().find(|id| members.contains(id)) {
+        let is_member = |id: &NodeId| membership.nodes().any(|(m, _)| m == id);
+        match ids.iter().find(|id| is_member(id)) {
             Some(id) => Ok(Some(*id)),
             None => Err(Status::permission_denied(format!(
                 "the certificate names node {} and no such node is a member (members: {})",
@@ -114,9 +128,9 @@ impl PeerAuth {
                     .map(NodeId::to_string)
                     .collect::<Vec<_>>()
                     .join(", "),
-                members
-                    .iter()
-                    .map(NodeId::to_string)
+                membership
+                    .nodes()
+                    .map(|(id, _)| id.to_string())
                     .collect::<Vec<_>>()
                     .join(", "),
             ))),

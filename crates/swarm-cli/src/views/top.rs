@@ -13,7 +13,7 @@ use swarm_client::proto::{ClusterStatusResponse, StatusCounts, WorkItem, WorkSta
 
 use super::claim::claims_json;
 use super::cluster::ClusterView;
-use super::work_stats::{by_type, stats_json};
+use super::work_stats::{COUNTS_HEADER, by_type, counts_row, stats_json};
 use crate::output::{Table, duration_ms, or_dash, time_left};
 
 /// What one refresh read. Each part is its own read and fails on its own.
@@ -196,25 +196,13 @@ fn members_table(view: &ClusterView) -> Table {
 /// for all types together and, when `oldest_type` is known, for that type
 /// (the oldest item of all is also the oldest of its type).
 fn queues_table(stats: &WorkStatsResponse, oldest_type: Option<&str>) -> Table {
-    let mut table = Table::new(&[
-        "TYPE",
-        "PENDING",
-        "CLAIMED",
-        "COMPLETED",
-        "FAILED",
-        "CANCELLED",
-        "OLDEST_PENDING",
-    ]);
+    let mut header = COUNTS_HEADER.to_vec();
+    header.push("OLDEST_PENDING");
+    let mut table = Table::new(&header);
     let row = |name: &str, c: &StatusCounts, oldest: String| {
-        vec![
-            name.to_string(),
-            c.pending.to_string(),
-            c.claimed.to_string(),
-            c.completed.to_string(),
-            c.failed.to_string(),
-            c.cancelled.to_string(),
-            oldest,
-        ]
+        let mut cells = counts_row(name, c);
+        cells.push(oldest);
+        cells
     };
     let age = stats.oldest_pending_age_ms.map(duration_ms);
     for (kind, c) in by_type(stats) {

@@ -26,6 +26,28 @@ fn counts_json(c: &StatusCounts) -> Value {
 }
 
 /// Types in name order.
+/// The header of a table of counts by status, a row per type.
+pub const COUNTS_HEADER: [&str; 6] = [
+    "TYPE",
+    "PENDING",
+    "CLAIMED",
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+];
+
+/// A row of [`COUNTS_HEADER`]: `name` and its counts.
+pub fn counts_row(name: &str, c: &StatusCounts) -> Vec<String> {
+    vec![
+        name.to_string(),
+        c.pending.to_string(),
+        c.claimed.to_string(),
+        c.completed.to_string(),
+        c.failed.to_string(),
+        c.cancelled.to_string(),
+    ]
+}
+
 pub fn by_type(stats: &WorkStatsResponse) -> BTreeMap<&str, &StatusCounts> {
     stats
         .by_type
@@ -57,24 +79,8 @@ pub fn stats_json(stats: &WorkStatsResponse) -> Value {
 /// One row per type and a row for all of them, then the total and the
 /// oldest pending item.
 pub fn stats_text(stats: &WorkStatsResponse) -> String {
-    let mut table = Table::new(&[
-        "TYPE",
-        "PENDING",
-        "CLAIMED",
-        "COMPLETED",
-        "FAILED",
-        "CANCELLED",
-    ]);
-    let row = |name: &str, c: &StatusCounts| {
-        vec![
-            name.to_string(),
-            c.pending.to_string(),
-            c.claimed.to_string(),
-            c.completed.to_string(),
-            c.failed.to_string(),
-            c.cancelled.to_string(),
-        ]
-    };
+    let mut table = Table::new(&COUNTS_HEADER);
+    let row = |name: &str, c: &StatusCounts| counts_row(name, c);
     for (kind, c) in by_type(stats) {
         table.push(row(kind, c));
     }

@@ -228,62 +228,6 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_run_undoes_and_sub_workflow_runs_are_left_out() {
-        let item = WorkItem {
-            id: "w2".into(),
-            history: vec![holder("node-2", 3)],
-            journal: journal(&[
-                ("w2", 3, started("reserve", 1)),
-                ("w2", 3, succeeded("reserve", 1)),
-                ("w2", 3, started("sub", 1)),
-                ("w2/sub", 3, started("inner", 1)),
-                ("w2/sub", 3, succeeded("inner", 1)),
-                ("w2", 3, succeeded("sub", 1)),
-                ("w2", 3, started("ship", 1)),
-                ("w2", 3, failed("ship", 1, true)),
-                ("w2", 3, started("ship", 2)),
-                ("w2", 3, failed("ship", 2, false)),
-                (
-                    "w2",
-                    3,
-                    JournalEntry::StepUndoFailed {
-                        step: "sub".into(),
-                        error: "gone".into(),
-                    },
-                ),
-                (
-                    "w2",
-                    3,
-                    JournalEntry::StepUndone {
-                        step: "reserve".into(),
-                    },
-                ),
-                (
-                    "w2",
-                    3,
-                    JournalEntry::RunFinished {
-                        status: RunStatus::Failed,
-                    },
-                ),
-            ]),
-            ..Default::default()
-        };
-        let rows: Vec<(String, &str, u32)> = board_of(&item)
-            .rows()
-            .iter()
-            .map(|r| (r.name.clone(), r.state.as_str(), r.attempts))
-            .collect();
-        assert_eq!(
-            rows,
-            [
-                ("reserve".to_string(), "undone", 1),
-                ("sub".to_string(), "undo_failed", 1),
-                ("ship".to_string(), "failed", 2),
-            ]
-        );
-    }
-
-    #[test]
     fn a_cancelled_step_and_an_unknown_token_and_foreign_entries() {
         let mut entries = journal(&[
             ("w3", 9, started("a", 1)),
