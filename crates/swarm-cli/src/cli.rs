@@ -42,13 +42,20 @@ pub struct GlobalOpts {
 
     /// CA certificate (PEM) the nodes' certificates are checked against:
     /// given, swarmctl speaks TLS
-    #[arg(long = "ca", id = "tls_ca", global = true, env = "SWARM_CA")]
+    #[arg(
+        long = "ca",
+        id = "tls_ca",
+        value_name = "PEM",
+        global = true,
+        env = "SWARM_CA"
+    )]
     pub ca: Option<PathBuf>,
 
     /// Client certificate (PEM) to present, with --cert-key
     #[arg(
         long = "cert",
         id = "tls_cert",
+        value_name = "PEM",
         global = true,
         env = "SWARM_CERT",
         requires = "tls_key"
@@ -59,6 +66,7 @@ pub struct GlobalOpts {
     #[arg(
         long = "cert-key",
         id = "tls_key",
+        value_name = "PEM",
         global = true,
         env = "SWARM_KEY",
         requires = "tls_cert"
@@ -70,6 +78,7 @@ pub struct GlobalOpts {
     #[arg(
         long = "auth-token",
         id = "auth_token",
+        value_name = "TOKEN",
         global = true,
         env = "SWARM_TOKEN",
         hide_env_values = true
