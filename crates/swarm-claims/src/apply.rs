@@ -357,7 +357,7 @@ fn complete(state: &mut State, c: Complete) -> Result<Response, ClaimError> {
     let agent = holder_of(state, &c.id);
     end_claim(state, &c.id, ClaimEnd::Completed, now);
     let item = finish(state, &c.id, Status::Completed, now)?;
-    item.result = Some(c.result.into_boxed_str());
+    item.result = Some(c.result.into());
     record(
         item,
         now,

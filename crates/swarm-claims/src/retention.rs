@@ -128,7 +128,7 @@ pub(crate) fn bound_history(item: &mut WorkItem) {
     }
     let named: BTreeSet<FencingToken> = item.journal().iter().map(|j| j.token).collect();
     let mut excess = count - ITEM_BOUNDS.max_holders;
-    item.stored_holders_mut().retain(|h| {
+    item.retain_holders(|h| {
         let drop = excess > 0 && h.ended.is_some() && !named.contains(&h.token);
         if drop {
             excess -= 1;
