@@ -68,7 +68,7 @@ if [[ ${#packages[@]} -gt 0 ]]; then
         { apt-get update >&2 && apt-get install -y "${packages[@]}" >&2; }
 fi
 
-for port in 7101 7102 7103 2379 2380 22379 22380 32379 32380; do
+for port in 7101 7102 7103 7201 7202 7203 2379 2380 22379 22380 32379 32380; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         echo "error: 127.0.0.1:$port is in use; stop whatever listens there first" >&2
         exit 1

@@ -156,6 +156,11 @@ pub struct ClusterOptions {
     /// The nodes' ports, reserved by the caller (with [`free_ports`]) when
     /// something must know the addresses before launch; `None` picks them.
     pub ports: Option<Vec<u16>>,
+    /// The nodes' peer ports (`--peer-listen`), likewise; `None` picks them.
+    pub peer_ports: Option<Vec<u16>>,
+    /// Serve peers on the client port (no `--peer-listen`), as a node
+    /// configured without a peer port does.
+    pub one_port: bool,
     /// A directory made by `swarmctl cert` (`ca.pem`, `node-N.pem`/`.key`
     /// for every node): TLS on every node, mutual TLS between them, and the
     /// harness's own clients over TLS checked against `ca.pem`.
@@ -175,6 +180,8 @@ impl Default for ClusterOptions {
             per_node_args: BTreeMap::new(),
             env: Vec::new(),
             ports: None,
+            peer_ports: None,
+            one_port: false,
             tls_dir: None,
         }
     }
@@ -184,6 +191,8 @@ impl Default for ClusterOptions {
 struct Node {
     id: NodeId,
     addr: SocketAddr,
+    /// Where peers reach it; `addr` when the cluster serves one port.
+    peer_addr: SocketAddr,
     data_dir: PathBuf,
     /// stdout and stderr of every run of this node, appended across restarts.
     log_path: PathBuf,
@@ -286,16 +295,26 @@ impl Cluster {
             .prefix("swarm-e2e-")
             .tempdir()
             .context("create the cluster's temporary directory")?;
-        let ports = match &options.ports {
-            Some(ports) if ports.len() == n => ports.clone(),
-            Some(ports) => bail!("{} ports given for {n} nodes", ports.len()),
-            None => free_ports(n)?,
+        // Client and peer ports in one call, so that none is picked twice.
+        let mut picked = free_ports(2 * n)?;
+        let mut pick = |given: &Option<Vec<u16>>, what: &str| -> Result<Vec<u16>> {
+            match given {
+                Some(ports) if ports.len() == n => Ok(ports.clone()),
+                Some(ports) => bail!("{} {what} given for {n} nodes", ports.len()),
+                None => Ok(picked.drain(..n).collect()),
+            }
         };
+        let ports = pick(&options.ports, "ports")?;
+        let peer_ports = pick(&options.peer_ports, "peer ports")?;
         let first = SocketAddr::from(([127, 0, 0, 1], ports[0]));
         let mut nodes = BTreeMap::new();
-        for (i, port) in ports.into_iter().enumerate() {
+        for (i, (port, peer_port)) in ports.into_iter().zip(peer_ports).enumerate() {
             let id = i as NodeId + 1;
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let peer_addr = match options.one_port {
+                true => addr,
+                false => SocketAddr::from(([127, 0, 0, 1], peer_port)),
+            };
             let membership_args = if id == 1 {
                 vec!["--bootstrap".to_string()]
             } else {
@@ -304,6 +323,7 @@ impl Cluster {
             let node = Node {
                 id,
                 addr,
+                peer_addr,
                 data_dir: dir.path().join(format!("node{id}")),
                 log_path: dir.path().join(format!("node{id}.log")),
                 membership_args,
@@ -339,9 +359,15 @@ impl Cluster {
             .collect()
     }
 
-    /// The node's gRPC address (clients and peers).
+    /// The node's gRPC address for clients (and peers, with
+    /// [`ClusterOptions::one_port`]).
     pub fn addr(&self, node: NodeId) -> Result<SocketAddr> {
         Ok(self.node(node)?.addr)
+    }
+
+    /// The node's gRPC address for peers.
+    pub fn peer_addr(&self, node: NodeId) -> Result<SocketAddr> {
+        Ok(self.node(node)?.peer_addr)
     }
 
     /// The node's data directory.
@@ -764,6 +790,9 @@ impl Cluster {
         }
         if let Some(limit) = o.max_payload_bytes {
             args.extend(["--max-payload-bytes".into(), limit.to_string()]);
+        }
+        if n.peer_addr != n.addr {
+            args.extend(["--peer-listen".into(), n.peer_addr.to_string()]);
         }
         args.extend(n.membership_args.iter().cloned());
         if let Some(dir) = &o.tls_dir {

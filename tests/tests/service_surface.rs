@@ -1,12 +1,19 @@
 //! What every node serves besides the Swarm API: gRPC health and reflection,
-//! so that grpcurl and load balancers work out of the box.
+//! so that grpcurl and load balancers work out of the box; and which port
+//! serves what: clients on `listen`, peers on `peer_listen`, each refusing
+//! the other's calls.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
 use futures::StreamExt;
-use swarm_tests::{Cluster, within};
+use swarm_proto::v1::admin_service_client::AdminServiceClient;
+use swarm_proto::v1::raft_service_client::RaftServiceClient;
+use swarm_proto::v1::{ClusterStatusRequest, RaftMessage};
+use swarm_tests::{Cluster, ClusterOptions, within};
+use tonic::Code;
+use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -192,6 +199,115 @@ async fn t30_one_connection_holds_at_most_its_streams() {
         // One stream ends: the waiting request goes through.
         drop(watches.pop());
         tokio::time::timeout(Duration::from_secs(10), waiting).await???;
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+async fn plaintext(addr: std::net::SocketAddr) -> anyhow::Result<Channel> {
+    Ok(
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await?,
+    )
+}
+
+/// A vote that is not one: refused by the port, or past it and refused as
+/// malformed.
+async fn vote(channel: Channel) -> tonic::Status {
+    match RaftServiceClient::new(channel)
+        .vote(RaftMessage {
+            data: b"not a vote".to_vec(),
+        })
+        .await
+    {
+        Ok(_) => tonic::Status::ok("answered"),
+        Err(status) => status,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t40_clients_and_peers_each_have_their_port() {
+    within(Duration::from_secs(90), "client and peer ports", async {
+        let cluster = Cluster::start(3).await?;
+        let status = cluster.status(1).await?;
+        for node in cluster.node_ids() {
+            let (addr, peer_addr) = (cluster.addr(node)?, cluster.peer_addr(node)?);
+            assert_ne!(addr, peer_addr);
+            // Membership records both addresses; peers dial the peer port.
+            let member = status
+                .members
+                .iter()
+                .find(|m| m.id == node)
+                .expect("a member");
+            assert_eq!(
+                (member.addr.clone(), member.peer_addr.clone()),
+                (addr.to_string(), peer_addr.to_string())
+            );
+            // A peer call on the client port is refused, naming the peer port.
+            let refused = vote(plaintext(addr).await?).await;
+            assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+            assert!(
+                refused.message().contains(&peer_addr.to_string()),
+                "{}",
+                refused.message()
+            );
+            // On the peer port the same call gets past the port (a malformed
+            // vote), and a client call is refused, naming the client port.
+            let peers = plaintext(peer_addr).await?;
+            assert_eq!(vote(peers.clone()).await.code(), Code::InvalidArgument);
+            let refused = AdminServiceClient::new(peers.clone())
+                .cluster_status(ClusterStatusRequest {})
+                .await
+                .expect_err("a client call on the peer port");
+            assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+            assert!(
+                refused.message().contains(&addr.to_string()),
+                "{}",
+                refused.message()
+            );
+            // Health answers on both.
+            let health = HealthClient::new(peers)
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await?
+                .into_inner()
+                .status;
+            assert_eq!(health, ServingStatus::Serving as i32);
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t50_a_node_without_a_peer_port_serves_peers_on_its_one_port() {
+    within(Duration::from_secs(90), "one port", async {
+        let cluster = Cluster::start_with(
+            2,
+            ClusterOptions {
+                one_port: true,
+                ..ClusterOptions::default()
+            },
+        )
+        .await?;
+        let status = cluster.status(1).await?;
+        for node in cluster.node_ids() {
+            let addr = cluster.addr(node)?;
+            let member = status
+                .members
+                .iter()
+                .find(|m| m.id == node)
+                .expect("a member");
+            assert_eq!(member.peer_addr, addr.to_string());
+            assert_eq!(
+                vote(plaintext(addr).await?).await.code(),
+                Code::InvalidArgument
+            );
+        }
         Ok(())
     })
     .await

@@ -452,6 +452,7 @@ impl AdminService for FakeNode {
                     reachable: true,
                     last_applied: 12,
                     lag: Some(0),
+                    peer_addr: self.addr.clone(),
                 },
                 Member {
                     id: 2,
@@ -460,6 +461,7 @@ impl AdminService for FakeNode {
                     reachable: false,
                     last_applied: 7,
                     lag: Some(5),
+                    peer_addr: self.dead_peer.clone(),
                 },
             ],
             live_claims: 1,

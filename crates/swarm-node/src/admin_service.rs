@@ -41,6 +41,7 @@ impl AdminApi {
                 pb::Member {
                     id: m.id,
                     addr: m.addr.clone(),
+                    peer_addr: m.peer_addr.clone(),
                     role: role as i32,
                     reachable: me
                         || m.last_heartbeat
@@ -162,24 +163,31 @@ impl AdminService for AdminApi {
             ));
         }
         valid_addr(&r.addr)?;
+        if !r.peer_addr.is_empty() {
+            valid_addr(&r.peer_addr)?;
+        }
+        let peer_addr = if r.peer_addr.is_empty() {
+            r.addr.clone()
+        } else {
+            r.peer_addr.clone()
+        };
         self.wait_for_leader().await?;
         if let Some(mut leader) = self.leader_client()? {
             return leader.add_node(r).await;
         }
         let cluster = self.ctx.cluster.status();
-        let known = cluster.member(r.id).map(|n| n.addr.clone());
-        match known {
-            Some(addr) if addr != r.addr => {
+        match cluster.member(r.id) {
+            Some(m) if m.addr != r.addr || m.peer_addr != peer_addr => {
                 return Err(Status::already_exists(format!(
-                    "node {} is already a member at {addr}; remove it first to change its address",
-                    r.id
+                    "node {} is already a member at {} (peers: {}); remove it first to change its addresses",
+                    r.id, m.addr, m.peer_addr
                 )));
             }
             Some(_) => {}
             None => self
                 .ctx
                 .cluster
-                .add_learner(r.id, &r.addr)
+                .add_learner(r.id, &r.addr, &peer_addr)
                 .await
                 .map_err(membership_error)?,
         }
@@ -190,7 +198,7 @@ impl AdminService for AdminApi {
                 .await
                 .map_err(membership_error)?;
         }
-        tracing::info!(node = r.id, addr = %r.addr, voter = r.voter, "added node");
+        tracing::info!(node = r.id, addr = %r.addr, peer_addr = %peer_addr, voter = r.voter, "added node");
         Ok(Response::new(pb::AddNodeResponse {
             status: Some(self.status()),
         }))

@@ -28,7 +28,6 @@ use swarm_claims::command::{Claim, Complete, Fail, Handoff, RegisterNode, Releas
 use swarm_claims::request::Renewal;
 use swarm_claims::{FencingToken, WORKFLOW_KIND, WorkItem};
 use swarm_proto::v1 as pb;
-use swarm_proto::v1::admin_service_client::AdminServiceClient;
 use swarm_proto::v1::handoff_service_client::HandoffServiceClient;
 use swarm_proto::v1::handoff_service_server::HandoffService;
 use swarm_raft::{ClusterError, now_millis};
@@ -119,7 +118,8 @@ impl Agent {
         let registration = RegisterNode {
             agent: self.agent.clone(),
             node_id: cfg.id,
-            addr: cfg.advertise.clone(),
+            // Hand-offs are peer calls: peers offer work at the peer port.
+            addr: cfg.peer_advertise.clone(),
             capabilities: cfg.capabilities.clone(),
             capacity: cfg.capacity,
             now: 0,
@@ -550,10 +550,13 @@ impl Agent {
         let Ok(channel) = self.ctx.peers.get(addr) else {
             return false;
         };
-        let mut client = AdminServiceClient::new(channel);
-        let mut req = crate::telemetry::traced_request(pb::ClusterStatusRequest {});
+        // Health is served on the peer port too.
+        let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+        let mut req = crate::telemetry::traced_request(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        });
         req.set_timeout(Duration::from_millis(500));
-        client.cluster_status(req).await.is_ok()
+        client.check(req).await.is_ok()
     }
 }
 

@@ -24,12 +24,12 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
 
 use tonic::Status;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+
+use crate::gate::{Gate, service_and_method};
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,7 +267,7 @@ impl TokenStore {
     }
 }
 
-/// Checks every client API call (see the module docs).
+/// Checks every client API call (see the module docs): a [`Gate`].
 #[derive(Clone)]
 pub struct AuthLayer {
     tokens: TokenStore,
@@ -353,59 +353,17 @@ impl AuthLayer {
     }
 }
 
-impl<S> tower::Layer<S> for AuthLayer {
-    type Service = AuthService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        AuthService {
-            inner,
-            auth: self.clone(),
-        }
-    }
-}
-
-/// [`AuthLayer`]'s service.
-#[derive(Clone)]
-pub struct AuthService<S> {
-    inner: S,
-    auth: AuthLayer,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S, B, RB> tower::Service<http::Request<B>> for AuthService<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
-    S::Future: Send + 'static,
-    RB: Default + Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        // "/swarm.v1.WorkService/Claim" -> ("WorkService", "Claim"); peer
-        // calls (every append entries) pass through without a copy.
-        let mut parts = request.uri().path().trim_start_matches('/').splitn(2, '/');
-        let service = parts.next().unwrap_or("").rsplit('.').next().unwrap_or("");
-        let method = parts.next().unwrap_or("");
+impl Gate for AuthLayer {
+    fn check<B>(&self, request: &mut http::Request<B>) -> Result<(), Status> {
+        // "swarm.v1.WorkService" -> "WorkService"; peer calls (every append
+        // entries) pass through without a copy.
+        let (service, method) = service_and_method(request);
+        let service = service.rsplit('.').next().unwrap_or("");
         if matches!(service, "WorkService" | "AdminService") {
-            match self.auth.authorize(&request, service, method) {
-                Ok(caller) => {
-                    request.extensions_mut().insert(caller);
-                }
-                Err(status) => {
-                    let response = status.into_http::<RB>();
-                    return Box::pin(async move { Ok(response) });
-                }
-            }
+            let caller = self.authorize(request, service, method)?;
+            request.extensions_mut().insert(caller);
         }
-        Box::pin(self.inner.call(request))
+        Ok(())
     }
 }
 

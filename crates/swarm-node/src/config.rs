@@ -23,11 +23,20 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub id: u64,
-    /// Where the gRPC server listens (clients and peers).
+    /// Where the gRPC server listens for clients (WorkService, AdminService,
+    /// health, reflection), and for peers too when `peer_listen` is empty.
     #[serde(deserialize_with = "ip_host_port")]
     pub listen: SocketAddr,
-    /// The address peers and clients are told to use; defaults to `listen`.
+    /// The address clients are told to use; defaults to `listen`.
     pub advertise: String,
+    /// Where the gRPC server listens for peers (Raft, forwarded writes,
+    /// hand-offs), host:port with an IP host. Set, the client port refuses
+    /// peer calls and this one refuses client calls; empty: both on `listen`.
+    #[serde(deserialize_with = "optional_ip_host_port")]
+    pub peer_listen: Option<SocketAddr>,
+    /// The address peers are told to use; defaults to `peer_listen`, or to
+    /// `advertise` when there is no peer port.
+    pub peer_advertise: String,
     pub data_dir: PathBuf,
     #[serde(deserialize_with = "list")]
     pub capabilities: Vec<String>,
@@ -127,6 +136,8 @@ impl Default for Config {
             id: 1,
             listen: SocketAddr::from(([127, 0, 0, 1], 7101)),
             advertise: String::new(),
+            peer_listen: None,
+            peer_advertise: String::new(),
             data_dir: PathBuf::from("swarm-data"),
             capabilities: Vec::new(),
             bootstrap: false,
@@ -170,10 +181,12 @@ impl Default for RaftTimings {
 
 /// Each `SWARM_*` variable and the key it sets: the flag's name in capitals.
 /// Lists are comma separated, as on the command line.
-const ENV_VARS: [(&str, &str); 32] = [
+const ENV_VARS: [(&str, &str); 34] = [
     ("SWARM_ID", "id"),
     ("SWARM_LISTEN", "listen"),
     ("SWARM_ADVERTISE", "advertise"),
+    ("SWARM_PEER_LISTEN", "peer_listen"),
+    ("SWARM_PEER_ADVERTISE", "peer_advertise"),
     ("SWARM_DATA_DIR", "data_dir"),
     ("SWARM_CAPABILITIES", "capabilities"),
     ("SWARM_BOOTSTRAP", "bootstrap"),
@@ -233,12 +246,21 @@ pub struct Flags {
     /// This node's id (a positive integer, unique in the cluster).
     #[arg(long)]
     pub id: Option<u64>,
-    /// Address to listen on for clients and peers, host:port.
+    /// Address to listen on for clients (and peers, without --peer-listen),
+    /// host:port.
     #[arg(long)]
     pub listen: Option<String>,
-    /// Address others should use to reach this node (default: --listen).
+    /// Address clients should use to reach this node (default: --listen).
     #[arg(long)]
     pub advertise: Option<String>,
+    /// Address to listen on for peers (Raft, hand-offs), host:port; the
+    /// client port then refuses peer calls and this one client calls.
+    #[arg(long)]
+    pub peer_listen: Option<String>,
+    /// Address peers should use to reach this node (default: --peer-listen,
+    /// or --advertise without it).
+    #[arg(long)]
+    pub peer_advertise: Option<String>,
     /// Directory for the node's data.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -427,6 +449,11 @@ impl Config {
         if config.advertise.is_empty() {
             config.advertise = config.listen.to_string();
         }
+        if config.peer_advertise.is_empty() {
+            config.peer_advertise = config
+                .peer_listen
+                .map_or_else(|| config.advertise.clone(), |a| a.to_string());
+        }
         config.validate()
     }
 
@@ -456,6 +483,15 @@ impl Config {
                     remedy: "give a tokens_file (swarmctl token create)",
                 });
             }
+        }
+        if let Some(peer) = self.peer_listen.filter(|a| !a.ip().is_loopback())
+            && !self.tls_enabled()
+        {
+            exposed.push(Exposure {
+                key: "peer_listen",
+                what: format!("the peer port (Raft) on {peer} without TLS"),
+                remedy: "give tls_cert, tls_key and tls_ca (swarmctl cert makes them): peers then need a certificate from the cluster's CA that names a member",
+            });
         }
         if let Some(http) = self.http_listen.filter(|a| !a.ip().is_loopback()) {
             exposed.push(Exposure {
@@ -493,15 +529,27 @@ impl Config {
                 }
             }
         }
-        for addr in self.join.iter().chain(std::iter::once(&self.advertise)) {
+        for addr in &self.join {
             if !is_host_port(addr) {
-                let key = if *addr == self.advertise {
-                    "advertise"
-                } else {
-                    "join"
-                };
+                return Err(invalid("join", format!("{addr:?} is not host:port")));
+            }
+        }
+        for (key, addr) in [
+            ("advertise", &self.advertise),
+            ("peer_advertise", &self.peer_advertise),
+        ] {
+            if !is_host_port(addr) {
                 return Err(invalid(key, format!("{addr:?} is not host:port")));
             }
+        }
+        if self.peer_listen == Some(self.listen) {
+            return Err(invalid(
+                "peer_listen",
+                format!(
+                    "{} is also `listen`: give the peer port its own address, or leave it empty to serve peers on `listen`",
+                    self.listen
+                ),
+            ));
         }
         if self.sled_cache_mb == 0 {
             return Err(invalid("sled_cache_mb", "must be at least 1"));

@@ -23,7 +23,9 @@ use tokio::sync::oneshot;
 use crate::admin_service::AdminApi;
 use crate::agent::{Agent, HandoffApi};
 use crate::config::Config;
+use crate::gate::GateLayer;
 use crate::metrics::{GrpcMetricsLayer, NodeMetrics};
+use crate::ports::{Port, PortLayer};
 use crate::work_service::WorkApi;
 
 /// What every service of a node shares.
@@ -106,21 +108,56 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("listen on {}", config.listen))?;
+        .with_context(|| format!("listen on {} (listen)", config.listen))?;
+    let peer_listener = match config.peer_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listen for peers on {addr} (peer_listen)"))?,
+        ),
+        None => None,
+    };
     let agent = Agent::start(ctx.clone());
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let auth = tokens.map(|t| crate::auth::AuthLayer::new(t, ctx.cluster.peer_auth().clone()));
-    let server = tokio::spawn(serve(
+    let peer_auth = tls.as_ref().map(|_| ctx.cluster.peer_auth().clone());
+    let mut servers = Vec::new();
+    let client_port = match config.peer_listen {
+        Some(peers_at) => Port::Clients { peers_at },
+        None => Port::Both,
+    };
+    servers.push(tokio::spawn(serve(
+        Listener {
+            port: client_port,
+            socket: listener,
+            tls: tls.as_ref().map(crate::tls::Tls::server),
+            auth,
+            peer_auth: peer_auth.clone(),
+        },
         ctx.clone(),
         agent.clone(),
-        listener,
-        tls,
-        auth,
-        stop_rx,
-    ));
+        stop_rx.clone(),
+    )));
+    if let Some(socket) = peer_listener {
+        servers.push(tokio::spawn(serve(
+            Listener {
+                port: Port::Peers {
+                    clients_at: config.listen,
+                },
+                socket,
+                tls: tls.as_ref().map(crate::tls::Tls::peer_server),
+                auth: None,
+                peer_auth,
+            },
+            ctx.clone(),
+            agent.clone(),
+            stop_rx,
+        )));
+    }
     tracing::info!(
         node = config.id,
         listen = %config.listen,
+        peer_listen = %config.peer_listen.map_or_else(|| "(listen)".to_string(), |a| a.to_string()),
         tls = config.tls_enabled(),
         data_dir = %config.data_dir.display(),
         "swarmd serving"
@@ -146,7 +183,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         }
     }
     duties.abort();
-    let _ = stop_tx.send(());
+    let _ = stop_tx.send(true);
     let _ = http_stop_tx.send(());
     if let Some(http) = http_server {
         match tokio::time::timeout(Duration::from_secs(2), http).await {
@@ -155,24 +192,46 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             _ => {}
         }
     }
-    match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "grpc server ended with an error"),
-        Err(_) => tracing::warn!("grpc server did not stop within 5s"),
-        _ => {}
+    for server in servers {
+        match tokio::time::timeout(Duration::from_secs(5), server).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "grpc server ended with an error"),
+            Err(_) => tracing::warn!("grpc server did not stop within 5s"),
+            _ => {}
+        }
     }
     cluster.shutdown().await?;
     tracing::info!(node = config.id, "stopped");
     Ok(())
 }
 
+/// One gRPC listener and what guards it.
+struct Listener {
+    port: Port,
+    socket: tokio::net::TcpListener,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Tokens and roles, on a port that serves clients.
+    auth: Option<crate::auth::AuthLayer>,
+    /// Under TLS: who may offer a hand-off.
+    peer_auth: Option<swarm_raft::PeerAuth>,
+}
+
+/// Serves `listener` until `stop` turns true: the client services, the
+/// peer services, or both, as its [`Port`] says.
 async fn serve(
+    listener: Listener,
     ctx: NodeContext,
     agent: Arc<Agent>,
-    listener: tokio::net::TcpListener,
-    tls: Option<crate::tls::Tls>,
-    auth: Option<crate::auth::AuthLayer>,
-    stop: oneshot::Receiver<()>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
+    let Listener {
+        port,
+        socket,
+        tls,
+        auth,
+        peer_auth,
+    } = listener;
+    let clients = !matches!(port, Port::Peers { .. });
+    let peers = !matches!(port, Port::Clients { .. });
     let max = swarm_proto::MAX_MESSAGE_BYTES;
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -190,7 +249,7 @@ async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1();
     let reflection = match reflection {
-        Ok(_) if !ctx.config.reflection => None,
+        Ok(_) if !ctx.config.reflection || !clients => None,
         Ok(r) => Some(r),
         Err(e) => {
             tracing::warn!(error = %e, "grpc reflection disabled");
@@ -198,9 +257,21 @@ async fn serve(
         }
     };
     let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &tls {
-        builder = builder.tls_config(tls.server())?;
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
     }
+    let work = clients.then(|| {
+        WorkServiceServer::new(WorkApi::new(ctx.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max)
+    });
+    let admin = clients.then(|| {
+        AdminServiceServer::new(AdminApi::new(ctx.clone()))
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max)
+    });
+    let handoff = peers.then(|| HandoffServiceServer::new(HandoffApi::new(agent)));
+    let raft = peers.then(|| ctx.cluster.peer_service());
     builder
         .tcp_nodelay(true)
         // One connection cannot hold more than its share; a request cannot
@@ -212,28 +283,21 @@ async fn serve(
         // A span per request, joining the caller's trace (`traceparent`).
         .trace_fn(crate::telemetry::grpc_request_span)
         .layer(GrpcMetricsLayer::new(&ctx.metrics))
-        .layer(tower::util::option_layer(auth))
+        .layer(GateLayer(PortLayer::new(port, peer_auth)))
+        .layer(tower::util::option_layer(auth.map(GateLayer)))
         .add_service(health)
         .add_optional_service(reflection)
-        .add_service(
-            WorkServiceServer::new(WorkApi::new(ctx.clone()))
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        )
-        .add_service(
-            AdminServiceServer::new(AdminApi::new(ctx.clone()))
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        )
-        .add_service(HandoffServiceServer::new(HandoffApi::new(agent)))
-        .add_service(ctx.cluster.peer_service())
+        .add_optional_service(work)
+        .add_optional_service(admin)
+        .add_optional_service(handoff)
+        .add_optional_service(raft)
         // Accepted sockets need TCP_NODELAY set here: the builder's
         // `tcp_nodelay` applies only to listeners tonic binds itself, and
         // Nagle plus delayed ACKs add ~40 ms to every forwarded write.
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            async {
-                let _ = stop.await;
+            tonic::transport::server::TcpIncoming::from(socket).with_nodelay(Some(true)),
+            async move {
+                let _ = stop.wait_for(|stop| *stop).await;
             },
         )
         .await
@@ -264,7 +328,9 @@ async fn join_or_bootstrap(ctx: &NodeContext) -> anyhow::Result<()> {
         return Ok(());
     }
     if ctx.config.bootstrap {
-        ctx.cluster.bootstrap(&ctx.config.advertise).await?;
+        ctx.cluster
+            .bootstrap(&ctx.config.advertise, &ctx.config.peer_advertise)
+            .await?;
         tracing::info!(node = ctx.config.id, "bootstrapped a new cluster");
         return Ok(());
     }
@@ -280,6 +346,7 @@ async fn join_or_bootstrap(ctx: &NodeContext) -> anyhow::Result<()> {
             id: ctx.config.id,
             addr: ctx.config.advertise.clone(),
             voter: true,
+            peer_addr: ctx.config.peer_advertise.clone(),
         };
         let mut attempt = 0u32;
         loop {

@@ -58,6 +58,12 @@ impl Tls {
             .client_auth_optional(true)
     }
 
+    /// The peer port's side: as [`Tls::server`], but a certificate from the
+    /// CA is required of every connection (peers always present theirs).
+    pub fn peer_server(&self) -> ServerTlsConfig {
+        self.server().client_auth_optional(false)
+    }
+
     /// The side of a connection to a peer: the CA that signs peers, and
     /// this node's certificate for them to check.
     pub fn peer_client(&self) -> ClientTlsConfig {

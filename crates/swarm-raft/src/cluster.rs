@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use openraft::errors::{ClientWriteError, RaftError};
 use openraft::type_config::async_runtime::WatchReceiver;
-use openraft::{BasicNode, ChangeMembers, Instant as _, ServerState, SnapshotPolicy};
+use openraft::{ChangeMembers, Instant as _, ServerState, SnapshotPolicy};
 use swarm_claims::{Limits, Request, Response};
 
 use crate::error::{ClusterError, StartError};
@@ -19,7 +19,7 @@ use crate::network::{Network, PeerChannels};
 use crate::peer_auth::PeerAuth;
 use crate::proposer::{Proposer, ProposerConfig};
 use crate::service::{PeerServer, RaftGrpcService};
-use crate::{NodeId, OpenraftMetrics, Raft, SledStore, StateMachineStore, TypeConfig};
+use crate::{Node, NodeId, OpenraftMetrics, Raft, SledStore, StateMachineStore, TypeConfig};
 
 /// How long a linearizable read waits for this replica to catch up with the
 /// leader's read index.
@@ -63,7 +63,11 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberStatus {
     pub id: NodeId,
+    /// Where clients reach it.
     pub addr: String,
+    /// Where its peers reach it: `addr` for a node that serves both on one
+    /// port.
+    pub peer_addr: String,
     pub voter: bool,
     /// The highest log index known replicated to it; only the leader
     /// tracks this (`None` elsewhere, `Some(0)` before the first match).
@@ -293,26 +297,26 @@ impl Cluster {
             .map_err(|e| ClusterError::Unavailable(format!("raft: {e}")))
     }
 
-    /// Makes this node a one-member cluster reachable at `addr`.
-    pub async fn bootstrap(&self, addr: &str) -> Result<(), ClusterError> {
-        let members = BTreeMap::from([(
-            self.id,
-            BasicNode {
-                addr: addr.to_string(),
-            },
-        )]);
+    /// Makes this node a one-member cluster that clients reach at `addr`
+    /// and peers at `peer_addr`.
+    pub async fn bootstrap(&self, addr: &str, peer_addr: &str) -> Result<(), ClusterError> {
+        let members = BTreeMap::from([(self.id, Node::new(addr, peer_addr))]);
         self.raft
             .initialize(members)
             .await
             .map_err(|e| ClusterError::Membership(format!("initialize cluster: {e}")))
     }
 
-    /// Adds `id` at `addr` as a learner and returns once it has caught up,
-    /// so that promoting it next does not stall the cluster. Leader only.
-    pub async fn add_learner(&self, id: NodeId, addr: &str) -> Result<(), ClusterError> {
-        let node = BasicNode {
-            addr: addr.to_string(),
-        };
+    /// Adds `id` (clients reach it at `addr`, peers at `peer_addr`) as a
+    /// learner and returns once it has caught up, so that promoting it next
+    /// does not stall the cluster. Leader only.
+    pub async fn add_learner(
+        &self,
+        id: NodeId,
+        addr: &str,
+        peer_addr: &str,
+    ) -> Result<(), ClusterError> {
+        let node = Node::new(addr, peer_addr);
         self.raft
             .add_learner(id, node, true)
             .await
@@ -426,6 +430,7 @@ fn status_of(m: &OpenraftMetrics) -> ClusterStatus {
         .map(|(id, node)| MemberStatus {
             id: *id,
             addr: node.addr.clone(),
+            peer_addr: node.peer().to_string(),
             voter: voters.contains(id),
             matched: matched(*id),
             last_heartbeat: last_heartbeat(*id),
@@ -494,6 +499,7 @@ mod tests {
         MemberStatus {
             id,
             addr: format!("127.0.0.1:710{id}"),
+            peer_addr: format!("127.0.0.1:720{id}"),
             voter,
             matched,
             last_heartbeat: None,

@@ -113,7 +113,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
         PeerClient {
             target,
-            addr: node.addr.clone(),
+            addr: node.peer().to_string(),
             peers: self.peers.clone(),
         }
     }

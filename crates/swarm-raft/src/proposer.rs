@@ -16,7 +16,8 @@ use crate::codec::{ForwardedAnswer, decode, encode, from_wire};
 use crate::error::ClusterError;
 use crate::metrics::RaftMetrics;
 use crate::network::PeerChannels;
-use crate::{ApplyResult, Raft, TypeConfig};
+use crate::{ApplyResult, NodeId, Raft, TypeConfig};
+use openraft::type_config::async_runtime::WatchReceiver as _;
 
 /// Tuning of group commit.
 #[derive(Debug, Clone)]
@@ -112,7 +113,7 @@ impl Proposer {
                 Err(ClusterError::NotLeader {
                     leader_id,
                     leader_addr: Some(addr),
-                }) => match self.forward(&addr, &cmd).await {
+                }) => match self.forward(&self.peer_addr(leader_id, &addr), &cmd).await {
                     Ok(result) => return Ok(result),
                     // The leader moved or was never reached: nothing was
                     // appended, so trying again is safe.
@@ -160,6 +161,15 @@ impl Proposer {
         applied.map_err(ClusterError::Refused)
     }
 
+    /// Where peers reach the leader `id`, whose client address is `addr`:
+    /// its peer port as membership records it.
+    fn peer_addr(&self, id: Option<NodeId>, addr: &str) -> String {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        id.and_then(|id| metrics.membership_config.membership().get_node(&id))
+            .map_or_else(|| addr.to_string(), |node| node.peer().to_string())
+    }
+
     async fn forward(&self, addr: &str, cmd: &Command) -> Result<Response, ClusterError> {
         self.metrics.forwarded.inc();
         let data = encode(cmd).map_err(|s| ClusterError::Unavailable(s.message().to_string()))?;
@@ -196,9 +206,12 @@ impl Proposer {
             let err = match self.read_index_local().await {
                 Ok(index) => return Ok(index),
                 Err(ClusterError::NotLeader {
+                    leader_id,
                     leader_addr: Some(addr),
-                    ..
-                }) => match self.forward_read_index(&addr).await {
+                }) => match self
+                    .forward_read_index(&self.peer_addr(leader_id, &addr))
+                    .await
+                {
                     Ok(index) => return Ok(index),
                     Err(e) => e,
                 },

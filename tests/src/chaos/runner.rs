@@ -279,8 +279,10 @@ pub async fn run(config: ChaosConfig) -> Result<ChaosReport> {
 
 async fn run_unbounded(config: ChaosConfig) -> Result<ChaosReport> {
     let started = Instant::now();
-    let ports = free_ports(config.nodes)?;
-    let addrs: BTreeMap<NodeId, std::net::SocketAddr> = ports
+    // Client and peer ports; the link proxies sit on the peer links.
+    let mut ports = free_ports(2 * config.nodes)?;
+    let peer_ports = ports.split_off(config.nodes);
+    let addrs: BTreeMap<NodeId, std::net::SocketAddr> = peer_ports
         .iter()
         .enumerate()
         .map(|(i, p)| {
@@ -312,6 +314,7 @@ async fn run_unbounded(config: ChaosConfig) -> Result<ChaosReport> {
     }
     let options = ClusterOptions {
         ports: Some(ports),
+        peer_ports: Some(peer_ports),
         per_node_args: addrs
             .keys()
             .map(|&n| (n, proxies.peer_route_args(n)))

@@ -25,6 +25,8 @@ pub struct ClusterView {
 pub struct MemberView {
     pub id: u64,
     pub addr: String,
+    /// Where peers reach it: its peer port, or `addr`.
+    pub peer_addr: String,
     /// `leader`, `follower` or `learner`.
     pub role: &'static str,
     pub reachable: bool,
@@ -46,6 +48,7 @@ pub fn cluster_view(status: &ClusterStatusResponse) -> ClusterView {
             .map(|m| MemberView {
                 id: m.id,
                 addr: m.addr.clone(),
+                peer_addr: m.peer_addr.clone(),
                 role: role_name(m, status),
                 reachable: m.reachable,
                 last_applied: m.last_applied,
@@ -91,11 +94,20 @@ pub fn probed_cluster_view(
 }
 
 pub fn cluster_table(view: &ClusterView) -> String {
-    let mut table = Table::new(&["ID", "ADDR", "ROLE", "REACHABLE", "LAST_APPLIED", "LAG"]);
+    let mut table = Table::new(&[
+        "ID",
+        "ADDR",
+        "PEER_ADDR",
+        "ROLE",
+        "REACHABLE",
+        "LAST_APPLIED",
+        "LAG",
+    ]);
     for m in &view.members {
         table.push(vec![
             m.id.to_string(),
             m.addr.clone(),
+            m.peer_addr.clone(),
             m.role.to_string(),
             if m.reachable { "yes" } else { "no" }.to_string(),
             m.last_applied.to_string(),
@@ -138,6 +150,7 @@ mod tests {
         Member {
             id,
             addr: format!("127.0.0.1:710{id}"),
+            peer_addr: format!("127.0.0.1:720{id}"),
             role: role as i32,
             reachable: true,
             last_applied,
@@ -189,9 +202,9 @@ mod tests {
         assert_eq!(
             json["members"],
             json!([
-                {"id": 1, "addr": "127.0.0.1:7101", "role": "leader", "reachable": true, "last_applied": 95, "lag": null},
-                {"id": 2, "addr": "127.0.0.1:7102", "role": "follower", "reachable": true, "last_applied": 88, "lag": null},
-                {"id": 3, "addr": "127.0.0.1:7103", "role": "learner", "reachable": true, "last_applied": 80, "lag": null},
+                {"id": 1, "addr": "127.0.0.1:7101", "peer_addr": "127.0.0.1:7201", "role": "leader", "reachable": true, "last_applied": 95, "lag": null},
+                {"id": 2, "addr": "127.0.0.1:7102", "peer_addr": "127.0.0.1:7202", "role": "follower", "reachable": true, "last_applied": 88, "lag": null},
+                {"id": 3, "addr": "127.0.0.1:7103", "peer_addr": "127.0.0.1:7203", "role": "learner", "reachable": true, "last_applied": 80, "lag": null},
             ])
         );
     }
@@ -246,6 +259,9 @@ mod tests {
                 .count(),
             3
         );
-        assert!(text.contains("1   127.0.0.1:7101  leader    yes"), "{text}");
+        assert!(
+            text.contains("1   127.0.0.1:7101  127.0.0.1:7201  leader    yes"),
+            "{text}"
+        );
     }
 }

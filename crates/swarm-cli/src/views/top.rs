@@ -244,6 +244,7 @@ mod tests {
         Member {
             id,
             addr: format!("127.0.0.1:710{id}"),
+            peer_addr: format!("127.0.0.1:720{id}"),
             role: role as i32,
             reachable: true,
             last_applied,
