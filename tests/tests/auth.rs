@@ -7,6 +7,8 @@
 //!   off bob's item; she can do all that to her own.
 //! - A reader lists but cannot submit; a submitter submits but cannot claim.
 //! - A token added to the file works after SIGHUP, without a restart.
+//! - A client certificate the file names (`cert:NAME ROLE [AGENT]`) stands
+//!   for a token of that role; one it does not name is refused.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -42,8 +44,12 @@ async fn start(dir: &Path) -> Result<(Cluster, Vec<String>)> {
         line("t-bob", "agent", Some("bob")),
         line("t-reader", "reader", None),
         line("t-submitter", "submitter", None),
+        "cert:carol agent carol\n".to_string(),
     ]
     .concat();
+    for name in ["carol", "mallory"] {
+        swarm_cli::make_client(dir, name)?;
+    }
     let file = dir.join("tokens");
     std::fs::write(&file, tokens)?;
     let cluster = Cluster::start_with(
@@ -64,11 +70,28 @@ async fn start(dir: &Path) -> Result<(Cluster, Vec<String>)> {
 }
 
 fn client(dir: &Path, endpoints: &[String], token: Option<&str>) -> Result<SwarmClient> {
+    client_as(dir, endpoints, token, None)
+}
+
+/// A client that presents `cert`'s client certificate (`client-NAME`).
+fn client_as(
+    dir: &Path,
+    endpoints: &[String],
+    token: Option<&str>,
+    cert: Option<&str>,
+) -> Result<SwarmClient> {
     let ca = std::fs::read(dir.join("ca.pem"))?;
+    let identity = match cert {
+        Some(name) => Some((
+            std::fs::read(dir.join(format!("client-{name}.pem")))?,
+            std::fs::read(dir.join(format!("client-{name}.key")))?,
+        )),
+        None => None,
+    };
     Ok(SwarmClient::connect_with(
         endpoints.to_vec(),
         ClientConfig {
-            tls: Some(ClientConfig::tls_from_pem(&ca, None)),
+            tls: Some(ClientConfig::tls_from_pem(&ca, identity)),
             token: token.map(str::to_string),
             retry: swarm_client::RetryPolicy::once(),
             ..ClientConfig::default()
@@ -240,6 +263,47 @@ async fn t20_a_token_added_to_the_file_works_after_sighup() {
             carol.cluster_status().await.is_ok()
         })
         .await?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t30_a_client_certificate_the_file_names_has_its_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, endpoints) = start(dir.path()).await.unwrap();
+    let d = dir.path();
+    within(SCENARIO, "client certificate scenario", async {
+        cluster.wait_healthy(3, Duration::from_secs(30)).await?;
+        let carol = client_as(d, &endpoints, None, Some("carol"))?;
+        let mallory = client_as(d, &endpoints, None, Some("mallory"))?;
+        refused(mallory.cluster_status().await, "needs a token")?;
+        refused(
+            carol.remove_node(RemoveNodeRequest { id: 3 }).await,
+            "needs role admin",
+        )?;
+        refused(carol.claim(claim("bob")).await, "acts as agent \"carol\"")?;
+        client(d, &endpoints, Some("t-submitter"))?
+            .submit(SubmitRequest {
+                r#type: "task".into(),
+                payload_json: "{}".into(),
+                ..SubmitRequest::default()
+            })
+            .await?;
+        let held = carol
+            .claim(claim("carol"))
+            .await?
+            .pop()
+            .context("carol's item")?;
+        carol
+            .complete(CompleteRequest {
+                id: held.id.clone(),
+                token: held.token,
+                result_json: "{}".into(),
+            })
+            .await
+            .context("carol completes her own")?;
         Ok(())
     })
     .await

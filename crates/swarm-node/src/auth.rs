@@ -17,6 +17,11 @@
 //! the agent a claim or renewal names, and the holder of the item a
 //! completion, failure, release or hand-off touches.
 //!
+//! A client certificate from the cluster's CA can stand for a token: a
+//! line `cert:NAME ROLE [AGENT]` gives a certificate whose subject's common
+//! name is NAME (`swarmctl cert client --name NAME`) that role. A call with
+//! neither a token nor such a certificate is `UNAUTHENTICATED`.
+//!
 //! A node's own calls to its peers' client API (forwarded membership
 //! changes, status) carry its member certificate instead (mutual TLS): they
 //! act as `admin`. Health and reflection stay open; peer services are
@@ -135,7 +140,7 @@ impl Caller {
     pub fn check_agent(&self, agent: &str) -> Result<(), Status> {
         match &self.agent {
             Some(binding) if !binding.admits(agent) => Err(Status::permission_denied(format!(
-                "this token acts as agent {binding}, not {agent:?}"
+                "this credential acts as agent {binding}, not {agent:?}"
             ))),
             _ => Ok(()),
         }
@@ -149,10 +154,12 @@ pub fn caller<T>(request: &tonic::Request<T>) -> Option<&Caller> {
 
 pub use swarm_proto::token_hash;
 
-/// The tokens a node knows, by hash.
+/// The credentials a node knows: tokens by hash, client certificates by
+/// common name.
 #[derive(Debug, Default, Clone)]
 pub struct Tokens {
     by_hash: HashMap<String, Caller>,
+    by_cert: HashMap<String, Caller>,
 }
 
 impl Tokens {
@@ -164,7 +171,7 @@ impl Tokens {
     }
 
     pub fn parse(text: &str) -> Result<Tokens, String> {
-        let mut by_hash = HashMap::new();
+        let (mut by_hash, mut by_cert) = (HashMap::new(), HashMap::new());
         for (n, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
@@ -172,20 +179,30 @@ impl Tokens {
             }
             let at = |what: String| format!("line {}: {what}", n + 1);
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let (hash, role, agent) = match fields.as_slice() {
-                [hash, role] => (*hash, *role, None),
-                [hash, role, agent] => (*hash, *role, Some(*agent)),
+            let (who, role, agent) = match fields.as_slice() {
+                [who, role] => (*who, *role, None),
+                [who, role, agent] => (*who, *role, Some(*agent)),
                 _ => {
                     return Err(at(format!(
-                        "expected `sha256:HEX ROLE [AGENT]`, got {line:?}"
+                        "expected `sha256:HEX ROLE [AGENT]` or `cert:NAME ROLE [AGENT]`, got {line:?}"
                     )));
                 }
             };
-            let hex = hash.strip_prefix("sha256:").unwrap_or("");
-            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(at(format!(
-                    "{hash:?} is not sha256:<64 hex digits> (swarmctl token create prints the line)"
-                )));
+            let cert = who.strip_prefix("cert:");
+            let hex = who.strip_prefix("sha256:").unwrap_or("");
+            match cert {
+                Some("") => {
+                    return Err(at(
+                        "`cert:` needs the client certificate's name (its common name)".into(),
+                    ));
+                }
+                Some(_) => {}
+                None if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    return Err(at(format!(
+                        "{who:?} is neither sha256:<64 hex digits> (swarmctl token create prints the line) nor cert:NAME"
+                    )));
+                }
+                None => {}
             }
             let role = Role::parse(role).ok_or_else(|| {
                 at(format!(
@@ -208,24 +225,31 @@ impl Tokens {
                 }
                 (_, None) => None,
             };
-            by_hash.insert(
-                hex.to_ascii_lowercase(),
-                Caller {
-                    role,
-                    agent,
-                    join_as: None,
-                },
-            );
+            let caller = Caller {
+                role,
+                agent,
+                join_as: None,
+            };
+            match cert {
+                Some(name) => by_cert.insert(name.to_string(), caller),
+                None => by_hash.insert(hex.to_ascii_lowercase(), caller),
+            };
         }
-        Ok(Tokens { by_hash })
+        Ok(Tokens { by_hash, by_cert })
     }
 
+    /// How many credentials: tokens and client certificate names.
     pub fn len(&self) -> usize {
-        self.by_hash.len()
+        self.by_hash.len() + self.by_cert.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_hash.is_empty()
+        self.len() == 0
+    }
+
+    /// The caller a client certificate with common name `name` stands for.
+    fn cert_caller(&self, name: &str) -> Option<&Caller> {
+        self.by_cert.get(name)
     }
 
     fn caller(&self, token: &str) -> Option<&Caller> {
@@ -305,24 +329,35 @@ impl AuthLayer {
                     .get::<TlsConnectInfo<TcpConnectInfo>>()
                     .and_then(TlsConnectInfo::peer_certs);
                 let joining = (service, method) == ("AdminService", "AddNode");
-                match certs.map(|c| (self.peers.admit_certs(Some(c.clone())), c)) {
-                    Some((Ok(Some(_)), _)) => Caller {
+                let member = certs
+                    .clone()
+                    .map(|c| self.peers.admit_certs(Some(c)).ok().flatten().is_some());
+                let named = || {
+                    let leaf = certs.as_deref()?.first()?;
+                    let name = swarm_raft::peer_auth::common_name_of(leaf)?;
+                    self.tokens.get().cert_caller(&name).cloned()
+                };
+                // The CA signed it (the handshake checked): a node that is
+                // not a member yet may ask to join, as itself.
+                let joining_node = || {
+                    let leaf = certs.as_deref()?.first()?;
+                    let ids = swarm_raft::peer_auth::node_ids_of(leaf).ok()?;
+                    ids.first().copied()
+                };
+                match member {
+                    Some(true) => Caller {
                         role: Role::Admin,
                         agent: None,
                         join_as: None,
                     },
-                    // The CA signed it (the handshake checked): a node that
-                    // is not a member yet may ask to join, as itself.
-                    Some((_, certs)) if joining => {
-                        let id = certs
-                            .first()
-                            .and_then(|leaf| swarm_raft::peer_auth::node_ids_of(leaf).ok())
-                            .and_then(|ids| ids.first().copied())
-                            .ok_or_else(|| {
-                                Status::unauthenticated(
-                                    "joining needs a node certificate (swarm-node-N) or an admin token",
-                                )
-                            })?;
+                    // A client certificate the tokens file names.
+                    Some(false) if let Some(caller) = named() => caller,
+                    Some(false) if joining => {
+                        let id = joining_node().ok_or_else(|| {
+                            Status::unauthenticated(
+                                "joining needs a node certificate (swarm-node-N) or an admin token",
+                            )
+                        })?;
                         Caller {
                             role: Role::Admin,
                             agent: None,
@@ -331,7 +366,7 @@ impl AuthLayer {
                     }
                     _ => {
                         return Err(Status::unauthenticated(
-                            "this cluster needs a token: authorization: Bearer TOKEN (swarmctl --auth-token or SWARM_TOKEN)",
+                            "this cluster needs a token (authorization: Bearer TOKEN; swarmctl --auth-token or SWARM_TOKEN) or a client certificate the tokens file names (cert:NAME ROLE)",
                         ));
                     }
                 }
@@ -346,7 +381,7 @@ impl AuthLayer {
             .map(Role::as_str)
             .collect();
         Err(Status::permission_denied(format!(
-            "{service}.{method} needs role {}; this token's role is {}",
+            "{service}.{method} needs role {}; this credential's role is {}",
             roles.join(" or "),
             caller.role.as_str()
         )))
@@ -377,9 +412,13 @@ mod tests {
     fn a_tokens_file_parses_or_names_the_line() {
         let admin = token_hash("t-admin");
         let agent = token_hash("t-alice");
-        let text = format!("# tokens\n{admin} admin\n\n{agent} agent build-*  # alice's agents\n");
+        let text = format!(
+            "# tokens\n{admin} admin\n\n{agent} agent build-*  # alice's agents\ncert:carol reader\n"
+        );
         let tokens = Tokens::parse(&text).unwrap();
-        assert_eq!(tokens.len(), 2);
+        assert_eq!(tokens.len(), 3);
+        assert_eq!(tokens.cert_caller("carol").unwrap().role, Role::Reader);
+        assert!(tokens.cert_caller("alice").is_none());
         assert_eq!(tokens.caller("t-admin").unwrap().role, Role::Admin);
         let alice = tokens.caller("t-alice").unwrap();
         assert!(alice.check_agent("build-7").is_ok());
@@ -391,6 +430,10 @@ mod tests {
             (format!("{admin} agent"), "names the agent"),
             (format!("{admin} reader bob"), "only agent tokens"),
             (admin.clone(), "expected"),
+            (
+                "cert: admin".to_string(),
+                "needs the client certificate's name",
+            ),
         ] {
             let err = Tokens::parse(&format!("\n{bad}\n")).unwrap_err();
             assert!(err.contains("line 2") && err.contains(says), "{bad}: {err}");

@@ -51,6 +51,14 @@ pub fn node_ids_of(der: &[u8]) -> Result<Vec<NodeId>, String> {
         .unwrap_or_default())
 }
 
+/// The common name of a certificate's subject (what `swarmctl cert client
+/// --name NAME` puts there), if it has one.
+pub fn common_name_of(der: &[u8]) -> Option<String> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let name = cert.subject().iter_common_name().next()?;
+    name.as_str().ok().map(str::to_string)
+}
+
 /// The check every peer call passes first.
 #[derive(Clone)]
 pub struct PeerAuth {

@@ -65,12 +65,21 @@ pub struct ClientArgs {
 
 impl Cert {
     pub fn run(self) -> Result<()> {
-        let written = match self {
-            Cert::Ca(a) => make_ca(&a.dir)?,
-            Cert::Node(a) => make_node(&a.dir, a.id, &a.host)?,
-            Cert::Client(a) => make_client(&a.dir, &a.name)?,
+        let (written, hint) = match self {
+            Cert::Ca(a) => (make_ca(&a.dir)?, None),
+            Cert::Node(a) => (make_node(&a.dir, a.id, &a.host)?, None),
+            Cert::Client(a) => (
+                make_client(&a.dir, &a.name)?,
+                Some(format!(
+                    "to give it a role, add a line to the nodes' tokens_file (then kill -HUP them): cert:{} ROLE [AGENT]",
+                    a.name
+                )),
+            ),
         };
         println!("wrote {} and {}", written.0.display(), written.1.display());
+        if let Some(hint) = hint {
+            println!("{hint}");
+        }
         Ok(())
     }
 }
