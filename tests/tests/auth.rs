@@ -7,6 +7,8 @@
 //!   off bob's item; she can do all that to her own.
 //! - A reader lists but cannot submit; a submitter submits but cannot claim.
 //! - A token added to the file works after SIGHUP, without a restart.
+//! - The HTTP listener speaks HTTPS and wants a token for `/metrics` and
+//!   `/api/*`, with the role the same gRPC read needs; health stays open.
 //! - A client certificate the file names (`cert:NAME ROLE [AGENT]`) stands
 //!   for a token of that role; one it does not name is refused.
 
@@ -52,15 +54,32 @@ async fn start(dir: &Path) -> Result<(Cluster, Vec<String>)> {
     }
     let file = dir.join("tokens");
     std::fs::write(&file, tokens)?;
+    let http = swarm_tests::free_ports(3)?;
     let cluster = Cluster::start_with(
         3,
         ClusterOptions {
             tls_dir: Some(dir.to_path_buf()),
             extra_args: vec!["--tokens-file".into(), file.display().to_string()],
+            per_node_args: (1..=3)
+                .map(|id: u64| {
+                    let port = http[id as usize - 1];
+                    (
+                        id,
+                        vec!["--http-listen".into(), format!("127.0.0.1:{port}")],
+                    )
+                })
+                .collect(),
             ..ClusterOptions::default()
         },
     )
     .await?;
+    std::fs::write(
+        dir.join("http-ports"),
+        http.iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    )?;
     let endpoints = cluster
         .node_ids()
         .iter()
@@ -304,6 +323,58 @@ async fn t30_a_client_certificate_the_file_names_has_its_role() {
             })
             .await
             .context("carol completes her own")?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t40_the_http_listener_speaks_https_and_wants_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, _) = start(dir.path()).await.unwrap();
+    let d = dir.path();
+    within(SCENARIO, "https scenario", async {
+        cluster.wait_healthy(3, Duration::from_secs(30)).await?;
+        let ca = std::fs::read(d.join("ca.pem"))?;
+        let port: u16 = std::fs::read_to_string(d.join("http-ports"))?
+            .split(',')
+            .next()
+            .context("a port")?
+            .parse()?;
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let get = |path: &'static str, token: Option<&'static str>| {
+            let ca = ca.clone();
+            async move { swarm_tests::http::get_https(addr, path, &ca, token).await }
+        };
+        let (status, _) = get("/healthz", None).await?;
+        ensure!(status == 200, "healthz: {status}");
+        let (status, body) = get("/metrics", None).await?;
+        ensure!(
+            status == 401 && body.contains("needs a token"),
+            "{status} {body}"
+        );
+        let (status, _) = get("/api/cluster", Some("t-wrong")).await?;
+        ensure!(status == 401, "a wrong token: {status}");
+        let (status, body) = get("/metrics", Some("t-reader")).await?;
+        ensure!(
+            status == 200 && body.contains("swarm_"),
+            "reader /metrics: {status}"
+        );
+        let (status, _) = get("/api/work", Some("t-reader")).await?;
+        ensure!(status == 200, "reader /api/work: {status}");
+        // An agent lists nothing over gRPC, and nothing here either.
+        let (status, body) = get("/api/work", Some("t-alice")).await?;
+        ensure!(
+            status == 403 && body.contains("ListWork"),
+            "{status} {body}"
+        );
+        // Plain HTTP gets no answer from an HTTPS listener.
+        let plain = swarm_tests::http::get(addr, "/healthz").await;
+        ensure!(
+            !matches!(plain, Ok((200, _))),
+            "plain HTTP was served: {plain:?}"
+        );
         Ok(())
     })
     .await

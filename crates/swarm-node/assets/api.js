@@ -11,6 +11,41 @@ export class ApiError extends Error {
   }
 }
 
+// A node with a tokens file wants a token for its API. The page takes one
+// from its address (/?token=TOKEN, then drops it from the address bar) and
+// keeps it for this tab; every call sends it.
+const TOKEN_KEY = "swarm-token";
+(() => {
+  const params = new URLSearchParams(location.search);
+  const given = params.get("token");
+  if (given === null) return;
+  try {
+    sessionStorage.setItem(TOKEN_KEY, given);
+  } catch {
+    // Storage refused (private mode): the token lasts for this page only.
+    window.swarmToken = given;
+  }
+  params.delete("token");
+  const rest = params.toString();
+  history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : "") + location.hash);
+})();
+
+/** The token this tab was given, or "". */
+function token() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) || window.swarmToken || "";
+  } catch {
+    return window.swarmToken || "";
+  }
+}
+
+/** `path` with the token as ?access_token=, for what cannot send headers (EventSource). */
+export function withToken(path) {
+  const t = token();
+  if (!t) return path;
+  return `${path}${path.includes("?") ? "&" : "?"}access_token=${encodeURIComponent(t)}`;
+}
+
 /** The message of a failed response: its JSON `error`, its text, or its status. */
 async function errorMessage(response) {
   let text = "";
@@ -39,9 +74,11 @@ export async function getJson(path, { signal, timeoutMs = 5000 } = {}) {
   if (signal) signal.addEventListener("abort", onAbort, { once: true });
   let response;
   try {
+    const headers = { Accept: "application/json" };
+    if (token()) headers.Authorization = `Bearer ${token()}`;
     response = await fetch(path, {
       signal: timeout.signal,
-      headers: { Accept: "application/json" },
+      headers,
       cache: "no-store",
     });
   } catch (e) {

@@ -6,7 +6,7 @@
 // polls instead.
 
 import { h, replace } from "./dom.js";
-import { getJson } from "./api.js";
+import { getJson, withToken } from "./api.js";
 import { num, clock, iso, prettyJson, compactJson } from "./format.js";
 import { badge, emptyRow, errorCard, leaseBar, progressCell, agoText, signature } from "./widgets.js";
 import { renderDag } from "./dag.js";
@@ -193,7 +193,7 @@ export function mountItem(root, id, ctx) {
   };
   const follow = () => {
     if (typeof EventSource === "undefined") return poll();
-    source = new EventSource(`${path}/watch`);
+    source = new EventSource(withToken(`${path}/watch`));
     const onItem = (e, ended) => {
       try {
         item = JSON.parse(e.data);

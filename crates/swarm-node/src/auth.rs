@@ -283,6 +283,11 @@ impl TokenStore {
         Ok(n)
     }
 
+    /// The role `token` has, if it is known.
+    pub fn role_of(&self, token: &str) -> Option<Role> {
+        self.get().caller(token).map(|c| c.role)
+    }
+
     fn get(&self) -> Arc<Tokens> {
         self.current
             .read()

@@ -77,7 +77,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub raft: RaftTimings,
     /// Where the HTTP listener (metrics, health, the dashboard) listens,
-    /// host:port with an IP host; empty: no HTTP listener.
+    /// host:port with an IP host; empty: no HTTP listener. HTTPS under TLS;
+    /// with tokens, `/metrics` and `/api/*` want one.
     #[serde(deserialize_with = "optional_ip_host_port")]
     pub http_listen: Option<SocketAddr>,
     /// An OpenTelemetry collector's OTLP/gRPC endpoint (e.g.
@@ -92,9 +93,9 @@ pub struct Config {
     /// The CA certificate (PEM) that signs the nodes' certificates: what
     /// peers (and client certificates) are checked against.
     pub tls_ca: PathBuf,
-    /// Serve beyond loopback without TLS (and the dashboard listener, which
-    /// has none, beyond loopback at all): refused unless set, and warned
-    /// about at every start when set.
+    /// Serve beyond loopback without TLS and tokens (gRPC, and the HTTP
+    /// listener, which then speaks HTTPS and wants a token): refused unless
+    /// set, and warned about at every start when set.
     pub insecure: bool,
     /// Bearer tokens and their roles (see [`crate::auth`]): set, every client
     /// API call needs one. Needs TLS. Reloaded on SIGHUP. Empty: no tokens.
@@ -493,11 +494,13 @@ impl Config {
                 remedy: "give tls_cert, tls_key and tls_ca (swarmctl cert makes them): peers then need a certificate from the cluster's CA that names a member",
             });
         }
-        if let Some(http) = self.http_listen.filter(|a| !a.ip().is_loopback()) {
+        if let Some(http) = self.http_listen.filter(|a| !a.ip().is_loopback())
+            && (!self.tls_enabled() || self.tokens_file.as_os_str().is_empty())
+        {
             exposed.push(Exposure {
                 key: "http_listen",
-                what: format!("the dashboard and /metrics on {http} without TLS"),
-                remedy: "bind it to 127.0.0.1",
+                what: format!("the dashboard and /metrics on {http} without TLS and tokens"),
+                remedy: "give tls_cert, tls_key, tls_ca and a tokens_file (the listener then speaks HTTPS and wants a token), or bind it to 127.0.0.1",
             });
         }
         exposed
@@ -954,11 +957,39 @@ mod tests {
                 .insecure_exposure()
                 .is_empty()
         );
-        // The dashboard has no TLS: beyond loopback it needs insecure.
-        args.extend(["--http-listen", "0.0.0.0:8101"]);
-        let err = Config::load(flags(&args)).unwrap_err().to_string();
+        // The HTTP listener and the peer port beyond loopback: guarded by the
+        // same TLS and tokens.
+        args.extend([
+            "--http-listen",
+            "0.0.0.0:8101",
+            "--peer-listen",
+            "0.0.0.0:7201",
+        ]);
+        assert!(
+            Config::load(flags(&args))
+                .unwrap()
+                .insecure_exposure()
+                .is_empty()
+        );
+        // Without tokens, the HTTP listener is refused too.
+        let err = Config::load(flags(&[
+            "--listen",
+            "127.0.0.1:7101",
+            "--http-listen",
+            "0.0.0.0:8101",
+        ]))
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("http_listen") && err.contains("insecure"),
+            "{err}"
+        );
+        // A peer port beyond loopback needs TLS.
+        let err = Config::load(flags(&["--peer-listen", "0.0.0.0:7201"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("peer_listen") && err.contains("tls_cert"),
             "{err}"
         );
         let c = Config::load_with_env(
@@ -970,6 +1001,27 @@ mod tests {
         // Loopback stays the zero-setup default.
         let c = Config::load(flags(&["--listen", "127.0.0.2:7101", "--insecure"])).unwrap();
         assert!(c.insecure_exposure().is_empty());
+    }
+
+    #[test]
+    fn the_peer_port_has_its_own_address_and_advertises_it() {
+        let c = Config::load(flags(&["--peer-listen", "127.0.0.1:7201"])).unwrap();
+        assert_eq!(c.peer_advertise, "127.0.0.1:7201");
+        assert_eq!(c.advertise, "127.0.0.1:7101");
+        // Without a peer port, peers are told the client address.
+        let c = Config::load(flags(&["--advertise", "node1:7101"])).unwrap();
+        assert_eq!(c.peer_advertise, "node1:7101");
+        let err = Config::load(flags(&["--peer-listen", "127.0.0.1:7101"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("peer_listen") && err.contains("its own address"),
+            "{err}"
+        );
+        let err = Config::load(flags(&["--peer-advertise", "nope"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("peer_advertise"), "{err}");
     }
 
     #[test]

@@ -17,6 +17,15 @@
 //! Bad input answers 400 with `{"error": "..."}` naming the parameter; an
 //! unknown route 404. A handler never panics on input: the listener cannot
 //! take the node down.
+//!
+//! Under TLS the listener speaks HTTPS with the node's certificate. With a
+//! tokens file, `/metrics` and `/api/*` need a token, as
+//! `authorization: Bearer TOKEN` or `?access_token=TOKEN` (what an
+//! `EventSource` can send), whose role may make the same read over gRPC
+//! (`/api/work` is `ListWork`, `/metrics` and `/api/stats` are `WorkStats`,
+//! ...): none is 401, a role without the right 403. Health and the
+//! dashboard's own files stay open; the page asks for a token when the API
+//! wants one.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -59,9 +68,67 @@ struct App {
     metrics: Arc<NodeMetrics>,
 }
 
-/// The router of the HTTP listener.
-pub fn router(ctx: NodeContext, metrics: Arc<NodeMetrics>) -> Router {
-    Router::new()
+/// The gRPC call a route reads as, for the roles (see the module docs);
+/// `None`: open to anyone.
+fn route_as_grpc(path: &str) -> Option<(&'static str, &'static str)> {
+    let rest = path.strip_prefix("/api/");
+    match (path, rest) {
+        ("/metrics", _) => Some(("WorkService", "WorkStats")),
+        (_, Some("cluster")) => Some(("AdminService", "ClusterStatus")),
+        (_, Some("stats")) => Some(("WorkService", "WorkStats")),
+        (_, Some("work" | "claims")) => Some(("WorkService", "ListWork")),
+        (_, Some(_)) => Some(("WorkService", "GetWork")),
+        _ => None,
+    }
+}
+
+/// Refuses a call of a guarded route without a token whose role may make
+/// the same read (see the module docs).
+async fn require_token(
+    State(tokens): State<crate::auth::TokenStore>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some((service, method)) = route_as_grpc(request.uri().path()) else {
+        return next.run(request).await;
+    };
+    let bearer = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let in_query = Query::<HashMap<String, String>>::try_from_uri(request.uri())
+        .ok()
+        .and_then(|Query(mut q)| q.remove("access_token"));
+    let Some(token) = bearer.or(in_query) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "this node needs a token: authorization: Bearer TOKEN, or ?access_token=TOKEN (the dashboard: open /?token=TOKEN)",
+        );
+    };
+    match tokens.role_of(token.trim()) {
+        None => error(StatusCode::UNAUTHORIZED, "unknown token"),
+        Some(role) if role.allows(service, method) => next.run(request).await,
+        Some(role) => error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} reads as {service}.{method}, which role {} may not make",
+                request.uri().path(),
+                role.as_str()
+            ),
+        ),
+    }
+}
+
+/// The router of the HTTP listener; with `tokens`, the guarded routes need
+/// one (see the module docs).
+pub fn router(
+    ctx: NodeContext,
+    metrics: Arc<NodeMetrics>,
+    tokens: Option<crate::auth::TokenStore>,
+) -> Router {
+    let router = Router::new()
         .route("/", get(index))
         .route("/assets/{file}", get(asset))
         .route("/metrics", get(render_metrics))
@@ -74,18 +141,109 @@ pub fn router(ctx: NodeContext, metrics: Arc<NodeMetrics>) -> Router {
         .route("/api/work/{id}/watch", get(api_watch))
         .route("/api/claims", get(api_claims))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
-        .with_state(App { ctx, metrics })
+        .with_state(App { ctx, metrics });
+    match tokens {
+        Some(tokens) => router.layer(axum::middleware::from_fn_with_state(tokens, require_token)),
+        None => router,
+    }
 }
 
-/// Serves `router` on `listener` until `stop` resolves.
+/// Serves `router` on `listener` until `stop` resolves: HTTPS when `tls`
+/// is given.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     router: Router,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(stop)
-        .await
+    match tls {
+        Some(acceptor) => {
+            axum::serve(TlsListener::start(listener, acceptor)?, router)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    }
+}
+
+/// How long a client has to finish its TLS handshake.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// HTTPS connections: every accepted TCP connection goes through a TLS
+/// handshake on a task of its own, so a slow or silent client holds up no
+/// other; one whose handshake fails is logged at debug and dropped.
+struct TlsListener {
+    local: std::net::SocketAddr,
+    ready: tokio::sync::mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        std::net::SocketAddr,
+    )>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl TlsListener {
+    fn start(
+        listener: tokio::net::TcpListener,
+        acceptor: tokio_rustls::TlsAcceptor,
+    ) -> std::io::Result<TlsListener> {
+        let local = listener.local_addr()?;
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        let accepting = tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "https accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "https handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "https handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener {
+            local,
+            ready,
+            accepting,
+        })
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(accepted) => accepted,
+            // The accepting task is gone (only when this listener is
+            // dropped): nothing more will come.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -97,11 +97,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("listen for HTTP on {addr} (http_listen)"))?;
-            let router = crate::http::router(ctx.clone(), ctx.metrics.clone());
-            tracing::info!(node = config.id, http = %addr, "serving metrics and the dashboard on http://{addr}/");
-            Some(tokio::spawn(crate::http::serve(listener, router, async {
-                let _ = http_stop_rx.await;
-            })))
+            let router = crate::http::router(ctx.clone(), ctx.metrics.clone(), tokens.clone());
+            let https = tls
+                .as_ref()
+                .map(crate::tls::Tls::http_acceptor)
+                .transpose()?;
+            let scheme = if https.is_some() { "https" } else { "http" };
+            tracing::info!(node = config.id, http = %addr, "serving metrics and the dashboard on {scheme}://{addr}/");
+            Some(tokio::spawn(crate::http::serve(
+                listener,
+                https,
+                router,
+                async {
+                    let _ = http_stop_rx.await;
+                },
+            )))
         }
         None => None,
     };

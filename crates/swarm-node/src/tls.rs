@@ -13,6 +13,9 @@ use crate::Config;
 pub struct Tls {
     identity: Identity,
     ca: Certificate,
+    /// The certificate and key as read, for the HTTP listener's TLS.
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
 }
 
 impl std::fmt::Debug for Tls {
@@ -43,8 +46,10 @@ impl Tls {
         let key = read_pem(&config.tls_key, "tls_key", "its private key")?;
         let ca = read_pem(&config.tls_ca, "tls_ca", "the cluster's CA certificate")?;
         Ok(Some(Tls {
-            identity: Identity::from_pem(cert, key),
+            identity: Identity::from_pem(&cert, &key),
             ca: Certificate::from_pem(ca),
+            cert_pem: cert,
+            key_pem: key,
         }))
     }
 
@@ -62,6 +67,28 @@ impl Tls {
     /// CA is required of every connection (peers always present theirs).
     pub fn peer_server(&self) -> ServerTlsConfig {
         self.server().client_auth_optional(false)
+    }
+
+    /// The HTTP listener's side (dashboard, metrics): this node's
+    /// certificate, HTTP/1.1, no client certificate asked for (browsers and
+    /// scrapers bring a token).
+    pub fn http_acceptor(&self) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_slice_iter(&self.cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .context("tls_cert: read its certificates")?;
+        let key = PrivateKeyDer::from_pem_slice(&self.key_pem).context("tls_key: read the key")?;
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("TLS protocol versions")?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .context("tls_cert and tls_key do not make a server identity")?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
     }
 
     /// The side of a connection to a peer: the CA that signs peers, and
