@@ -45,6 +45,7 @@ with open(sys.argv[1], "rb") as f:
 PY
 }
 listen_of() { config_of "$1" listen; }
+peer_of() { config_of "$1" peer_listen; }
 http_of() { config_of "$1" http_listen; }
 
 # Whether the PID recorded for node N is a live swarmd. The command line check
@@ -102,10 +103,11 @@ print(leader)
 PY
 }
 
-declare -A addrs=() https=()
+declare -A addrs=() peers=() https=()
 endpoints=""
 for n in "${nodes[@]}"; do
     addrs[$n]="$(listen_of "$n")"
+    peers[$n]="$(peer_of "$n")"
     https[$n]="$(http_of "$n")"
     endpoints+="${endpoints:+,}${addrs[$n]}"
 done
@@ -184,7 +186,18 @@ done
 
 echo "==> waiting up to ${timeout_s}s for a leader and three voters" >&2
 deadline=$(($(date +%s) + timeout_s))
+# With tokens a node's certificate alone does not make it a member: the admin
+# adds nodes 2 and 3 through node 1 (as etcd's `member add`), and their own
+# --join then makes them voters. Adding a member again is a no-op.
+members_added=$((1 - tls))
 while :; do
+    if ((!members_added)); then
+        members_added=1
+        for n in "${nodes[@]:1}"; do
+            timeout 15 "$swarmctl" --endpoints "${addrs[1]}" node add "$n" "${addrs[$n]}" \
+                ${peers[$n]:+--peer-addr "${peers[$n]}"} --learner >/dev/null 2>&1 || members_added=0
+        done
+    fi
     for n in "${nodes[@]}"; do
         if ! node_pid "$n" >/dev/null; then
             echo "error: node $n exited during start-up" >&2
@@ -216,9 +229,11 @@ Swarm cluster is up: leader node $leader, 3 voters.
 
   node  endpoint         dashboard and /metrics    pid      log
 EOF
+scheme=http
+((tls)) && scheme=https
 for n in "${nodes[@]}"; do
     printf '  %-4s  %-15s  %-24s  %-7s  %s\n' "$n" "${addrs[$n]}" \
-        "${https[$n]:+http://${https[$n]}/}" "$(cat "$cluster_dir/node$n.pid")" \
+        "${https[$n]:+$scheme://${https[$n]}/}" "$(cat "$cluster_dir/node$n.pid")" \
         "$cluster_dir/node$n.log"
 done
 sample="cluster/workflows/parallel-analysis.yaml"
@@ -250,7 +265,7 @@ cat <<EOF
 
   data:      $cluster_dir/node{1,2,3}/
   endpoints: SWARM_ENDPOINTS=$endpoints  (swarmctl's default)
-  dashboard: ${https[1]:+http://${https[1]}/}  (every node serves one; /metrics for Prometheus)
+  dashboard: ${https[1]:+$( ((tls)) && echo "https://${https[1]}/?token=\$SWARM_TOKEN" || echo "http://${https[1]}/")}  (every node serves one; /metrics for Prometheus)
 
 Next, try:
   target/release/swarmctl workflow run cluster/workflows/aps-coordination.yaml \\

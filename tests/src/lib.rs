@@ -161,6 +161,11 @@ pub struct ClusterOptions {
     /// Serve peers on the client port (no `--peer-listen`), as a node
     /// configured without a peer port does.
     pub one_port: bool,
+    /// An admin token of the nodes' tokens file: with tokens, a node's
+    /// certificate alone does not make it a member, so the harness adds
+    /// nodes 2..n through node 1 with this token (as an operator runs
+    /// `swarmctl node add`) and their own `--join` then promotes them.
+    pub admin_token: Option<String>,
     /// A directory made by `swarmctl cert` (`ca.pem`, `node-N.pem`/`.key`
     /// for every node): TLS on every node, mutual TLS between them, and the
     /// harness's own clients over TLS checked against `ca.pem`.
@@ -182,6 +187,7 @@ impl Default for ClusterOptions {
             ports: None,
             peer_ports: None,
             one_port: false,
+            admin_token: None,
             tls_dir: None,
         }
     }
@@ -278,7 +284,13 @@ impl Cluster {
     pub async fn start_with(n: usize, options: ClusterOptions) -> Result<Cluster> {
         let cluster = Cluster::launch(n, options)?;
         let timeout = cluster.options.start_timeout;
-        if let Err(e) = cluster.wait_healthy(n, timeout).await {
+        let started = async {
+            if let Some(token) = cluster.options.admin_token.clone() {
+                cluster.add_members(&token, timeout).await?;
+            }
+            cluster.wait_healthy(n, timeout).await
+        };
+        if let Err(e) = started.await {
             cluster.print_log_tails();
             return Err(e.context(format!("start a {n}-node cluster")));
         }
@@ -343,6 +355,34 @@ impl Cluster {
             cluster.spawn(id)?;
         }
         Ok(cluster)
+    }
+
+    /// Adds every node but node 1 through node 1 as a learner, with an
+    /// admin `token`, retrying until node 1 leads.
+    async fn add_members(&self, token: &str, timeout: Duration) -> Result<()> {
+        let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}")
+            .parse()
+            .context("the admin token as a header")?;
+        for id in self.node_ids().into_iter().filter(|id| *id != 1) {
+            let node = self.node(id)?;
+            let request = swarm_proto::v1::AddNodeRequest {
+                id,
+                addr: node.addr.to_string(),
+                voter: false,
+                peer_addr: node.peer_addr.to_string(),
+            };
+            poll_until(timeout, &format!("node 1 adds node {id}"), || async {
+                let mut call = tonic::Request::new(request.clone());
+                call.metadata_mut().insert("authorization", bearer.clone());
+                self.admin(1)?
+                    .add_node(call)
+                    .await
+                    .map(|_| Some(()))
+                    .map_err(|s| anyhow!("add node {id}: {s}"))
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// Every node id, running or not.

@@ -9,6 +9,9 @@
 //! - A token added to the file works after SIGHUP, without a restart.
 //! - The HTTP listener speaks HTTPS and wants a token for `/metrics` and
 //!   `/api/*`, with the role the same gRPC read needs; health stays open.
+//! - A node certificate naming a node that is not a member cannot add it;
+//!   once an admin has added it (`node add`), the same certificate is a
+//!   member's, and after `node remove` it is refused again.
 //! - A client certificate the file names (`cert:NAME ROLE [AGENT]`) stands
 //!   for a token of that role; one it does not name is refused.
 
@@ -20,8 +23,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use swarm_client::{ClientConfig, ClientError, SwarmClient};
 use swarm_proto::v1::{
-    ClaimRequest, CompleteRequest, FailRequest, HandoffRequest, ListWorkRequest, ReleaseRequest,
-    RemoveNodeRequest, SubmitRequest,
+    AddNodeRequest, ClaimRequest, CompleteRequest, FailRequest, HandoffRequest, ListWorkRequest,
+    ReleaseRequest, RemoveNodeRequest, SubmitRequest,
 };
 use swarm_tests::{Cluster, ClusterOptions, within};
 
@@ -52,6 +55,8 @@ async fn start(dir: &Path) -> Result<(Cluster, Vec<String>)> {
     for name in ["carol", "mallory"] {
         swarm_cli::make_client(dir, name)?;
     }
+    // Never started: a node an admin has not added.
+    swarm_cli::make_node(dir, 9, &["127.0.0.1".to_string()])?;
     let file = dir.join("tokens");
     std::fs::write(&file, tokens)?;
     let http = swarm_tests::free_ports(3)?;
@@ -60,6 +65,7 @@ async fn start(dir: &Path) -> Result<(Cluster, Vec<String>)> {
         ClusterOptions {
             tls_dir: Some(dir.to_path_buf()),
             extra_args: vec!["--tokens-file".into(), file.display().to_string()],
+            admin_token: Some("t-admin".into()),
             per_node_args: (1..=3)
                 .map(|id: u64| {
                     let port = http[id as usize - 1];
@@ -92,7 +98,8 @@ fn client(dir: &Path, endpoints: &[String], token: Option<&str>) -> Result<Swarm
     client_as(dir, endpoints, token, None)
 }
 
-/// A client that presents `cert`'s client certificate (`client-NAME`).
+/// A client that presents the certificate `cert` (a file stem in `dir`:
+/// `client-NAME`, `node-N`).
 fn client_as(
     dir: &Path,
     endpoints: &[String],
@@ -102,8 +109,8 @@ fn client_as(
     let ca = std::fs::read(dir.join("ca.pem"))?;
     let identity = match cert {
         Some(name) => Some((
-            std::fs::read(dir.join(format!("client-{name}.pem")))?,
-            std::fs::read(dir.join(format!("client-{name}.key")))?,
+            std::fs::read(dir.join(format!("{name}.pem")))?,
+            std::fs::read(dir.join(format!("{name}.key")))?,
         )),
         None => None,
     };
@@ -295,8 +302,8 @@ async fn t30_a_client_certificate_the_file_names_has_its_role() {
     let d = dir.path();
     within(SCENARIO, "client certificate scenario", async {
         cluster.wait_healthy(3, Duration::from_secs(30)).await?;
-        let carol = client_as(d, &endpoints, None, Some("carol"))?;
-        let mallory = client_as(d, &endpoints, None, Some("mallory"))?;
+        let carol = client_as(d, &endpoints, None, Some("client-carol"))?;
+        let mallory = client_as(d, &endpoints, None, Some("client-mallory"))?;
         refused(mallory.cluster_status().await, "needs a token")?;
         refused(
             carol.remove_node(RemoveNodeRequest { id: 3 }).await,
@@ -375,6 +382,61 @@ async fn t40_the_http_listener_speaks_https_and_wants_a_token() {
             !matches!(plain, Ok((200, _))),
             "plain HTTP was served: {plain:?}"
         );
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t50_a_node_joins_only_once_an_admin_added_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, endpoints) = start(dir.path()).await.unwrap();
+    let d = dir.path();
+    within(SCENARIO, "member add scenario", async {
+        cluster.wait_healthy(3, Duration::from_secs(30)).await?;
+        let ports = swarm_tests::free_ports(2)?;
+        let add = AddNodeRequest {
+            id: 9,
+            addr: format!("127.0.0.1:{}", ports[0]),
+            voter: true,
+            peer_addr: format!("127.0.0.1:{}", ports[1]),
+        };
+        let node9 = client_as(d, &endpoints, None, Some("node-9"))?;
+        refused(node9.add_node(add.clone()).await, "swarmctl node add 9")?;
+        refused(node9.cluster_status().await, "not a member")?;
+        // The admin adds it before it runs: a learner until it joins.
+        let admin = client(d, &endpoints, Some("t-admin"))?;
+        let status = admin
+            .add_node(AddNodeRequest {
+                voter: false,
+                ..add.clone()
+            })
+            .await?;
+        let member = status
+            .members
+            .iter()
+            .find(|m| m.id == 9)
+            .context("node 9 in the membership")?;
+        ensure!(member.peer_addr == add.peer_addr, "{member:?}");
+        ensure!(!swarm_tests::is_voter(member.role), "{member:?}");
+        // Its certificate is now a member's.
+        swarm_tests::wait_until(Duration::from_secs(10), "node 9 is known", || async {
+            node9.cluster_status().await.is_ok()
+        })
+        .await?;
+        admin
+            .remove_node(RemoveNodeRequest { id: 9 })
+            .await
+            .context("remove node 9")?;
+        swarm_tests::wait_until(
+            Duration::from_secs(10),
+            "node 9 is refused again",
+            || async { node9.cluster_status().await.is_err() },
+        )
+        .await?;
+        // The three members are as healthy as before.
+        cluster.wait_healthy(3, Duration::from_secs(10)).await?;
         Ok(())
     })
     .await

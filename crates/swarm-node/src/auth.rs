@@ -24,7 +24,9 @@
 //!
 //! A node's own calls to its peers' client API (forwarded membership
 //! changes, status) carry its member certificate instead (mutual TLS): they
-//! act as `admin`. Health and reflection stay open; peer services are
+//! act as `admin`. A node certificate that names no member is refused: an
+//! admin adds the node first (`swarmctl node add`, as etcd's `member add`),
+//! and then its own join promotes it. Health and reflection stay open; peer services are
 //! checked by certificate ([`swarm_raft::peer_auth`]).
 
 use std::collections::HashMap;
@@ -130,9 +132,6 @@ pub struct Caller {
     pub role: Role,
     /// For an `agent` token: the agents it may act as.
     pub agent: Option<AgentBinding>,
-    /// A node that is not a member yet, known by its certificate: it may
-    /// only ask to be added, as this id.
-    pub join_as: Option<u64>,
 }
 
 impl Caller {
@@ -225,11 +224,7 @@ impl Tokens {
                 }
                 (_, None) => None,
             };
-            let caller = Caller {
-                role,
-                agent,
-                join_as: None,
-            };
+            let caller = Caller { role, agent };
             match cert {
                 Some(name) => by_cert.insert(name.to_string(), caller),
                 None => by_hash.insert(hex.to_ascii_lowercase(), caller),
@@ -333,7 +328,6 @@ impl AuthLayer {
                     .extensions()
                     .get::<TlsConnectInfo<TcpConnectInfo>>()
                     .and_then(TlsConnectInfo::peer_certs);
-                let joining = (service, method) == ("AdminService", "AddNode");
                 let member = certs
                     .clone()
                     .map(|c| self.peers.admit_certs(Some(c)).ok().flatten().is_some());
@@ -342,32 +336,25 @@ impl AuthLayer {
                     let name = swarm_raft::peer_auth::common_name_of(leaf)?;
                     self.tokens.get().cert_caller(&name).cloned()
                 };
-                // The CA signed it (the handshake checked): a node that is
-                // not a member yet may ask to join, as itself.
-                let joining_node = || {
+                // A node's certificate that names no member: it is added
+                // by an admin first.
+                let node_ids = || {
                     let leaf = certs.as_deref()?.first()?;
-                    let ids = swarm_raft::peer_auth::node_ids_of(leaf).ok()?;
-                    ids.first().copied()
+                    swarm_raft::peer_auth::node_ids_of(leaf).ok()
                 };
                 match member {
                     Some(true) => Caller {
                         role: Role::Admin,
                         agent: None,
-                        join_as: None,
                     },
                     // A client certificate the tokens file names.
                     Some(false) if let Some(caller) = named() => caller,
-                    Some(false) if joining => {
-                        let id = joining_node().ok_or_else(|| {
-                            Status::unauthenticated(
-                                "joining needs a node certificate (swarm-node-N) or an admin token",
-                            )
-                        })?;
-                        Caller {
-                            role: Role::Admin,
-                            agent: None,
-                            join_as: Some(id),
-                        }
+                    Some(false)
+                        if let Some(id) = node_ids().and_then(|ids| ids.first().copied()) =>
+                    {
+                        return Err(Status::permission_denied(format!(
+                            "the certificate names node {id}, which is not a member: an admin adds it first (swarmctl node add {id} ADDR --peer-addr PEER), then it joins"
+                        )));
                     }
                     _ => {
                         return Err(Status::unauthenticated(

@@ -308,20 +308,43 @@ impl Cluster {
     }
 
     /// Adds `id` (clients reach it at `addr`, peers at `peer_addr`) as a
-    /// learner and returns once it has caught up, so that promoting it next
-    /// does not stall the cluster. Leader only.
+    /// learner and returns at once, with the index of the membership entry
+    /// that added it: a node an admin adds before it runs is a member the
+    /// moment it starts. Leader only.
     pub async fn add_learner(
         &self,
         id: NodeId,
         addr: &str,
         peer_addr: &str,
-    ) -> Result<(), ClusterError> {
+    ) -> Result<u64, ClusterError> {
         let node = Node::new(addr, peer_addr);
-        self.raft
-            .add_learner(id, node, true)
+        let added = self
+            .raft
+            .add_learner(id, node, false)
             .await
             .map_err(membership_error)?;
-        Ok(())
+        Ok(added.log_id.index())
+    }
+
+    /// Waits until this leader has replicated its log up to `index` to `id`
+    /// (the learner caught up, so promoting it will not stall the cluster);
+    /// false when `timeout` passes first.
+    pub async fn wait_replicated(&self, id: NodeId, index: u64, timeout: Duration) -> bool {
+        let caught_up = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(&id))
+                        .and_then(|l| l.as_ref())
+                        .is_some_and(|l| l.index() >= index)
+                },
+                "the learner caught up",
+            )
+            .await;
+        caught_up.is_ok()
     }
 
     /// Makes the learner `id` a voter. Leader only.
