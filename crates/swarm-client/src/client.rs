@@ -150,9 +150,12 @@ impl SwarmClient {
     }
 
     /// Claims up to `max` claimable items; an empty list when there are none.
+    /// Claims work; with `wait_ms`, the node holds the call until matching
+    /// work appears (long poll), and so does the client's deadline.
     pub async fn claim(&self, req: ClaimRequest) -> Result<Vec<WorkItem>, ClientError> {
+        let wait = Duration::from_millis(u64::from(req.wait_ms));
         let resp = self
-            .call(Rpc::Claim, |ch, t| {
+            .call_waiting(Rpc::Claim, wait, |ch, t| {
                 let req = self.request(req.clone(), t);
                 async move { work(ch).claim(req).await }
             })
@@ -177,7 +180,7 @@ impl SwarmClient {
     /// first attempt was applied after all), that is a success.
     pub async fn complete(&self, req: CompleteRequest) -> Result<WorkItem, ClientError> {
         let (result, trace) = self
-            .call_traced(Rpc::Complete, |ch, t| {
+            .call_traced(Rpc::Complete, Duration::ZERO, |ch, t| {
                 let req = self.request(req.clone(), t);
                 async move { work(ch).complete(req).await }
             })
@@ -450,7 +453,22 @@ impl SwarmClient {
         F: FnMut(Channel, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
     {
-        self.call_traced(rpc, attempt).await.0
+        self.call_traced(rpc, Duration::ZERO, attempt).await.0
+    }
+
+    /// [`SwarmClient::call`] for a call the node may hold for `wait` before
+    /// it answers: every deadline is longer by that much.
+    async fn call_waiting<Resp, F, Fut>(
+        &self,
+        rpc: Rpc,
+        wait: Duration,
+        attempt: F,
+    ) -> Result<Resp, ClientError>
+    where
+        F: FnMut(Channel, Duration) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
+        self.call_traced(rpc, wait, attempt).await.0
     }
 
     /// Sends `attempt` to one node after another until one answers, a node
@@ -459,6 +477,7 @@ impl SwarmClient {
     async fn call_traced<Resp, F, Fut>(
         &self,
         rpc: Rpc,
+        wait: Duration,
         mut attempt: F,
     ) -> (Result<Resp, ClientError>, Trace)
     where
@@ -466,7 +485,7 @@ impl SwarmClient {
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
     {
         let config = &self.inner.config;
-        let deadline = Instant::now() + config.retry.total_timeout;
+        let deadline = Instant::now() + config.retry.total_timeout + wait;
         let mut pauses = config.retry.backoffs();
         let mut trace = Trace::default();
         let mut attempts = 0u32;
@@ -488,7 +507,7 @@ impl SwarmClient {
                 if remaining.is_zero() {
                     break 'rounds;
                 }
-                let timeout = config.request_timeout.min(remaining);
+                let timeout = (config.request_timeout + wait).min(remaining);
                 let channel = match self.channel(&addr) {
                     Ok(channel) => channel,
                     Err(err) => return (Err(err), trace),

@@ -1,4 +1,4 @@
-//! `swarmctl work claim --agent A [--type T ...] [--max N] [--lease 30s]`
+//! `swarmctl work claim --agent A [--type T ...] [--max N] [--lease 30s] [--wait 20s]`
 
 use std::time::Duration;
 
@@ -26,6 +26,10 @@ pub struct Claim {
     /// Lease length (humantime: 500ms, 10s, 2m)
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub lease: Duration,
+    /// When nothing matches, wait this long for matching work to appear,
+    /// then claim it (long poll; the node caps it at its max_claim_wait)
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
 }
 
 pub async fn run(ctx: &Context, args: Claim) -> Result<()> {
@@ -38,6 +42,7 @@ pub async fn run(ctx: &Context, args: Claim) -> Result<()> {
             capabilities: args.capabilities,
             max: args.max,
             lease_ms,
+            wait_ms: u32::try_from(args.wait.as_millis()).unwrap_or(u32::MAX),
         })
         .await
         .with_context(|| format!("claim work for agent {:?}", args.agent))?;
