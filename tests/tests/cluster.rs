@@ -366,6 +366,172 @@ async fn t20_fifty_agents_claim_two_hundred_items_exactly_once() {
 
 // ------------------------------------------------------- t3x leases
 
+/// A long-poll claim of one item of `kind` for `agent` through `node`,
+/// waiting up to `wait`: the ids it got.
+async fn wait_claim(
+    cluster: &Cluster,
+    node: NodeId,
+    agent: &str,
+    kind: &str,
+    wait: Duration,
+) -> Result<Vec<String>> {
+    let mut request = tonic::Request::new(ClaimRequest {
+        agent: agent.into(),
+        types: vec![kind.into()],
+        max: 1,
+        lease_ms: 30_000,
+        wait_ms: u32::try_from(wait.as_millis())?,
+        ..ClaimRequest::default()
+    });
+    request.set_timeout(wait + Duration::from_secs(5));
+    let items = cluster.work(node)?.claim(request).await?.into_inner().items;
+    Ok(items.into_iter().map(|i| i.id).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t22_a_waiting_claim_takes_work_submitted_later_first_come_first_served() {
+    let cluster = Cluster::start(3).await.unwrap();
+    within(SCENARIO, "t22", async {
+        let leader = cluster.wait_healthy(3, ELECTION).await?;
+        let node = cluster
+            .followers()
+            .await?
+            .first()
+            .copied()
+            .unwrap_or(leader);
+        // Idle waiters write nothing: twenty claims wait for a type nobody
+        // submits, and the log does not move.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before = cluster.status(leader).await?.commit_index;
+        let idle: Vec<_> = (0..20)
+            .map(|i| {
+                let cluster = &cluster;
+                async move {
+                    let node = cluster.node_ids()[i % 3];
+                    wait_claim(
+                        cluster,
+                        node,
+                        &format!("idle-{i}"),
+                        "nobody",
+                        Duration::from_secs(2),
+                    )
+                    .await
+                }
+            })
+            .collect();
+        for got in futures::future::join_all(idle).await {
+            ensure!(got?.is_empty(), "an idle waiter got work");
+        }
+        let after = cluster.status(leader).await?.commit_index;
+        ensure!(
+            after == before,
+            "idle waiters wrote entries: {before} -> {after}"
+        );
+
+        // Two waiters in line on one node: the first comes first.
+        let first = tokio::spawn({
+            let work = cluster.work(node)?;
+            async move {
+                let mut request = tonic::Request::new(ClaimRequest {
+                    agent: "first".into(),
+                    types: vec!["lp".into()],
+                    max: 1,
+                    wait_ms: 20_000,
+                    ..ClaimRequest::default()
+                });
+                request.set_timeout(Duration::from_secs(30));
+                let mut work = work;
+                work.claim(request).await.map(|r| r.into_inner().items)
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let second = tokio::spawn({
+            let work = cluster.work(node)?;
+            async move {
+                let mut request = tonic::Request::new(ClaimRequest {
+                    agent: "second".into(),
+                    types: vec!["lp".into()],
+                    max: 1,
+                    wait_ms: 20_000,
+                    ..ClaimRequest::default()
+                });
+                request.set_timeout(Duration::from_secs(30));
+                let mut work = work;
+                work.claim(request).await.map(|r| r.into_inner().items)
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let one = submit(
+            &cluster,
+            leader,
+            submit_request("lp", "", serde_json::json!({})),
+        )
+        .await?;
+        let got = first.await??;
+        ensure!(
+            got.len() == 1
+                && got[0].id == one.id
+                && got[0].claim.as_ref().is_some_and(|c| c.agent == "first"),
+            "the first waiter did not get the first item: {got:?}"
+        );
+        ensure!(
+            !second.is_finished(),
+            "the second waiter answered before its item existed"
+        );
+        let two = submit(
+            &cluster,
+            leader,
+            submit_request("lp", "", serde_json::json!({})),
+        )
+        .await?;
+        let got = second.await??;
+        ensure!(
+            got.len() == 1 && got[0].id == two.id,
+            "the second waiter did not get the second item: {got:?}"
+        );
+
+        // A waiter whose client goes away leaves the line: the next one in
+        // it is served at once, not after the gone one's wait.
+        let gone = tokio::spawn({
+            let cluster_work = cluster.work(node)?;
+            async move {
+                let mut work = cluster_work;
+                let request = ClaimRequest {
+                    agent: "gone".into(),
+                    types: vec!["lp".into()],
+                    max: 1,
+                    wait_ms: 25_000,
+                    ..ClaimRequest::default()
+                };
+                work.claim(request).await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        gone.abort();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let waiting =
+            async { wait_claim(&cluster, node, "next", "lp", Duration::from_secs(8)).await };
+        let submitting = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            submit(
+                &cluster,
+                leader,
+                submit_request("lp", "", serde_json::json!({})),
+            )
+            .await
+        };
+        let (got, three) = tokio::join!(waiting, submitting);
+        let (got, three) = (got?, three?);
+        ensure!(
+            got == [three.id.clone()],
+            "the waiter after a gone one got {got:?}"
+        );
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t30_expired_lease_is_reclaimed_with_a_higher_token_and_the_old_holder_is_fenced() {
     let cluster = Cluster::start(3).await.unwrap();

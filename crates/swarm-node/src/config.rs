@@ -53,6 +53,10 @@ pub struct Config {
     /// Lease granted when a claim does not ask for one.
     #[serde(deserialize_with = "humantime")]
     pub default_lease: Duration,
+    /// Longest a long-poll claim (`wait_ms`) waits here for matching work;
+    /// shorter than `request_timeout`.
+    #[serde(deserialize_with = "humantime")]
+    pub max_claim_wait: Duration,
     /// Build a snapshot (and purge the log behind it) every this many entries.
     pub snapshot_every: u64,
     /// How long a finished item (completed, failed, cancelled) stays before
@@ -147,6 +151,7 @@ impl Default for Config {
             sled_cache_mb: 64,
             max_payload_bytes: 1024 * 1024,
             default_lease: Duration::from_secs(30),
+            max_claim_wait: Duration::from_secs(30),
             snapshot_every: 10_000,
             retention: Duration::from_secs(24 * 60 * 60),
             tick_interval: Duration::from_millis(100),
@@ -182,7 +187,7 @@ impl Default for RaftTimings {
 
 /// Each `SWARM_*` variable and the key it sets: the flag's name in capitals.
 /// Lists are comma separated, as on the command line.
-const ENV_VARS: [(&str, &str); 34] = [
+const ENV_VARS: [(&str, &str); 35] = [
     ("SWARM_ID", "id"),
     ("SWARM_LISTEN", "listen"),
     ("SWARM_ADVERTISE", "advertise"),
@@ -196,6 +201,7 @@ const ENV_VARS: [(&str, &str); 34] = [
     ("SWARM_SLED_CACHE_MB", "sled_cache_mb"),
     ("SWARM_MAX_PAYLOAD_BYTES", "max_payload_bytes"),
     ("SWARM_DEFAULT_LEASE", "default_lease"),
+    ("SWARM_MAX_CLAIM_WAIT", "max_claim_wait"),
     ("SWARM_SNAPSHOT_EVERY", "snapshot_every"),
     ("SWARM_RETENTION", "retention"),
     ("SWARM_TICK_INTERVAL", "tick_interval"),
@@ -289,6 +295,10 @@ pub struct Flags {
     #[arg(long, value_parser = duration)]
     #[serde(serialize_with = "humantime_serde::serialize")]
     pub default_lease: Option<Duration>,
+    /// Longest a long-poll claim waits for matching work (e.g. 30s).
+    #[arg(long, value_parser = duration)]
+    #[serde(serialize_with = "humantime_serde::serialize")]
+    pub max_claim_wait: Option<Duration>,
     /// Snapshot the state machine every this many log entries.
     #[arg(long)]
     pub snapshot_every: Option<u64>,
@@ -628,6 +638,15 @@ impl Config {
         }
         if self.request_timeout < Duration::from_millis(100) {
             return Err(invalid("request_timeout", "must be at least 100ms"));
+        }
+        if self.max_claim_wait >= self.request_timeout {
+            return Err(invalid(
+                "max_claim_wait",
+                format!(
+                    "{:?} must be shorter than request_timeout ({:?}), which would cut a waiting claim off",
+                    self.max_claim_wait, self.request_timeout
+                ),
+            ));
         }
         if self.tick_interval.is_zero() {
             return Err(invalid("tick_interval", "must be longer than 0ms"));
@@ -1022,6 +1041,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("peer_advertise"), "{err}");
+    }
+
+    #[test]
+    fn a_claim_waits_less_than_a_request_may_take() {
+        let err = Config::load(flags(&["--max-claim-wait", "60s"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("max_claim_wait") && err.contains("request_timeout"),
+            "{err}"
+        );
+        let c = Config::load(flags(&["--max-claim-wait", "5s"])).unwrap();
+        assert_eq!(c.max_claim_wait, Duration::from_secs(5));
     }
 
     #[test]

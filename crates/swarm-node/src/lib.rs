@@ -40,6 +40,7 @@ mod gate;
 mod http;
 mod journal;
 mod listing;
+mod long_poll;
 pub mod metrics;
 mod node;
 mod ports;

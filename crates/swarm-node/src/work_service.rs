@@ -20,11 +20,49 @@ use crate::node::NodeContext;
 #[derive(Clone)]
 pub struct WorkApi {
     ctx: NodeContext,
+    /// Long-poll claims waiting for work ([`crate::long_poll`]).
+    waiting: std::sync::Arc<crate::long_poll::ClaimLines>,
 }
 
 impl WorkApi {
     pub fn new(ctx: NodeContext) -> WorkApi {
-        WorkApi { ctx }
+        WorkApi {
+            ctx,
+            waiting: std::sync::Arc::default(),
+        }
+    }
+
+    /// A claim that may wait up to `wait` for matching work (see
+    /// [`crate::long_poll`]): proposed only once this replica shows some,
+    /// again if another agent took it first, until the wait ends.
+    async fn claim_waiting(
+        &self,
+        claim: Claim,
+        wait: std::time::Duration,
+    ) -> Result<Vec<WorkItem>, Status> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let line = self.waiting.line(&claim.kinds, &claim.capabilities);
+        let Ok(_turn) = tokio::time::timeout_at(deadline, line.lock()).await else {
+            return Ok(Vec::new());
+        };
+        let mut applied = self.ctx.state.applied_index();
+        loop {
+            let ready = self
+                .ctx
+                .state
+                .read(|s| s.has_claimable(&claim.kinds, &claim.capabilities));
+            if ready {
+                let granted = self.write(claim.clone()).await?;
+                if !granted.is_empty() || tokio::time::Instant::now() >= deadline {
+                    return Ok(granted);
+                }
+            }
+            match tokio::time::timeout_at(deadline, applied.changed()).await {
+                Ok(Ok(())) => {}
+                // The wait is over, or the replica is gone (shutting down).
+                _ => return Ok(Vec::new()),
+            }
+        }
     }
 
     /// For an agent token: refuses a call on item `id` held by an agent the
@@ -224,16 +262,21 @@ impl WorkService for WorkApi {
         } else {
             r.lease_ms
         };
-        let granted = self
-            .write(Claim {
-                agent: r.agent,
-                kinds: r.types,
-                capabilities: r.capabilities,
-                max: r.max.max(1),
-                lease_ms,
-                now: 0,
-            })
-            .await?;
+        let claim = Claim {
+            agent: r.agent,
+            kinds: r.types,
+            capabilities: r.capabilities,
+            max: r.max.max(1),
+            lease_ms,
+            now: 0,
+        };
+        let wait = std::time::Duration::from_millis(u64::from(r.wait_ms))
+            .min(self.ctx.config.max_claim_wait);
+        let granted = if wait.is_zero() {
+            self.write(claim).await?
+        } else {
+            self.claim_waiting(claim, wait).await?
+        };
         Ok(Response::new(pb::ClaimResponse {
             items: items(&granted),
         }))
