@@ -6,6 +6,11 @@
 //!   duration: claims/s and claim latency percentiles.
 //! - `workflows`: submit N five-step no-op workflows at once and wait for all
 //!   to complete: workflows/s and end-to-end latency percentiles.
+//! - `long-poll`: an agent already waiting in a long-poll claim on one node,
+//!   an item submitted through another: submit → claimed latency
+//!   percentiles; then many agents waiting idle for a while, and how many
+//!   Raft entries the cluster wrote meanwhile (its commit index before and
+//!   after).
 //!
 //! Example: `swarm-load --endpoints 127.0.0.1:7101 claims --clients 64 --duration 10s`
 
@@ -14,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use swarm_proto::v1::admin_service_client::AdminServiceClient;
 use swarm_proto::v1::work_service_client::WorkServiceClient;
-use swarm_proto::v1::{ClaimRequest, CompleteRequest, SubmitRequest};
+use swarm_proto::v1::{ClaimRequest, ClusterStatusRequest, CompleteRequest, SubmitRequest};
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Parser)]
@@ -51,6 +57,16 @@ enum Cmd {
     Workflows {
         #[arg(long, default_value_t = 200)]
         count: usize,
+    },
+    /// Long-poll claims: submit → claimed with an agent already waiting,
+    /// then idle waiters and the Raft entries written meanwhile.
+    LongPoll {
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+        #[arg(long, default_value_t = 100)]
+        idle_agents: usize,
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        idle_for: Duration,
     },
 }
 
@@ -203,6 +219,113 @@ async fn workflows(endpoints: &[String], count: usize) -> Result<()> {
     Ok(())
 }
 
+/// A long-poll claim of one item of `kind`: the claimed ids.
+async fn wait_claim(
+    c: &mut WorkServiceClient<Channel>,
+    agent: &str,
+    kind: &str,
+    wait: Duration,
+) -> Result<Vec<(String, u64)>> {
+    let mut request = tonic::Request::new(ClaimRequest {
+        agent: agent.into(),
+        types: vec![kind.into()],
+        max: 1,
+        lease_ms: 60_000,
+        wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+        ..Default::default()
+    });
+    request.set_timeout(wait + Duration::from_secs(10));
+    let items = c.claim(request).await?.into_inner().items;
+    Ok(items.into_iter().map(|i| (i.id, i.token)).collect())
+}
+
+/// The cluster's commit index as the node at `endpoint` knows it.
+async fn commit_index(endpoint: &str) -> Result<u64> {
+    let ch = Endpoint::from_shared(format!("http://{endpoint}"))?.connect_lazy();
+    let status = AdminServiceClient::new(ch)
+        .cluster_status(ClusterStatusRequest {})
+        .await?
+        .into_inner();
+    Ok(status.commit_index)
+}
+
+async fn long_poll(
+    endpoints: &[String],
+    rounds: usize,
+    idle_agents: usize,
+    idle_for: Duration,
+) -> Result<()> {
+    let conns = clients(endpoints)?;
+    let kind = format!("long-poll-{}", std::process::id());
+    // The waiter on one node, the submitter on another.
+    let mut waiter = conns[0].clone();
+    let mut submitter = conns[1 % conns.len()].clone();
+    let mut lat = Vec::with_capacity(rounds);
+    let start = Instant::now();
+    for _ in 0..rounds {
+        let claim = tokio::spawn({
+            let (mut c, kind) = (waiter.clone(), kind.clone());
+            async move {
+                let got = wait_claim(&mut c, "waiter", &kind, Duration::from_secs(20)).await;
+                (got, Instant::now())
+            }
+        });
+        // Let the claim reach the node and start waiting.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let submitted = Instant::now();
+        submit(&mut submitter, &kind, "{}".into()).await?;
+        let (got, claimed_at) = claim.await?;
+        let got = got?;
+        let (id, token) = got.into_iter().next().context("the waiter got nothing")?;
+        lat.push(claimed_at.duration_since(submitted));
+        waiter
+            .complete(CompleteRequest {
+                id,
+                token,
+                result_json: "{}".into(),
+            })
+            .await?;
+    }
+    report(
+        "long-poll (submit -> claimed, an agent already waiting)",
+        lat,
+        start.elapsed(),
+        rounds,
+    );
+
+    let before = commit_index(&endpoints[0]).await?;
+    let idle_kind = format!("{kind}-idle");
+    let until = Instant::now() + idle_for;
+    let waiters = (0..idle_agents).map(|i| {
+        let (mut c, kind) = (conns[i % conns.len()].clone(), idle_kind.clone());
+        tokio::spawn(async move {
+            let mut calls = 0usize;
+            while Instant::now() < until {
+                let wait = until
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_secs(25));
+                if wait.is_zero() {
+                    break;
+                }
+                wait_claim(&mut c, &format!("idle-{i}"), &kind, wait).await?;
+                calls += 1;
+            }
+            anyhow::Ok(calls)
+        })
+    });
+    let mut calls = 0;
+    for w in futures::future::join_all(waiters).await {
+        calls += w??;
+    }
+    let after = commit_index(&endpoints[0]).await?;
+    println!(
+        "long-poll idle: {idle_agents} agents waiting {:.0}s ({calls} claim calls) wrote {} Raft entries (commit index {before} -> {after})",
+        idle_for.as_secs_f64(),
+        after.saturating_sub(before),
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -211,5 +334,10 @@ async fn main() -> Result<()> {
         Cmd::WriteLatency { count } => write_latency(&endpoints, count).await,
         Cmd::Claims { clients, duration } => claims(&endpoints, clients, duration).await,
         Cmd::Workflows { count } => workflows(&endpoints, count).await,
+        Cmd::LongPoll {
+            rounds,
+            idle_agents,
+            idle_for,
+        } => long_poll(&endpoints, rounds, idle_agents, idle_for).await,
     }
 }
