@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # nextest setup script (see .config/nextest.toml): builds the swarmd that the
-# end-to-end tests in tests/ spawn, with the cargo profile of the test run, and
-# hands its absolute path to those tests as SWARMD_BIN. The tests themselves
+# end-to-end tests in tests/ spawn (and swarmctl, whose MCP server they spawn
+# too), with the cargo profile of the test run, and hands their absolute paths
+# to those tests as SWARMD_BIN and SWARMCTL_BIN. The tests themselves
 # never run cargo; a failed build here stops the run before any test starts.
 #
 # A SWARMD_BIN already set by the user names the binary to test: it is left
@@ -37,10 +38,17 @@ done
 # compiler-artifact for swarmd names the executable, wherever the target
 # directory is.
 messages=$("${CARGO:-cargo}" build --profile "$profile" -p swarm-node --bin swarmd \
-  --message-format=json-render-diagnostics)
+  -p swarm-cli --bin swarmctl --message-format=json-render-diagnostics)
 swarmd=$(grep -o '"executable":"[^"]*/swarmd"' <<<"$messages" | tail -n 1 | cut -d'"' -f4)
 if [[ -z "$swarmd" || ! -x "$swarmd" ]]; then
   echo "build-swarmd.sh: cargo built swarm-node but reported no swarmd executable" >&2
   exit 1
 fi
 echo "SWARMD_BIN=$swarmd" >>"$NEXTEST_ENV"
+# swarmctl too: the MCP server's tests (tests/tests/mcp.rs) spawn it.
+swarmctl=$(grep -o '"executable":"[^"]*/swarmctl"' <<<"$messages" | tail -n 1 | cut -d'"' -f4)
+if [[ -z "$swarmctl" || ! -x "$swarmctl" ]]; then
+  echo "build-swarmd.sh: cargo built swarm-cli but reported no swarmctl executable" >&2
+  exit 1
+fi
+echo "SWARMCTL_BIN=$swarmctl" >>"$NEXTEST_ENV"

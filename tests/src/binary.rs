@@ -18,23 +18,36 @@ use anyhow::{Context, Result, anyhow, bail};
 /// (`target/<profile>/deps/<test>` → `target/<profile>/swarmd`), which must
 /// exist and be at least as new as every source file cargo built it from.
 pub fn swarmd_binary() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("SWARMD_BIN") {
+    built_binary("swarmd", "SWARMD_BIN", "swarm-node")
+}
+
+/// The `swarmctl` binary to test (the MCP server's tests spawn it), found as
+/// [`swarmd_binary`] finds `swarmd`: `$SWARMCTL_BIN`, set by the same setup
+/// script, or `swarmctl` beside the test executable's target directory.
+pub fn swarmctl_binary() -> Result<PathBuf> {
+    built_binary("swarmctl", "SWARMCTL_BIN", "swarm-cli")
+}
+
+/// Binary `name` of `package`: `$var` when set, else the one in the target
+/// directory, refused when missing or stale.
+fn built_binary(name: &str, var: &str, package: &str) -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(var) {
         let path = PathBuf::from(path);
         if !path.is_file() {
-            bail!("SWARMD_BIN is {}, which is not a file", path.display());
+            bail!("{var} is {}, which is not a file", path.display());
         }
         return Ok(path);
     }
     let exe = std::env::current_exe().context("locate the test executable")?;
     let profile_dir = profile_dir_of(&exe)?;
-    let binary = profile_dir.join("swarmd");
-    let how = how_to_build(&profile_dir);
+    let binary = profile_dir.join(name);
+    let how = how_to_build(&profile_dir, package, name);
     if !binary.is_file() {
-        bail!("swarmd at {} is missing: {how}", binary.display());
+        bail!("{name} at {} is missing: {how}", binary.display());
     }
     if let Some(source) = newer_source(&binary)? {
         bail!(
-            "swarmd at {} is older than {}: {how}",
+            "{name} at {} is older than {}: {how}",
             binary.display(),
             relative_to_workspace(&source).display()
         );
@@ -54,15 +67,16 @@ fn profile_dir_of(exe: &Path) -> Result<PathBuf> {
     })
 }
 
-/// The remedy for a missing or stale `swarmd` in `profile_dir`.
-fn how_to_build(profile_dir: &Path) -> String {
+/// The remedy for a missing or stale binary `name` of `package` in
+/// `profile_dir`.
+fn how_to_build(profile_dir: &Path, package: &str, name: &str) -> String {
     let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") | None => String::new(),
         Some("release") => " --release".to_owned(),
         Some(other) => format!(" --profile {other}"),
     };
     format!(
-        "build it with `cargo build{profile} -p swarm-node --bin swarmd` or run the tests with \
+        "build it with `cargo build{profile} -p {package} --bin {name}` or run the tests with \
          `cargo nextest run --workspace`, which builds it first"
     )
 }
@@ -167,9 +181,10 @@ mod tests {
 
     #[test]
     fn the_remedy_builds_with_the_profile_of_the_tests() {
-        assert!(how_to_build(Path::new("/t/debug")).contains("`cargo build -p swarm-node"));
-        assert!(how_to_build(Path::new("/t/release")).contains("`cargo build --release -p"));
-        assert!(how_to_build(Path::new("/t/ci")).contains("`cargo build --profile ci -p"));
+        let how = |dir: &str| how_to_build(Path::new(dir), "swarm-node", "swarmd");
+        assert!(how("/t/debug").contains("`cargo build -p swarm-node --bin swarmd"));
+        assert!(how("/t/release").contains("`cargo build --release -p"));
+        assert!(how("/t/ci").contains("`cargo build --profile ci -p"));
     }
 
     fn touch(path: &Path, at: SystemTime) {

@@ -61,7 +61,7 @@ use swarm_proto::v1::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-pub use binary::swarmd_binary;
+pub use binary::{swarmctl_binary, swarmd_binary};
 
 /// A node's Raft id, as given to `swarmd --id`.
 pub type NodeId = u64;

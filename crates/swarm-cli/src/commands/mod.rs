@@ -7,6 +7,7 @@ pub mod cert;
 pub mod chaos;
 pub mod claims;
 pub mod cluster;
+pub mod mcp;
 pub mod node;
 pub mod token;
 pub mod top;
@@ -49,6 +50,9 @@ pub enum Command {
     /// Make bearer tokens for a cluster with a tokens file
     #[command(subcommand)]
     Token(token::Token),
+    /// Serve the Model Context Protocol on stdin/stdout: an LLM agent claims,
+    /// heartbeats and completes work through Swarm as one named agent
+    Mcp(mcp::Mcp),
 }
 
 /// What every command runs with.
@@ -72,6 +76,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         // Files only: no connection.
         Command::Cert(cmd) => cmd.run(),
         Command::Token(cmd) => cmd.run(global.output),
+        Command::Mcp(args) => mcp::run(connect(global)?, args).await,
     }
 }
 
