@@ -65,6 +65,46 @@ async fn t10_every_node_serves_health_and_reflection() {
                 panic!("node {node}: unexpected reflection answer");
             };
             let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+            // The older v1alpha protocol too (older grpcurl, Python's
+            // grpc_reflection).
+            {
+                use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as AlphaClient;
+                use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as AlphaRequest;
+                use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse as AlphaResponse;
+                let channel = tonic::transport::Endpoint::from_shared(format!(
+                    "http://{}",
+                    cluster.addr(node)?
+                ))?
+                .connect()
+                .await?;
+                let request = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+                    host: String::new(),
+                    message_request: Some(AlphaRequest::ListServices(String::new())),
+                };
+                let answer = AlphaClient::new(channel)
+                    .server_reflection_info(futures::stream::iter([request]))
+                    .await?
+                    .into_inner()
+                    .next()
+                    .await
+                    .expect("a v1alpha reflection answer")?;
+                let Some(AlphaResponse::ListServicesResponse(alpha)) = answer.message_response
+                else {
+                    panic!("node {node}: unexpected v1alpha reflection answer");
+                };
+                let apis = |names: Vec<String>| -> Vec<String> {
+                    names
+                        .into_iter()
+                        .filter(|n| !n.starts_with("grpc.reflection."))
+                        .collect()
+                };
+                let alpha: Vec<String> = alpha.service.into_iter().map(|s| s.name).collect();
+                assert_eq!(
+                    apis(alpha),
+                    apis(names.clone()),
+                    "node {node}: v1alpha lists what v1 does"
+                );
+            }
             for wanted in [
                 "swarm.v1.WorkService",
                 "swarm.v1.AdminService",

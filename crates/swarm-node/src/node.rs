@@ -254,18 +254,22 @@ async fn serve(
     health_reporter
         .set_serving::<HandoffServiceServer<HandoffApi>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(swarm_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1();
-    let reflection = match reflection {
-        Ok(_) if !ctx.config.reflection || !clients => None,
-        Ok(r) => Some(r),
-        Err(e) => {
-            tracing::warn!(error = %e, "grpc reflection disabled");
-            None
-        }
+    // Reflection v1, and v1alpha for older grpcurl and Python's
+    // grpc_reflection.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(swarm_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
+    let (reflection, reflection_alpha) =
+        match (reflection().build_v1(), reflection().build_v1alpha()) {
+            _ if !ctx.config.reflection || !clients => (None, None),
+            (Ok(v1), Ok(alpha)) => (Some(v1), Some(alpha)),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "grpc reflection disabled");
+                (None, None)
+            }
+        };
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
@@ -297,6 +301,7 @@ async fn serve(
         .layer(tower::util::option_layer(auth.map(GateLayer)))
         .add_service(health)
         .add_optional_service(reflection)
+        .add_optional_service(reflection_alpha)
         .add_optional_service(work)
         .add_optional_service(admin)
         .add_optional_service(handoff)
