@@ -143,11 +143,11 @@ def test_a_task_whose_item_is_cancelled_reports_lost(swarm, unique_type):
 
 def test_renewals_keep_a_short_lease_alive_and_carry_progress(swarm, unique_type):
     item = swarm.submit(unique_type)
-    agent = swarm.agent("steady", types=[unique_type], lease="1s")
+    agent = swarm.agent("steady", types=[unique_type], lease="2s")
     (task,) = agent.claim(wait="5s")
     with task:
         task.progress("halfway")
-        time.sleep(2.5)
+        time.sleep(3)
         assert not task.lost.is_set(), task.lost_reason
         held = swarm.get(item.id)
         assert held.status == "claimed"

@@ -473,7 +473,9 @@ class Transport:
     def _tls_hint(self, text: str) -> str:
         """A connection that failed below gRPC may be TLS meeting plaintext."""
         lowered = text.lower()
-        if not any(s in lowered for s in ("ssl", "handshake", "failed to connect", "socket closed", "connection reset")):
+        if "connection refused" in lowered or not any(
+            s in lowered for s in ("ssl", "handshake", "socket closed", "connection reset", "end of file")
+        ):
             return ""
         if self._credentials is None:
             return " (if the nodes serve TLS, give their CA certificate: ca=... or SWARM_CA)"

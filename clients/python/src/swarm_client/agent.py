@@ -130,12 +130,18 @@ class Task:
 
     def __init__(self, agent: Agent, item: WorkItem):
         self.agent = agent
+        #: The item as the claim returned it.
         self.item = item
         self.id = item.id
         self.type = item.type
+        #: The fencing token: every call for this task carries it, and
+        #: systems the work touches can refuse an older one.
         self.token = item.claim.token if item.claim else item.token
+        #: The item's payload, parsed from JSON.
         self.payload = item.payload
+        #: Which claim of the item this is, from 1 (a release does not count).
         self.attempt = item.attempt
+        #: The lease in seconds, as granted.
         self.lease = item.claim.lease_ms / 1000.0 if item.claim else agent.lease
         #: Set when the task no longer holds its item; ``lost_reason`` says why.
         self.lost = threading.Event()

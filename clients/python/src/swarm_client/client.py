@@ -227,9 +227,11 @@ class Swarm:
         return stats_from_pb(self._transport.call(Rpc.WORK_STATS, work_pb2.WorkStatsRequest(consistency=_consistency(local))))
 
     def cancel(self, id: str, reason: str = "") -> WorkItem:
-        """Cancels the item, whoever holds it. Cancelling a cancelled item
-        succeeds; cancelling a completed or failed one raises
-        :class:`FailedPrecondition`."""
+        """Cancels the item, whoever holds it. A workflow run that a node is
+        running is first asked to undo its steps: the answer then has
+        ``cancel_requested`` set, and the run ends cancelled once its holder
+        has undone them. Cancelling a cancelled item succeeds; cancelling a
+        completed or failed one raises :class:`FailedPrecondition`."""
         response = self._transport.call(Rpc.CANCEL, work_pb2.CancelRequest(id=id, reason=reason))
         return item_from_pb(response.item)
 
