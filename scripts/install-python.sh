@@ -69,7 +69,17 @@ if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import pytest, grpc
   rm -rf "$venv"
   if ! "$python" -m venv "$venv" >/dev/null 2>&1; then
     rm -rf "$venv"
-    skip "$python -m venv failed (on Debian: apt-get install python3-venv)"
+    # Debian ships the venv module apart: install it when this runs as root
+    # with apt-get (CI does), then try again.
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+      echo "install-python.sh: installing python3-venv (apt-get)" >&2
+      apt-get install -y python3-venv >&2 ||
+        { apt-get update >&2 && apt-get install -y python3-venv >&2; } || true
+    fi
+    if ! "$python" -m venv "$venv" >/dev/null 2>&1; then
+      rm -rf "$venv"
+      skip "$python -m venv failed (on Debian: apt-get install python3-venv)"
+    fi
   fi
   # setuptools in the venv builds the package without build isolation, so
   # reinstalling after a change needs no network.
