@@ -329,7 +329,8 @@ async fn t10_cluster_page_shows_three_members_and_the_leader() {
                      return { node: document.querySelector('[data-test=nav-node]').textContent,\
                               leader: document.querySelector('[data-test=leader-id]').dataset.leaderId || null,\
                               members: rows.map(r => ({ id: Number(r.dataset.memberId), role: r.dataset.role,\
-                                                       reachable: r.dataset.reachable === 'true' })) };",
+                                                       reachable: r.dataset.reachable === 'true',\
+                                                       peer: r.querySelector('[data-test=member-peer-addr]')?.textContent || null })) };",
                 )
                 .await?;
             let members = v["members"].as_array().cloned().unwrap_or_default();
@@ -349,6 +350,8 @@ async fn t10_cluster_page_shows_three_members_and_the_leader() {
             let role = if id == leader { "leader" } else { "follower" };
             assert_eq!(m["role"], json!(role), "member {id}: {view}");
             assert_eq!(m["reachable"], json!(true), "member {id}: {view}");
+            let peers = format!("peers {}", d.cluster.peer_addr(id)?);
+            assert_eq!(m["peer"], json!(peers), "member {id}: {view}");
         }
         Ok(())
     })

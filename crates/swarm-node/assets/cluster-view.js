@@ -44,7 +44,10 @@ function memberRow(m, cluster, maxLag) {
     "data-reachable": String(Boolean(m.reachable)), class: self ? "self" : null,
   },
   h("td", null, h("b", null, `node ${m.id}`), self ? h("span", { class: "tag", title: "this dashboard is served by this node" }, "you") : null),
-  h("td", { class: "mono" }, m.addr),
+  h("td", { class: "mono" }, m.addr,
+    m.peer_addr && m.peer_addr !== m.addr
+      ? h("div", { class: "muted", title: "where its peers reach it (peer_listen)", "data-test": "member-peer-addr" }, `peers ${m.peer_addr}`)
+      : null),
   h("td", null, badge("role", m.role, "member-role"), m.voter ? null : h("span", { class: "tag" }, "non-voter")),
   h("td", null, h("span", { class: `health health-${state}`, "data-test": "member-health", "data-health": state }, h("span", { class: "dot" }), text)),
   h("td", { class: "num" }, num(m.term)),

@@ -429,6 +429,7 @@ async fn api_cluster(State(app): State<App>) -> Response {
             json!({
                 "id": m.id,
                 "addr": m.addr,
+                "peer_addr": m.peer_addr,
                 "voter": m.voter,
                 "role": role,
                 "reachable": own.is_some(),
