@@ -65,6 +65,13 @@ async fn t10_every_node_serves_health_and_reflection() {
                 panic!("node {node}: unexpected reflection answer");
             };
             let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+            // The client port advertises what it serves, not the peer port's.
+            for peer_service in ["swarm.v1.RaftService", "swarm.v1.HandoffService"] {
+                assert!(
+                    !names.iter().any(|n| n == peer_service),
+                    "node {node}'s client port advertises {peer_service}: {names:?}"
+                );
+            }
             // The older v1alpha protocol too (older grpcurl, Python's
             // grpc_reflection).
             {

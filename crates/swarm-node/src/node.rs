@@ -256,10 +256,21 @@ async fn serve(
         .await;
     // Reflection v1, and v1alpha for older grpcurl and Python's
     // grpc_reflection.
+    // A client port advertises only what it serves.
     let reflection = || {
-        tonic_reflection::server::Builder::configure()
+        let builder = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(swarm_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        match port {
+            Port::Clients { .. } => [
+                "swarm.v1.WorkService",
+                "swarm.v1.AdminService",
+                "grpc.health.v1.Health",
+            ]
+            .into_iter()
+            .fold(builder, |b, name| b.with_service_name(name)),
+            _ => builder,
+        }
     };
     let (reflection, reflection_alpha) =
         match (reflection().build_v1(), reflection().build_v1alpha()) {
