@@ -427,6 +427,15 @@ async fn t22_a_waiting_claim_takes_work_submitted_later_first_come_first_served(
             after == before,
             "idle waiters wrote entries: {before} -> {after}"
         );
+        // Bad input is refused at once, not answered empty after the wait.
+        let bad = wait_claim(&cluster, node, "", "nobody", Duration::from_secs(20)).await;
+        let code = bad
+            .err()
+            .and_then(|e| e.downcast_ref::<tonic::Status>().map(tonic::Status::code));
+        ensure!(
+            code == Some(Code::InvalidArgument),
+            "a waiting claim with an empty agent name: {code:?}"
+        );
 
         // Two waiters in line on one node: the first comes first.
         let first = tokio::spawn({

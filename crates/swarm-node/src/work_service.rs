@@ -40,6 +40,11 @@ impl WorkApi {
         claim: Claim,
         wait: std::time::Duration,
     ) -> Result<Vec<WorkItem>, Status> {
+        // Bad input is refused now, not after the wait.
+        self.ctx
+            .limits
+            .check(&claim.clone().into_command())
+            .map_err(|e| claim_error_status(&e))?;
         let deadline = tokio::time::Instant::now() + wait;
         let line = self.waiting.line(&claim.kinds, &claim.capabilities);
         let Ok(_turn) = tokio::time::timeout_at(deadline, line.lock()).await else {
