@@ -15,12 +15,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use futures::{StreamExt, TryStreamExt, stream};
+use swarm_proto::v1::work_service_client::WorkServiceClient;
 use swarm_proto::v1::{
     ClaimRequest, CompleteRequest, GetWorkRequest, ListWorkRequest, ReadConsistency, SubmitRequest,
     WorkItem, WorkStatus,
 };
 use swarm_tests::{Cluster, ClusterOptions, NodeId, poll_until, within};
 use tonic::Code;
+use tonic::transport::Channel;
 
 /// Upper bound of one scenario, start-up excluded.
 const SCENARIO: Duration = Duration::from_secs(120);
@@ -366,17 +368,17 @@ async fn t20_fifty_agents_claim_two_hundred_items_exactly_once() {
 
 // ------------------------------------------------------- t3x leases
 
-/// A long-poll claim of one item of `kind` for `agent` through `node`,
-/// waiting up to `wait`: the ids it got.
+/// A long-poll claim of one item of `kind` for `agent` through `work`,
+/// waiting up to `wait`: the items it got. Owns what it uses, so that a
+/// scenario can spawn it.
 async fn wait_claim(
-    cluster: &Cluster,
-    node: NodeId,
-    agent: &str,
-    kind: &str,
+    mut work: WorkServiceClient<Channel>,
+    agent: String,
+    kind: &'static str,
     wait: Duration,
-) -> Result<Vec<String>> {
+) -> Result<Vec<WorkItem>> {
     let mut request = tonic::Request::new(ClaimRequest {
-        agent: agent.into(),
+        agent,
         types: vec![kind.into()],
         max: 1,
         lease_ms: 30_000,
@@ -384,8 +386,7 @@ async fn wait_claim(
         ..ClaimRequest::default()
     });
     request.set_timeout(wait + Duration::from_secs(5));
-    let items = cluster.work(node)?.claim(request).await?.into_inner().items;
-    Ok(items.into_iter().map(|i| i.id).collect())
+    Ok(work.claim(request).await?.into_inner().items)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,20 +406,16 @@ async fn t22_a_waiting_claim_takes_work_submitted_later_first_come_first_served(
         let before = cluster.status(leader).await?.commit_index;
         let idle: Vec<_> = (0..20)
             .map(|i| {
-                let cluster = &cluster;
-                async move {
-                    let node = cluster.node_ids()[i % 3];
-                    wait_claim(
-                        cluster,
-                        node,
-                        &format!("idle-{i}"),
-                        "nobody",
-                        Duration::from_secs(2),
-                    )
-                    .await
-                }
+                let node = cluster.node_ids()[i % 3];
+                let wait = Duration::from_secs(2);
+                Ok(wait_claim(
+                    cluster.work(node)?,
+                    format!("idle-{i}"),
+                    "nobody",
+                    wait,
+                ))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         for got in futures::future::join_all(idle).await {
             ensure!(got?.is_empty(), "an idle waiter got work");
         }
@@ -428,7 +425,13 @@ async fn t22_a_waiting_claim_takes_work_submitted_later_first_come_first_served(
             "idle waiters wrote entries: {before} -> {after}"
         );
         // Bad input is refused at once, not answered empty after the wait.
-        let bad = wait_claim(&cluster, node, "", "nobody", Duration::from_secs(20)).await;
+        let bad = wait_claim(
+            cluster.work(node)?,
+            String::new(),
+            "nobody",
+            Duration::from_secs(20),
+        )
+        .await;
         let code = bad
             .err()
             .and_then(|e| e.downcast_ref::<tonic::Status>().map(tonic::Status::code));
@@ -438,37 +441,10 @@ async fn t22_a_waiting_claim_takes_work_submitted_later_first_come_first_served(
         );
 
         // Two waiters in line on one node: the first comes first.
-        let first = tokio::spawn({
-            let work = cluster.work(node)?;
-            async move {
-                let mut request = tonic::Request::new(ClaimRequest {
-                    agent: "first".into(),
-                    types: vec!["lp".into()],
-                    max: 1,
-                    wait_ms: 20_000,
-                    ..ClaimRequest::default()
-                });
-                request.set_timeout(Duration::from_secs(30));
-                let mut work = work;
-                work.claim(request).await.map(|r| r.into_inner().items)
-            }
-        });
+        let wait = Duration::from_secs(20);
+        let first = tokio::spawn(wait_claim(cluster.work(node)?, "first".into(), "lp", wait));
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let second = tokio::spawn({
-            let work = cluster.work(node)?;
-            async move {
-                let mut request = tonic::Request::new(ClaimRequest {
-                    agent: "second".into(),
-                    types: vec!["lp".into()],
-                    max: 1,
-                    wait_ms: 20_000,
-                    ..ClaimRequest::default()
-                });
-                request.set_timeout(Duration::from_secs(30));
-                let mut work = work;
-                work.claim(request).await.map(|r| r.into_inner().items)
-            }
-        });
+        let second = tokio::spawn(wait_claim(cluster.work(node)?, "second".into(), "lp", wait));
         tokio::time::sleep(Duration::from_millis(300)).await;
         let one = submit(
             &cluster,
@@ -501,25 +477,21 @@ async fn t22_a_waiting_claim_takes_work_submitted_later_first_come_first_served(
 
         // A waiter whose client goes away leaves the line: the next one in
         // it is served at once, not after the gone one's wait.
-        let gone = tokio::spawn({
-            let cluster_work = cluster.work(node)?;
-            async move {
-                let mut work = cluster_work;
-                let request = ClaimRequest {
-                    agent: "gone".into(),
-                    types: vec!["lp".into()],
-                    max: 1,
-                    wait_ms: 25_000,
-                    ..ClaimRequest::default()
-                };
-                work.claim(request).await
-            }
-        });
+        let gone = tokio::spawn(wait_claim(
+            cluster.work(node)?,
+            "gone".into(),
+            "lp",
+            Duration::from_secs(25),
+        ));
         tokio::time::sleep(Duration::from_millis(300)).await;
         gone.abort();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let waiting =
-            async { wait_claim(&cluster, node, "next", "lp", Duration::from_secs(8)).await };
+        let waiting = wait_claim(
+            cluster.work(node)?,
+            "next".into(),
+            "lp",
+            Duration::from_secs(8),
+        );
         let submitting = async {
             tokio::time::sleep(Duration::from_millis(300)).await;
             submit(
@@ -532,7 +504,7 @@ async fn t22_a_waiting_claim_takes_work_submitted_later_first_come_first_served(
         let (got, three) = tokio::join!(waiting, submitting);
         let (got, three) = (got?, three?);
         ensure!(
-            got == [three.id.clone()],
+            got.len() == 1 && got[0].id == three.id,
             "the waiter after a gone one got {got:?}"
         );
         Ok(())
