@@ -146,6 +146,14 @@ impl Caller {
     }
 }
 
+/// The token of an `authorization: Bearer TOKEN` header, gRPC's or HTTP's.
+pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
 /// The caller of `request`, if the auth layer ran (tokens are configured).
 pub fn caller<T>(request: &tonic::Request<T>) -> Option<&Caller> {
     request.extensions().get::<Caller>()
@@ -310,12 +318,7 @@ impl AuthLayer {
         service: &str,
         method: &str,
     ) -> Result<Caller, Status> {
-        let bearer = request
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let caller = match bearer {
+        let caller = match bearer(request.headers()) {
             Some(token) => self
                 .tokens
                 .get()

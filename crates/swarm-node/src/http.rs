@@ -92,12 +92,7 @@ async fn require_token(
     let Some((service, method)) = route_as_grpc(request.uri().path()) else {
         return next.run(request).await;
     };
-    let bearer = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
+    let bearer = crate::auth::bearer(request.headers()).map(str::to_string);
     let in_query = Query::<HashMap<String, String>>::try_from_uri(request.uri())
         .ok()
         .and_then(|Query(mut q)| q.remove("access_token"));

@@ -30,7 +30,8 @@ use swarm_client::{ClientError, SwarmClient};
 
 use crate::cli::parse_name;
 use crate::commands::Context;
-use crate::views::work_item::json_text;
+use crate::commands::work::StatusFilter;
+use crate::views::work_item::{json_text, status_name};
 
 #[derive(Debug, Args)]
 pub struct Mcp {
@@ -139,10 +140,9 @@ pub struct IdArgs {
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ListArgs {
-    /// Only items in this status: pending, claimed, completed, failed,
-    /// cancelled.
+    /// Only items in this status.
     #[serde(default)]
-    pub status: Option<String>,
+    pub status: Option<StatusFilter>,
     /// Only items of this type.
     #[serde(default, rename = "type")]
     pub kind: Option<String>,
@@ -167,17 +167,10 @@ fn refused(message: impl Into<String>) -> Result<CallToolResult, ErrorData> {
 
 /// What the model sees of an item: enough to do the work, no token.
 fn item_view(item: &WorkItem) -> Value {
-    let status = WorkStatus::try_from(item.status)
-        .map(|s| {
-            s.as_str_name()
-                .trim_start_matches("WORK_STATUS_")
-                .to_lowercase()
-        })
-        .unwrap_or_else(|_| "unknown".into());
     let mut view = json!({
         "id": item.id,
         "type": item.r#type,
-        "status": status,
+        "status": status_name(item.status),
         "payload": json_text(&item.payload_json),
         "attempt": item.attempt,
     });
@@ -191,22 +184,6 @@ fn item_view(item: &WorkItem) -> Value {
         view["error"] = json!(error);
     }
     view
-}
-
-fn status_of(name: &str) -> Result<WorkStatus, ErrorData> {
-    match name {
-        "pending" => Ok(WorkStatus::Pending),
-        "claimed" => Ok(WorkStatus::Claimed),
-        "completed" => Ok(WorkStatus::Completed),
-        "failed" => Ok(WorkStatus::Failed),
-        "cancelled" => Ok(WorkStatus::Cancelled),
-        other => Err(ErrorData::invalid_params(
-            format!(
-                "status {other:?} is not one of pending, claimed, completed, failed, cancelled"
-            ),
-            None,
-        )),
-    }
 }
 
 /// `value` as JSON text for the API (`null` stays empty).
@@ -482,10 +459,9 @@ impl SwarmMcp {
                 None,
             ));
         }
-        let status = match args.status.as_deref() {
-            Some(name) => status_of(name)? as i32,
-            None => WorkStatus::Unspecified as i32,
-        };
+        let status = args
+            .status
+            .map_or(WorkStatus::Unspecified, WorkStatus::from) as i32;
         let request = ListWorkRequest {
             status,
             r#type: args.kind.unwrap_or_default(),

@@ -66,8 +66,12 @@ impl Work {
     }
 }
 
-/// A status as `--status` takes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// A status as `--status` (and the MCP server's `list_work`) takes it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, rmcp::schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+#[schemars(crate = "rmcp::schemars")]
 pub enum StatusFilter {
     Pending,
     Claimed,
