@@ -92,11 +92,14 @@ async fn require_token(
     let Some((service, method)) = route_as_grpc(request.uri().path()) else {
         return next.run(request).await;
     };
-    let bearer = crate::auth::bearer(request.headers()).map(str::to_string);
-    let in_query = Query::<HashMap<String, String>>::try_from_uri(request.uri())
-        .ok()
-        .and_then(|Query(mut q)| q.remove("access_token"));
-    let Some(token) = bearer.or(in_query) else {
+    let token = crate::auth::bearer(request.headers())
+        .map(str::to_string)
+        .or_else(|| {
+            Query::<HashMap<String, String>>::try_from_uri(request.uri())
+                .ok()
+                .and_then(|Query(mut q)| q.remove("access_token"))
+        });
+    let Some(token) = token else {
         return error(
             StatusCode::UNAUTHORIZED,
             "this node needs a token: authorization: Bearer TOKEN, or ?access_token=TOKEN (the dashboard: open /?token=TOKEN)",

@@ -11,11 +11,10 @@ use crate::Config;
 /// A node's certificate, key and CA, as PEM.
 #[derive(Clone)]
 pub struct Tls {
-    identity: Identity,
-    ca: Certificate,
-    /// The certificate and key as read, for the HTTP listener's TLS.
+    /// This node's certificate and key, as read.
     cert_pem: Vec<u8>,
     key_pem: Vec<u8>,
+    ca: Certificate,
 }
 
 impl std::fmt::Debug for Tls {
@@ -37,6 +36,11 @@ fn read_pem(path: &Path, key: &str, what: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 impl Tls {
+    /// This node's certificate and key, for tonic.
+    fn identity(&self) -> Identity {
+        Identity::from_pem(&self.cert_pem, &self.key_pem)
+    }
+
     /// The node's TLS files, if the configuration names them.
     pub fn load(config: &Config) -> anyhow::Result<Option<Tls>> {
         if !config.tls_enabled() {
@@ -46,7 +50,6 @@ impl Tls {
         let key = read_pem(&config.tls_key, "tls_key", "its private key")?;
         let ca = read_pem(&config.tls_ca, "tls_ca", "the cluster's CA certificate")?;
         Ok(Some(Tls {
-            identity: Identity::from_pem(&cert, &key),
             ca: Certificate::from_pem(ca),
             cert_pem: cert,
             key_pem: key,
@@ -58,7 +61,7 @@ impl Tls {
     /// theirs), and not required (clients may have none).
     pub fn server(&self) -> ServerTlsConfig {
         ServerTlsConfig::new()
-            .identity(self.identity.clone())
+            .identity(self.identity())
             .client_ca_root(self.ca.clone())
             .client_auth_optional(true)
     }
@@ -96,6 +99,6 @@ impl Tls {
     pub fn peer_client(&self) -> ClientTlsConfig {
         ClientTlsConfig::new()
             .ca_certificate(self.ca.clone())
-            .identity(self.identity.clone())
+            .identity(self.identity())
     }
 }
