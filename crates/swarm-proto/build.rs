@@ -9,7 +9,13 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["work.proto", "admin.proto", "raft.proto", "handoff.proto"]
+    let files = [
+        "work.proto",
+        "admin.proto",
+        "raft.proto",
+        "handoff.proto",
+        "queue.proto",
+    ]
         .map(|f| root.join("swarm/v1").join(f));
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::RegisterNode;
+use crate::command::{RegisterNode, SubmitControl};
 use crate::command::{Cancel, Claim, Complete, Fail, Handoff, Release, Renew, StepDone, Submit};
 use crate::state::{
     ClaimEnd, EventKind, ItemEvent, JournalEntry, Lease, NodeInfo, QueueKey, Status, Text, WorkItem,
@@ -40,6 +40,19 @@ pub enum Response {
     /// How many finished items a compaction removed. Last, so that the
     /// binary encoding of every older variant stays as it was.
     Compacted(usize),
+    // Queue control, after every older variant for the same reason.
+    /// A concurrency key's limit as set.
+    Limit(crate::control::KeyLimit),
+    /// Whether a limit or schedule was there to delete.
+    Deleted(bool),
+    /// A schedule after a create, pause or resume.
+    Schedule(crate::control::Schedule),
+    /// A schedule after a fire, and the item it submitted (none when the
+    /// fire was skipped, or had already happened).
+    Fired {
+        schedule: Box<crate::control::Schedule>,
+        item: Option<WorkItem>,
+    },
 }
 
 /// Limits `apply()` holds every entry to. They are fixed (not node config) so
@@ -70,7 +83,15 @@ pub fn apply(state: &mut State, cmd: Command) -> Result<Response, ClaimError> {
 fn apply_one(state: &mut State, cmd: Command) -> Result<Response, ClaimError> {
     APPLY_LIMITS.check(&cmd)?;
     match cmd {
-        Command::Submit(c) => submit(state, c),
+        Command::Submit(c) => submit(state, c, SubmitControl::default()),
+        Command::SubmitWith(c, control) => submit(state, c, control),
+        Command::SetLimit(c) => crate::control::set_limit(state, c),
+        Command::DeleteLimit(c) => Ok(crate::control::delete_limit(state, c)),
+        Command::Retry(c) => crate::control::retry(state, c),
+        Command::CreateSchedule(c) => crate::control::create_schedule(state, c),
+        Command::PauseSchedule(c) => crate::control::pause_schedule(state, c),
+        Command::DeleteSchedule(c) => Ok(crate::control::delete_schedule(state, c)),
+        Command::FireSchedule(c) => crate::control::fire_schedule(state, c),
         Command::Claim(c) => claim(state, c),
         Command::Renew(c) => renew(state, c),
         Command::StepDone(c) => step_done(state, c),
@@ -88,13 +109,18 @@ fn apply_one(state: &mut State, cmd: Command) -> Result<Response, ClaimError> {
 }
 
 /// Time in the state machine never runs backwards, whatever a new leader's
-/// clock says.
+/// clock says. Delayed items whose time has come join the claim queue.
 pub(crate) fn advance(state: &mut State, now: Millis) -> Millis {
     state.clock = state.clock.max(now);
+    state.promote_due(state.clock);
     state.clock
 }
 
-fn submit(state: &mut State, c: Submit) -> Result<Response, ClaimError> {
+pub(crate) fn submit(
+    state: &mut State,
+    c: Submit,
+    control: SubmitControl,
+) -> Result<Response, ClaimError> {
     if !c.idempotency_key.is_empty()
         && let Some(item) = state
             .by_key
@@ -136,13 +162,28 @@ fn submit(state: &mut State, c: Submit) -> Result<Response, ClaimError> {
     if !c.requires.is_empty() {
         item.rare_mut().requires = c.requires;
     }
+    let not_before = control
+        .not_before
+        .max(now.saturating_add(control.delay_ms));
+    let delayed = not_before > now;
+    if delayed || !control.concurrency_key.is_empty() {
+        let concurrency_key = (!control.concurrency_key.is_empty())
+            .then(|| state.concurrency_key_text(&control.concurrency_key));
+        let item_control = item.control_mut();
+        item_control.not_before = if delayed { not_before } else { 0 };
+        item_control.concurrency_key = concurrency_key;
+    }
     // The submission is the item's first event, implied by `submitted_at`:
     // nothing to store.
     if !key.is_empty() {
         state.by_key.insert(key, id.clone());
     }
     let kind = item.kind.clone();
-    state.enqueue(queue_key(&item), &kind);
+    if delayed {
+        state.delayed.insert((not_before, id.clone()));
+    } else {
+        state.enqueue(queue_key(&item), &kind);
+    }
     state.counts.insert(&item);
     state.items.insert(id, Box::new(item.clone()));
     Ok(Response::Submitted {
@@ -153,13 +194,18 @@ fn submit(state: &mut State, c: Submit) -> Result<Response, ClaimError> {
 
 fn claim(state: &mut State, c: Claim) -> Result<Response, ClaimError> {
     let now = advance(state, c.now);
-    let chosen = state.claimable(&c.kinds, &c.capabilities, c.max as usize);
+    let chosen = state.claimable(&c.kinds, &c.capabilities, c.max as usize, now);
     let mut granted = Vec::with_capacity(chosen.len());
     for key in chosen {
-        let Some(kind) = state.items.get(&key.id).map(|i| i.kind.clone()) else {
+        let Some((kind, concurrency_key)) = state
+            .items
+            .get(&key.id)
+            .map(|i| (i.kind.clone(), i.concurrency_key().cloned()))
+        else {
             continue;
         };
         state.dequeue(&key, &kind);
+        state.spend_token(concurrency_key.as_ref(), now);
         if let Some(item) = grant(state, &key.id, &c.agent, c.lease_ms, now, true) {
             granted.push(item);
         }
@@ -390,10 +436,12 @@ fn fail(state: &mut State, c: Fail) -> Result<Response, ClaimError> {
     } else if retry {
         (requeue(state, &c.id, now)?, EventKind::Retrying)
     } else {
-        (
-            finish(state, &c.id, Status::Failed, now)?,
-            EventKind::Failed,
-        )
+        let item = finish(state, &c.id, Status::Failed, now)?;
+        // Failed with a retry asked for: its attempts ran out.
+        if c.retry {
+            item.control_mut().dead_letter = true;
+        }
+        (item, EventKind::Failed)
     };
     record(
         item,
@@ -473,6 +521,9 @@ fn cancel(state: &mut State, c: Cancel) -> Result<Response, ClaimError> {
         return Ok(Response::Item(WorkItem::clone(item)));
     }
     state.dequeue(&key, &kind);
+    if let Some(not_before) = state.items.get(c.id.as_str()).map(|i| i.not_before()) {
+        state.delayed.remove(&(not_before, Text::from(c.id.as_str())));
+    }
     end_claim(state, &c.id, ClaimEnd::Cancelled, now);
     let item = finish(state, &c.id, Status::Cancelled, now)?;
     record(
@@ -489,6 +540,7 @@ fn cancel(state: &mut State, c: Cancel) -> Result<Response, ClaimError> {
 
 fn tick(state: &mut State, now: Millis) -> Response {
     let now = advance(state, now);
+    state.refill_buckets(now);
     let due: Vec<FencingToken> = state
         .expiry
         .iter()
@@ -518,6 +570,7 @@ fn tick(state: &mut State, now: Millis) -> Response {
             let kind = if item.status == Status::Cancelled {
                 EventKind::Cancelled
             } else {
+                item.control_mut().dead_letter = true;
                 EventKind::Failed
             };
             record(item, now, kind, None, None, Some(reason.clone()));
@@ -556,7 +609,7 @@ fn extend_leases(state: &mut State, now: Millis) -> Response {
 }
 
 /// Puts an unclaimed item back in the claimable queue.
-fn requeue<'a>(
+pub(crate) fn requeue<'a>(
     state: &'a mut State,
     id: &str,
     now: Millis,
@@ -635,12 +688,12 @@ fn record(
     push_event(item, ItemEvent::new(at, kind, holder, step, detail, None));
 }
 
-fn push_event(item: &mut WorkItem, event: ItemEvent) {
+pub(crate) fn push_event(item: &mut WorkItem, event: ItemEvent) {
     item.push_event(event);
     crate::retention::bound_events(item);
 }
 
-fn queue_key(item: &WorkItem) -> QueueKey {
+pub(crate) fn queue_key(item: &WorkItem) -> QueueKey {
     QueueKey {
         neg_priority: -i64::from(item.priority),
         seq: item.seq,

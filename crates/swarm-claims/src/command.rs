@@ -34,6 +34,97 @@ pub enum Command {
     /// Retention: removes finished items that ended long enough ago. Last,
     /// so that the binary encoding of every older variant stays as it was.
     Compact(Compact),
+    // Queue control, after every older variant for the same reason.
+    /// A submit with queue control: a time before which the item is not
+    /// claimable, and a concurrency key.
+    SubmitWith(Submit, SubmitControl),
+    SetLimit(SetLimit),
+    DeleteLimit(DeleteLimit),
+    /// Puts a failed item back to pending.
+    Retry(Retry),
+    CreateSchedule(CreateSchedule),
+    PauseSchedule(PauseSchedule),
+    DeleteSchedule(DeleteSchedule),
+    FireSchedule(FireSchedule),
+}
+
+/// The queue-control part of a submit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitControl {
+    /// Not claimable before this time (0: no such time).
+    pub not_before: Millis,
+    /// Not claimable before the leader's `now` plus this (0: none). With
+    /// `not_before` too, the later of the two.
+    pub delay_ms: Millis,
+    /// Empty = none.
+    pub concurrency_key: String,
+}
+
+/// Sets (or replaces) the limit on a concurrency key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetLimit {
+    pub key: String,
+    /// 0 = no cap on items claimed at once.
+    pub max_running: u32,
+    pub rate: Option<crate::control::Rate>,
+    pub now: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteLimit {
+    pub key: String,
+    pub now: Millis,
+}
+
+/// Puts a failed item back to pending, its history kept. Without
+/// `reset_attempts` it keeps its attempt count (and gets one more attempt
+/// if it had none left); with it, it starts over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retry {
+    pub id: WorkId,
+    pub reset_attempts: bool,
+    pub now: Millis,
+}
+
+/// Creates a cron schedule whose first fire time (computed at the edge
+/// from its expression) is `next_fire`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateSchedule {
+    pub spec: crate::control::ScheduleSpec,
+    pub next_fire: Millis,
+    pub now: Millis,
+}
+
+/// Pauses a schedule, or resumes it from `next_fire`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseSchedule {
+    pub name: String,
+    pub paused: bool,
+    /// On resume: the first fire time after now.
+    pub next_fire: Millis,
+    pub now: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteSchedule {
+    pub name: String,
+    pub now: Millis,
+}
+
+/// Fires a schedule for `fire_at` (which must be its next fire time, unless
+/// `manual`), submitting an item with id `item_id`, and moves its next fire
+/// time to `next_fire`. `missed` fire times came and went while nothing
+/// fired them: they are folded into this one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FireSchedule {
+    pub name: String,
+    pub fire_at: Millis,
+    pub next_fire: Millis,
+    pub item_id: WorkId,
+    /// A trigger by hand: fires now and leaves the next fire time alone.
+    pub manual: bool,
+    pub missed: u32,
+    pub now: Millis,
 }
 
 /// Creates a work item, or returns the existing one with the same
@@ -167,6 +258,14 @@ impl Command {
             Command::Cancel(c) => c.now = at,
             Command::RegisterNode(c) => c.now = at,
             Command::Compact(c) => c.now = at,
+            Command::SubmitWith(c, _) => c.now = at,
+            Command::SetLimit(c) => c.now = at,
+            Command::DeleteLimit(c) => c.now = at,
+            Command::Retry(c) => c.now = at,
+            Command::CreateSchedule(c) => c.now = at,
+            Command::PauseSchedule(c) => c.now = at,
+            Command::DeleteSchedule(c) => c.now = at,
+            Command::FireSchedule(c) => c.now = at,
             Command::Tick { now } | Command::LeaderTookOffice { now } => *now = at,
             Command::Batch(cmds) => cmds.iter_mut().for_each(|c| c.stamp(at)),
         }
@@ -177,7 +276,10 @@ impl Command {
     pub fn weight(&self) -> usize {
         const BASE: usize = 128;
         BASE + match self {
-            Command::Submit(c) => c.payload.len() + c.id.len() + c.kind.len(),
+            Command::Submit(c) | Command::SubmitWith(c, _) => {
+                c.payload.len() + c.id.len() + c.kind.len()
+            }
+            Command::CreateSchedule(c) => c.spec.payload.len(),
             Command::StepDone(c) => c.outcome.len(),
             Command::Complete(c) => c.result.len(),
             Command::Fail(c) => c.error.len(),
@@ -205,6 +307,14 @@ impl Command {
             Command::LeaderTookOffice { .. } => "leader_took_office",
             Command::Compact(_) => "compact",
             Command::Batch(_) => "batch",
+            Command::SubmitWith(..) => "submit",
+            Command::SetLimit(_) => "set_limit",
+            Command::DeleteLimit(_) => "delete_limit",
+            Command::Retry(_) => "retry",
+            Command::CreateSchedule(_) => "create_schedule",
+            Command::PauseSchedule(_) => "pause_schedule",
+            Command::DeleteSchedule(_) => "delete_schedule",
+            Command::FireSchedule(_) => "fire_schedule",
         }
     }
 }

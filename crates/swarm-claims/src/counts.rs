@@ -61,6 +61,36 @@ impl StatusCounts {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkCounts {
     by_kind: BTreeMap<Text, StatusCounts>,
+    /// The same per concurrency key, for the items that have one: what a
+    /// key's limit counts its running items by. Not encoded: a decoded
+    /// state counts again ([`crate::State::restored`]).
+    #[serde(skip)]
+    by_key: BTreeMap<Text, StatusCounts>,
+}
+
+/// Adds one item of `status` under `name`.
+fn count_in(map: &mut BTreeMap<Text, StatusCounts>, name: &Text, status: Status) {
+    match map.get_mut(&**name) {
+        Some(counts) => *counts.slot(status) += 1,
+        None => {
+            let mut counts = StatusCounts::default();
+            *counts.slot(status) = 1;
+            map.insert(name.clone(), counts);
+        }
+    }
+}
+
+/// Takes one item of `status` from under `name`; a name left with none
+/// goes.
+fn uncount_in(map: &mut BTreeMap<Text, StatusCounts>, name: &str, status: Status) {
+    let Some(counts) = map.get_mut(name) else {
+        return;
+    };
+    let slot = counts.slot(status);
+    *slot = slot.saturating_sub(1);
+    if counts.total() == 0 {
+        map.remove(name);
+    }
 }
 
 impl WorkCounts {
@@ -76,39 +106,50 @@ impl WorkCounts {
 
     /// Counts a new item under its type and status.
     pub(crate) fn insert(&mut self, item: &WorkItem) {
-        match self.by_kind.get_mut(&*item.kind) {
-            Some(counts) => *counts.slot(item.status) += 1,
-            None => {
-                let mut counts = StatusCounts::default();
-                *counts.slot(item.status) = 1;
-                self.by_kind.insert(item.kind.clone(), counts);
-            }
+        count_in(&mut self.by_kind, &item.kind, item.status);
+        if let Some(key) = item.concurrency_key() {
+            count_in(&mut self.by_key, key, item.status);
         }
     }
 
     /// Stops counting an item that leaves the state (retention).
     pub fn remove(&mut self, item: &WorkItem) {
-        let Some(counts) = self.by_kind.get_mut(&*item.kind) else {
-            return;
-        };
-        let slot = counts.slot(item.status);
-        *slot = slot.saturating_sub(1);
-        if counts.total() == 0 {
-            self.by_kind.remove(&*item.kind);
+        uncount_in(&mut self.by_kind, &item.kind, item.status);
+        if let Some(key) = item.concurrency_key() {
+            uncount_in(&mut self.by_key, key, item.status);
         }
     }
 
     /// Moves `item` to `status`, counting it there instead: the one way
     /// `apply()` changes an item's status.
     pub(crate) fn set_status(&mut self, item: &mut WorkItem, status: Status) {
-        if item.status != status
-            && let Some(counts) = self.by_kind.get_mut(&*item.kind)
-        {
-            let from = counts.slot(item.status);
-            *from = from.saturating_sub(1);
-            *counts.slot(status) += 1;
+        if item.status != status {
+            if let Some(counts) = self.by_kind.get_mut(&*item.kind) {
+                let from = counts.slot(item.status);
+                *from = from.saturating_sub(1);
+                *counts.slot(status) += 1;
+            }
+            if let Some(key) = item.concurrency_key() {
+                uncount_in(&mut self.by_key, key, item.status);
+                count_in(&mut self.by_key, key, status);
+            }
         }
         item.status = status;
+    }
+
+    /// Counts of the items with concurrency key `key`.
+    pub fn key(&self, key: &str) -> StatusCounts {
+        self.by_key.get(key).copied().unwrap_or_default()
+    }
+
+    /// Counts per concurrency key, in key order.
+    pub fn by_concurrency_key(&self) -> impl Iterator<Item = (&str, &StatusCounts)> {
+        self.by_key.iter().map(|(k, c)| (&**k, c))
+    }
+
+    /// A counted concurrency key's name, as the counts hold it.
+    pub(crate) fn key_text(&self, name: &str) -> Option<Text> {
+        self.by_key.get_key_value(name).map(|(k, _)| k.clone())
     }
 
     /// The name of a counted type, as the counts hold it: what new items of

@@ -38,6 +38,15 @@ pub enum ClaimError {
     /// A field breaks a limit or a naming rule.
     #[error("invalid {field}: {reason}")]
     Invalid { field: String, reason: String },
+
+    /// No schedule (or other named thing) by that name. Appended after the
+    /// older variants, so their binary encoding stays as it was.
+    #[error("{what} {name:?} not found")]
+    Unknown { what: String, name: String },
+
+    /// A different schedule (or other named thing) already has that name.
+    #[error("{what} {name:?} already exists")]
+    Exists { what: String, name: String },
 }
 
 fn fmt_token(t: Option<FencingToken>) -> String {

@@ -38,6 +38,7 @@
 
 mod apply;
 pub mod command;
+pub mod control;
 mod counts;
 mod error;
 pub mod request;
@@ -48,6 +49,10 @@ mod validate;
 
 pub use apply::{APPLY_LIMITS, Response, WORKFLOW_KIND, apply};
 pub use command::Command;
+pub use control::{
+    ItemControl, KeyLimit, Overlap, QueueControl, Rate, Schedule, ScheduleSpec,
+    decode_items_without_control,
+};
 pub use counts::{StatusCounts, WorkCounts};
 pub use error::ClaimError;
 pub use request::Request;
@@ -70,9 +75,10 @@ pub type Millis = u64;
 
 impl State {
     /// Encodes the whole state as snapshots hold it: bincode 2, standard
-    /// configuration (swarm-raft adds a header and a checksum around it).
+    /// configuration, the state and then its queue control (swarm-raft adds
+    /// a header and a checksum around it).
     pub fn to_snapshot(&self) -> Result<Vec<u8>, ClaimError> {
-        bincode::serde::encode_to_vec(self, bincode::config::standard()).map_err(|e| {
+        bincode::serde::encode_to_vec(self.snapshot_body(), bincode::config::standard()).map_err(|e| {
             ClaimError::Invalid {
                 field: "snapshot".into(),
                 reason: e.to_string(),
@@ -86,11 +92,27 @@ impl State {
             field: "snapshot".into(),
             reason,
         };
-        let (state, read) = decode_state(bytes).map_err(|e| invalid(e.to_string()))?;
+        let ((mut state, control), read) =
+            decode_state(bytes).map_err(|e| invalid(e.to_string()))?;
         match bytes.len() - read {
-            0 => Ok(State::restored(state)),
+            0 => {
+                state.control = control;
+                Ok(State::restored(state))
+            }
             left => Err(invalid(format!("{left} bytes follow the state"))),
         }
+    }
+
+    /// What a snapshot body (format version 2) encodes: the state, then its
+    /// queue control.
+    pub fn snapshot_body(&self) -> (&State, &QueueControl) {
+        (self, &self.control)
+    }
+
+    /// A decoded snapshot body, put together.
+    pub fn from_snapshot_body((mut state, control): (State, QueueControl)) -> State {
+        state.control = control;
+        state.restored()
     }
 }
 
@@ -99,7 +121,9 @@ impl State {
 /// length could ask for any amount. A valid encoding's strings are within
 /// its own length; the limit is the first tier at least that long (at most
 /// 64 times it, or 1 MiB).
-fn decode_state(bytes: &[u8]) -> Result<(State, usize), bincode::error::DecodeError> {
+fn decode_state(
+    bytes: &[u8],
+) -> Result<((State, QueueControl), usize), bincode::error::DecodeError> {
     use bincode::serde::decode_from_slice as decode;
     const MIB: usize = 1 << 20;
     const SMALL: usize = MIB;

@@ -279,3 +279,113 @@ mod tests {
         );
     }
 }
+
+impl Request for crate::command::SetLimit {
+    type Answer = crate::KeyLimit;
+    const NAME: &'static str = "set limit";
+    fn into_command(self) -> Command {
+        Command::SetLimit(self)
+    }
+    fn answer(response: Response) -> Result<crate::KeyLimit, Box<Response>> {
+        match response {
+            Response::Limit(limit) => Ok(limit),
+            other => Err(Box::new(other)),
+        }
+    }
+}
+
+/// Commands whose answer says whether there was something to delete.
+macro_rules! delete_requests {
+    ($($command:ident => $name:literal),* $(,)?) => {$(
+        impl Request for crate::command::$command {
+            type Answer = bool;
+            const NAME: &'static str = $name;
+            fn into_command(self) -> Command {
+                Command::$command(self)
+            }
+            fn answer(response: Response) -> Result<bool, Box<Response>> {
+                match response {
+                    Response::Deleted(found) => Ok(found),
+                    other => Err(Box::new(other)),
+                }
+            }
+        }
+    )*};
+}
+
+delete_requests!(DeleteLimit => "delete limit", DeleteSchedule => "delete schedule");
+
+/// Commands on one schedule whose answer is the schedule after the change.
+macro_rules! schedule_requests {
+    ($($command:ident => $name:literal),* $(,)?) => {$(
+        impl Request for crate::command::$command {
+            type Answer = crate::Schedule;
+            const NAME: &'static str = $name;
+            fn into_command(self) -> Command {
+                Command::$command(self)
+            }
+            fn answer(response: Response) -> Result<crate::Schedule, Box<Response>> {
+                match response {
+                    Response::Schedule(schedule) => Ok(schedule),
+                    other => Err(Box::new(other)),
+                }
+            }
+        }
+    )*};
+}
+
+schedule_requests!(CreateSchedule => "create schedule", PauseSchedule => "pause or resume schedule");
+
+/// The answer to a [`FireSchedule`](crate::command::FireSchedule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fired {
+    pub schedule: crate::Schedule,
+    /// None when the fire was skipped (overlap) or had already happened.
+    pub item: Option<WorkItem>,
+}
+
+impl Request for crate::command::FireSchedule {
+    type Answer = Fired;
+    const NAME: &'static str = "fire schedule";
+    fn into_command(self) -> Command {
+        Command::FireSchedule(self)
+    }
+    fn answer(response: Response) -> Result<Fired, Box<Response>> {
+        match response {
+            Response::Fired { schedule, item } => Ok(Fired {
+                schedule: *schedule,
+                item,
+            }),
+            other => Err(Box::new(other)),
+        }
+    }
+}
+
+impl Request for crate::command::Retry {
+    type Answer = WorkItem;
+    const NAME: &'static str = "retry";
+    fn into_command(self) -> Command {
+        Command::Retry(self)
+    }
+    fn answer(response: Response) -> Result<WorkItem, Box<Response>> {
+        match response {
+            Response::Item(item) => Ok(item),
+            other => Err(Box::new(other)),
+        }
+    }
+}
+
+/// A submit with queue control answers as a plain submit does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmitWith(pub Submit, pub crate::command::SubmitControl);
+
+impl Request for SubmitWith {
+    type Answer = Submitted;
+    const NAME: &'static str = "submit";
+    fn into_command(self) -> Command {
+        Command::SubmitWith(self.0, self.1)
+    }
+    fn answer(response: Response) -> Result<Submitted, Box<Response>> {
+        Submit::answer(response)
+    }
+}

@@ -8,6 +8,7 @@ use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
+use crate::control::{ItemControl, QueueControl};
 use crate::counts::WorkCounts;
 use crate::{FencingToken, Millis};
 
@@ -126,6 +127,9 @@ pub enum EventKind {
     Completed,
     Failed,
     Cancelled,
+    /// A failed item was put back to pending (`Retry`). After the older
+    /// variants, so their binary encoding stays as it was.
+    Requeued,
 }
 
 impl EventKind {
@@ -142,6 +146,7 @@ impl EventKind {
             EventKind::Completed => "completed",
             EventKind::Failed => "failed",
             EventKind::Cancelled => "cancelled",
+            EventKind::Requeued => "requeued",
         }
     }
 }
@@ -369,6 +374,7 @@ pub(crate) struct Rare {
     /// Set when a cancel arrived while a workflow had steps done: the holder
     /// undoes them, then ends the item as cancelled.
     pub(crate) cancel_requested: Option<String>,
+    pub(crate) control: ItemControl,
 }
 
 /// A [`WorkItem`] as snapshots and answers carry it, in its field order of
@@ -396,6 +402,9 @@ struct WorkItemOut<'a> {
     cancel_requested: Option<&'a str>,
     events: EventsOut<'a>,
     events_dropped: u32,
+    /// Absent from snapshot format version 1 (see
+    /// [`crate::decode_items_without_control`]).
+    control: Option<&'a ItemControl>,
 }
 
 #[derive(Deserialize)]
@@ -424,6 +433,16 @@ struct StoredWorkItem {
     events_dropped: u32,
 }
 
+/// A [`WorkItem`] as JSON carries it: the fields of every version, and
+/// queue control when there is any.
+#[derive(Deserialize)]
+struct StoredWorkItemJson {
+    #[serde(flatten)]
+    item: StoredWorkItem,
+    #[serde(default)]
+    control: Option<ItemControl>,
+}
+
 impl Serialize for WorkItem {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         WorkItemOut {
@@ -448,6 +467,7 @@ impl Serialize for WorkItem {
             cancel_requested: self.cancel_requested(),
             events: EventsOut(self),
             events_dropped: self.events_dropped,
+            control: self.rare.as_ref().map(|r| &r.control).filter(|c| !c.is_default()),
         }
         .serialize(s)
     }
@@ -483,7 +503,17 @@ impl Serialize for EventsOut<'_> {
 
 impl<'de> Deserialize<'de> for WorkItem {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<WorkItem, D::Error> {
-        let s = StoredWorkItem::deserialize(d)?;
+        // Binary formats have no field names: the layout is known from the
+        // format version (control follows the older fields from version 2
+        // on). JSON says which fields it has.
+        let (s, control) = if d.is_human_readable() {
+            let json = StoredWorkItemJson::deserialize(d)?;
+            (json.item, json.control)
+        } else if crate::control::items_without_control() {
+            (StoredWorkItem::deserialize(d)?, None)
+        } else {
+            <(StoredWorkItem, Option<ItemControl>)>::deserialize(d)?
+        };
         let mut events = s.events;
         let implied = submission(s.submitted_at);
         let first_event_stored = events.first() != Some(&implied);
@@ -501,6 +531,7 @@ impl<'de> Deserialize<'de> for WorkItem {
             error: s.error,
             journal: s.journal,
             cancel_requested: s.cancel_requested,
+            control: control.unwrap_or_default(),
         };
         Ok(WorkItem {
             id: s.id,
@@ -694,6 +725,30 @@ impl WorkItem {
         self.rare.get_or_insert_with(Box::default)
     }
 
+    /// What queue control knows of the item.
+    pub fn control(&self) -> Option<&ItemControl> {
+        self.rare.as_ref().map(|r| &r.control)
+    }
+
+    pub(crate) fn control_mut(&mut self) -> &mut ItemControl {
+        &mut self.rare_mut().control
+    }
+
+    /// Not claimable before this time (0: no such time).
+    pub fn not_before(&self) -> Millis {
+        self.control().map_or(0, |c| c.not_before)
+    }
+
+    /// The concurrency key the item counts against.
+    pub fn concurrency_key(&self) -> Option<&Text> {
+        self.control().and_then(|c| c.concurrency_key.as_ref())
+    }
+
+    /// Failed because its attempts ran out.
+    pub fn dead_letter(&self) -> bool {
+        self.control().is_some_and(|c| c.dead_letter)
+    }
+
     /// The token of the live claim, if any.
     pub fn current_token(&self) -> Option<FencingToken> {
         self.lease.as_ref().map(|l| l.token)
@@ -777,6 +832,16 @@ pub struct State {
     /// been removed rather than lost.
     #[serde(default)]
     pub(crate) removed: u64,
+    /// Limits and schedules. Not part of the derived encoding: snapshots
+    /// carry it after the rest (format version 2), and a state from an older
+    /// snapshot has none.
+    #[serde(skip)]
+    pub(crate) control: QueueControl,
+    /// Pending items waiting for their `not_before`, by that time: out of
+    /// the claim queue until the clock reaches it. Rebuilt from the items by
+    /// [`State::restored`].
+    #[serde(skip)]
+    pub(crate) delayed: BTreeSet<(Millis, Text)>,
 }
 
 impl State {
@@ -823,6 +888,13 @@ impl State {
     /// at load; `apply()` never checks.
     pub fn restored(mut self) -> State {
         self.counts = WorkCounts::of(self.items());
+        let clock = self.clock;
+        self.delayed = self
+            .items
+            .values()
+            .filter(|i| i.status == Status::Pending && i.not_before() > clock)
+            .map(|i| (i.not_before(), i.id.clone()))
+            .collect();
         crate::retention::reindex(&mut self);
         crate::shared::share_text(&mut self);
         self
@@ -899,36 +971,81 @@ impl State {
     /// Whether a claim with these filters would get anything now, so an
     /// agent proposes a claim only when its replica shows claimable work.
     pub fn has_claimable(&self, kinds: &[String], capabilities: &[String]) -> bool {
-        !self.claimable(kinds, capabilities, 1).is_empty()
+        !self
+            .claimable(kinds, capabilities, 1, self.clock)
+            .is_empty()
     }
 
     /// The first `max` pending items, in claim order, of the given types
-    /// (empty = any) whose requirements `capabilities` cover.
+    /// (empty = any) whose requirements `capabilities` cover and whose
+    /// concurrency key's limit allows a grant at `now` (items over a limit
+    /// are passed over: the work behind them is not held up).
     pub(crate) fn claimable(
         &self,
         kinds: &[String],
         capabilities: &[String],
         max: usize,
+        now: Millis,
     ) -> Vec<QueueKey> {
-        let fits = |k: &&QueueKey| {
-            self.items
-                .get(&k.id)
-                .is_some_and(|item| item.requires().iter().all(|r| capabilities.contains(r)))
+        let mut taken: BTreeMap<Text, u64> = BTreeMap::new();
+        let mut found = Vec::new();
+        let mut consider = |k: &QueueKey| {
+            let Some(item) = self.items.get(&k.id) else {
+                return false;
+            };
+            if item.requires().iter().all(|r| capabilities.contains(r))
+                && self.key_allows(item, now, &taken)
+            {
+                if let Some(key) = item.concurrency_key() {
+                    *taken.entry(key.clone()).or_default() += 1;
+                }
+                found.push(k.clone());
+            }
+            found.len() >= max
         };
         if kinds.is_empty() {
-            return self.queue.iter().filter(fits).take(max).cloned().collect();
+            for k in &self.queue {
+                if consider(k) {
+                    break;
+                }
+            }
+            return found;
         }
         let mut wanted: Vec<&String> = kinds.iter().collect();
         wanted.sort();
         wanted.dedup();
-        let mut found: Vec<QueueKey> = wanted
+        // The wanted types' queues merged in claim order.
+        let mut heads: Vec<_> = wanted
             .into_iter()
             .filter_map(|kind| self.queue_by_kind.get(kind.as_str()))
-            .flat_map(|q| q.iter().filter(fits).take(max).cloned())
+            .map(|q| q.iter().peekable())
             .collect();
-        found.sort();
-        found.truncate(max);
+        loop {
+            let next = heads
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, h)| h.peek().map(|k| (i, *k)))
+                .min_by(|a, b| a.1.cmp(b.1))
+                .map(|(i, _)| i);
+            let Some(k) = next.and_then(|i| heads.get_mut(i)).and_then(|h| h.next()) else {
+                break;
+            };
+            if consider(k) {
+                break;
+            }
+        }
         found
+    }
+
+    /// `key` as the [`Text`] the state already holds for that concurrency
+    /// key.
+    pub(crate) fn concurrency_key_text(&self, key: &str) -> Text {
+        self.control
+            .limits
+            .get_key_value(key)
+            .map(|(k, _)| k.clone())
+            .or_else(|| self.counts.key_text(key))
+            .unwrap_or_else(|| Text::from(key))
     }
 
     pub(crate) fn enqueue(&mut self, key: QueueKey, kind: &Text) {

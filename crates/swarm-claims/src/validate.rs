@@ -32,14 +32,56 @@ impl Limits {
     /// Checks one command (and every command of a batch).
     pub fn check(&self, cmd: &Command) -> Result<(), ClaimError> {
         match cmd {
-            Command::Submit(s) => {
-                self.name("id", &s.id)?;
-                self.name("type", &s.kind)?;
-                if !s.idempotency_key.is_empty() {
-                    self.name("idempotency_key", &s.idempotency_key)?;
+            Command::Submit(s) => self.submit(s),
+            Command::SubmitWith(s, control) => {
+                self.submit(s)?;
+                if !control.concurrency_key.is_empty() {
+                    self.name("concurrency_key", &control.concurrency_key)?;
                 }
-                self.names("requires", &s.requires)?;
-                self.json("payload", &s.payload)
+                Ok(())
+            }
+            Command::SetLimit(l) => {
+                self.name("key", &l.key)?;
+                if let Some(rate) = l.rate {
+                    if rate.count == 0 || rate.per_ms == 0 {
+                        return Err(ClaimError::invalid(
+                            "rate",
+                            "must be at least 1 per a period longer than 0ms",
+                        ));
+                    }
+                    if rate.burst == 0 {
+                        return Err(ClaimError::invalid("burst", "must be at least 1"));
+                    }
+                }
+                if l.max_running == 0 && l.rate.is_none() {
+                    return Err(ClaimError::invalid(
+                        "limit",
+                        "give max_running (at least 1), a rate, or both",
+                    ));
+                }
+                Ok(())
+            }
+            Command::DeleteLimit(l) => self.name("key", &l.key),
+            Command::Retry(r) => self.name("id", &r.id),
+            Command::CreateSchedule(c) => {
+                let spec = &c.spec;
+                self.name("name", &spec.name)?;
+                self.name("type", &spec.kind)?;
+                self.names("requires", &spec.requires)?;
+                self.json("payload", &spec.payload)?;
+                if !spec.concurrency_key.is_empty() {
+                    self.name("concurrency_key", &spec.concurrency_key)?;
+                }
+                if spec.cron.is_empty() || spec.cron.len() > self.max_name_len {
+                    return Err(ClaimError::invalid("cron", "must be a cron expression"));
+                }
+                self.text("timezone", &spec.timezone)
+            }
+            Command::PauseSchedule(p) => self.name("name", &p.name),
+            Command::DeleteSchedule(d) => self.name("name", &d.name),
+            Command::FireSchedule(f) => {
+                self.name("name", &f.name)?;
+                self.name("id", &f.item_id)
             }
             Command::Claim(c) => {
                 self.name("agent", &c.agent)?;
@@ -114,6 +156,16 @@ impl Limits {
                 c => self.check(c),
             }),
         }
+    }
+
+    fn submit(&self, s: &crate::command::Submit) -> Result<(), ClaimError> {
+        self.name("id", &s.id)?;
+        self.name("type", &s.kind)?;
+        if !s.idempotency_key.is_empty() {
+            self.name("idempotency_key", &s.idempotency_key)?;
+        }
+        self.names("requires", &s.requires)?;
+        self.json("payload", &s.payload)
     }
 
     /// Names: ids, types, agents, capabilities, steps. Non-empty, bounded,

@@ -1,7 +1,8 @@
 //! The memory layout of a work item (shared names, rare fields behind one
 //! pointer, compact events) changes nothing in its encoding: an item encodes
 //! to the same bytes, in bincode and JSON, as the plain layout every earlier
-//! version wrote, and those bytes decode back to the same item.
+//! version wrote (plus, since snapshot format version 2, its queue control
+//! at the end), and those bytes decode back to the same item.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -34,6 +35,8 @@ struct PlainItem {
     cancel_requested: Option<String>,
     events: Vec<PlainEvent>,
     events_dropped: u32,
+    /// Since snapshot format version 2.
+    control: Option<swarm_claims::ItemControl>,
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -280,6 +283,59 @@ fn a_live_holder_is_the_leases_and_odd_data_keeps_its_own() {
             );
         }
     }
+}
+
+/// An item written in the layout of snapshot format version 1 (no queue
+/// control at the end) reads as the same item when decoded as version 1.
+#[test]
+fn an_item_of_format_version_1_decodes_without_control() {
+    let config = bincode::config::standard();
+    for item in items() {
+        let bytes = bincode::serde::encode_to_vec(&item, config).unwrap();
+        assert_eq!(bytes.last(), Some(&0), "no control: None, one zero byte");
+        let v1 = &bytes[..bytes.len() - 1];
+        let (decoded, read): (WorkItem, usize) =
+            swarm_claims::decode_items_without_control(|| {
+                bincode::serde::decode_from_slice(v1, config)
+            })
+            .unwrap();
+        assert_eq!((decoded, read), (item, v1.len()));
+    }
+}
+
+/// Queue control travels with the item, in bincode and JSON.
+#[test]
+fn an_items_queue_control_round_trips() {
+    let mut state = State::new();
+    let mut submit = Submit {
+        id: "d1".into(),
+        idempotency_key: String::new(),
+        kind: "mail".into(),
+        priority: 0,
+        requires: vec![],
+        payload: "{}".into(),
+        max_attempts: 0,
+        now: 1_000,
+    };
+    let control = swarm_claims::command::SubmitControl {
+        not_before: 0,
+        delay_ms: 60_000,
+        concurrency_key: "smtp".into(),
+    };
+    submit.now = 1_000;
+    let Response::Submitted { item, .. } =
+        apply(&mut state, Command::SubmitWith(submit, control)).unwrap()
+    else {
+        panic!("not a submit answer")
+    };
+    assert_eq!(item.not_before(), 61_000);
+    assert_eq!(item.concurrency_key().map(|k| &**k), Some("smtp"));
+    let config = bincode::config::standard();
+    let bytes = bincode::serde::encode_to_vec(&item, config).unwrap();
+    let (decoded, _): (WorkItem, usize) = bincode::serde::decode_from_slice(&bytes, config).unwrap();
+    assert_eq!(decoded, item);
+    let json = serde_json::to_string(&item).unwrap();
+    assert_eq!(serde_json::from_str::<WorkItem>(&json).unwrap(), item);
 }
 
 /// What a claimed item costs in place: the sizes the memory bench's figure

@@ -227,3 +227,25 @@ async fn a_damaged_snapshot_file_stops_the_start_with_what_to_do() {
     assert!(msg.contains(&stored.display().to_string()), "{msg}");
     assert!(msg.contains("empty its data dir"), "{msg}");
 }
+
+/// A snapshot file of format version 1 (before queue control), its body as
+/// the swarmd of that version encoded `some_state()`
+/// (`fixtures/state-v1.bincode`, written by that version), reads as the same
+/// state: its items have no queue control, and there are no limits or
+/// schedules.
+#[test]
+fn a_snapshot_of_format_version_1_reads_as_the_same_state() {
+    let body = include_bytes!("fixtures/state-v1.bincode");
+    let mut file = b"SWARMSNP\x01".to_vec();
+    file.extend_from_slice(body);
+    file.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.bin");
+    std::fs::write(&path, &file).unwrap();
+    let snapshot = swarm_raft::storage::SnapshotFile::open(&path).unwrap();
+    assert_eq!(snapshot.verify().unwrap(), Format::BinaryV1);
+    let (state, format) = snapshot.read_state().unwrap();
+    assert_eq!(format, Format::BinaryV1);
+    assert_eq!(state, some_state());
+    assert_eq!(state.limits().count() + state.schedules().count(), 0);
+}

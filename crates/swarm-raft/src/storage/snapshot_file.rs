@@ -6,8 +6,8 @@
 //! | bytes | what |
 //! |---|---|
 //! | 8 | magic, `SWARMSNP` |
-//! | 1 | format version, `1` |
-//! | n | the [`State`] in bincode 2 (serde, standard configuration) |
+//! | 1 | format version, `2` |
+//! | n | the [`State`] in bincode 2 (serde, standard configuration), then its queue control (limits, schedules) |
 //! | 4 | CRC-32 of those n bytes, little endian |
 //!
 //! Written and read as a stream through fixed buffers: the encoded state is
@@ -15,8 +15,10 @@
 //! and decodes in a second, so a damaged file is refused before anything is
 //! decoded from it (a damaged length could otherwise ask for gigabytes).
 //!
-//! Before version 1 a snapshot was the JSON object `{"state": ...}`; a file
-//! that starts with `{` is read that way ([`Format::LegacyJson`]).
+//! Version 1 (before queue control) had no queue control after the state,
+//! nor a control field at the end of each item: it is read as such, with
+//! none. Before version 1 a snapshot was the JSON object `{"state": ...}`; a
+//! file that starts with `{` is read that way ([`Format::LegacyJson`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -29,7 +31,9 @@ use swarm_claims::State;
 use crate::codec::BINCODE;
 
 const MAGIC: &[u8; 8] = b"SWARMSNP";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// The binary format before queue control.
+const VERSION_1: u8 = 1;
 const HEADER_BYTES: u64 = MAGIC.len() as u64 + 1;
 const CHECKSUM_BYTES: u64 = 4;
 /// The buffer between the encoder (or decoder) and the file.
@@ -38,8 +42,10 @@ const BUFFER_BYTES: usize = 256 * 1024;
 /// How a snapshot file is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// The current format, version 1 (see the module docs).
+    /// The current format, version 2 (see the module docs).
     Binary,
+    /// Version 1, before queue control.
+    BinaryV1,
     /// `{"state": ...}` in JSON, as swarmd wrote it before the binary format.
     LegacyJson,
 }
@@ -166,15 +172,23 @@ impl SnapshotFile {
         let len = self.len()?;
         let mut file = self.reader()?;
         match check(&mut file, len)? {
-            (Format::Binary, body_len) => {
+            (format @ (Format::Binary | Format::BinaryV1), body_len) => {
                 file.seek(SeekFrom::Start(HEADER_BYTES))?;
                 let mut body = BufReader::with_capacity(BUFFER_BYTES, file.take(body_len));
-                let state = bincode::serde::decode_from_std_read(&mut body, BINCODE)?;
+                let state = match format {
+                    Format::BinaryV1 => swarm_claims::decode_items_without_control(|| {
+                        bincode::serde::decode_from_std_read::<State, _, _>(&mut body, BINCODE)
+                    })?
+                    .restored(),
+                    _ => State::from_snapshot_body(bincode::serde::decode_from_std_read(
+                        &mut body, BINCODE,
+                    )?),
+                };
                 let left = body.buffer().len() as u64 + body.get_ref().limit();
                 if left > 0 {
                     return Err(SnapshotReadError::Trailing(left));
                 }
-                Ok((State::restored(state), Format::Binary))
+                Ok((state, format))
             }
             (Format::LegacyJson, _) => {
                 file.seek(SeekFrom::Start(0))?;
@@ -235,10 +249,11 @@ fn check(file: &mut File, len: u64) -> Result<(Format, u64), SnapshotReadError> 
         }
         _ => {}
     }
-    let version = header[MAGIC.len()];
-    if version != VERSION {
-        return Err(SnapshotReadError::UnknownVersion(version));
-    }
+    let format = match header[MAGIC.len()] {
+        VERSION => Format::Binary,
+        VERSION_1 => Format::BinaryV1,
+        version => return Err(SnapshotReadError::UnknownVersion(version)),
+    };
     let body_len = len
         .checked_sub(HEADER_BYTES + CHECKSUM_BYTES)
         .ok_or(SnapshotReadError::Truncated(len))?;
@@ -254,7 +269,7 @@ fn check(file: &mut File, len: u64) -> Result<(Format, u64), SnapshotReadError> 
     if stored != computed {
         return Err(SnapshotReadError::Checksum { stored, computed });
     }
-    Ok((Format::Binary, body_len))
+    Ok((format, body_len))
 }
 
 /// Fills `buf` as far as the file goes; returns how much it filled.
@@ -275,7 +290,7 @@ pub(crate) fn write_snapshot(state: &State, out: &mut impl Write) -> io::Result<
     out.write_all(MAGIC)?;
     out.write_all(&[VERSION])?;
     let mut body = BufWriter::with_capacity(BUFFER_BYTES, Checksummed::new(&mut *out));
-    bincode::serde::encode_into_std_write(state, &mut body, BINCODE)
+    bincode::serde::encode_into_std_write(state.snapshot_body(), &mut body, BINCODE)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let body = body.into_inner().map_err(|e| e.into_error())?;
     let (len, crc) = (body.len, body.hasher.finalize());
@@ -490,7 +505,9 @@ pub(crate) mod tests {
         let mut skip = [0u8; HEADER_BYTES as usize];
         counting.read_exact(&mut skip).unwrap();
         let mut body = BufReader::with_capacity(BUFFER_BYTES, &mut counting);
-        let again: State = bincode::serde::decode_from_std_read(&mut body, BINCODE).unwrap();
+        let again = State::from_snapshot_body(
+            bincode::serde::decode_from_std_read(&mut body, BINCODE).unwrap(),
+        );
         assert_eq!(again, state);
         drop(body);
         assert!(counting.largest <= BUFFER_BYTES, "{}", counting.largest);
