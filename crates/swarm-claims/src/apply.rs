@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{RegisterNode, SubmitControl};
 use crate::command::{Cancel, Claim, Complete, Fail, Handoff, Release, Renew, StepDone, Submit};
+use crate::command::{RegisterNode, SubmitControl};
 use crate::state::{
     ClaimEnd, EventKind, ItemEvent, JournalEntry, Lease, NodeInfo, QueueKey, Status, Text, WorkItem,
 };
@@ -162,9 +162,7 @@ pub(crate) fn submit(
     if !c.requires.is_empty() {
         item.rare_mut().requires = c.requires;
     }
-    let not_before = control
-        .not_before
-        .max(now.saturating_add(control.delay_ms));
+    let not_before = control.not_before.max(now.saturating_add(control.delay_ms));
     let delayed = not_before > now;
     if delayed || !control.concurrency_key.is_empty() {
         let concurrency_key = (!control.concurrency_key.is_empty())
@@ -436,11 +434,7 @@ fn fail(state: &mut State, c: Fail) -> Result<Response, ClaimError> {
     } else if retry {
         (requeue(state, &c.id, now)?, EventKind::Retrying)
     } else {
-        let item = finish(state, &c.id, Status::Failed, now)?;
-        // Failed with a retry asked for: its attempts ran out.
-        if c.retry {
-            item.control_mut().dead_letter = true;
-        }
+        let item = state_finish_dead(state, &c.id, now, c.retry)?;
         (item, EventKind::Failed)
     };
     record(
@@ -522,7 +516,9 @@ fn cancel(state: &mut State, c: Cancel) -> Result<Response, ClaimError> {
     }
     state.dequeue(&key, &kind);
     if let Some(not_before) = state.items.get(c.id.as_str()).map(|i| i.not_before()) {
-        state.delayed.remove(&(not_before, Text::from(c.id.as_str())));
+        state
+            .delayed
+            .remove(&(not_before, Text::from(c.id.as_str())));
     }
     end_claim(state, &c.id, ClaimEnd::Cancelled, now);
     let item = finish(state, &c.id, Status::Cancelled, now)?;
@@ -560,7 +556,7 @@ fn tick(state: &mut State, now: Millis) -> Response {
         let cancelling = item.cancel_requested().map(str::to_string);
         let outcome = match (&cancelling, attempt >= max) {
             (Some(_), true) => finish(state, &id, Status::Cancelled, now),
-            (None, true) => finish(state, &id, Status::Failed, now),
+            (None, true) => state_finish_dead(state, &id, now, true),
             (_, false) => requeue(state, &id, now),
         };
         if let Ok(item) = outcome
@@ -570,7 +566,6 @@ fn tick(state: &mut State, now: Millis) -> Response {
             let kind = if item.status == Status::Cancelled {
                 EventKind::Cancelled
             } else {
-                item.control_mut().dead_letter = true;
                 EventKind::Failed
             };
             record(item, now, kind, None, None, Some(reason.clone()));
@@ -627,6 +622,25 @@ pub(crate) fn requeue<'a>(
         .items
         .get_mut(id)
         .ok_or_else(|| ClaimError::NotFound { id: id.to_string() })?;
+    Ok(item)
+}
+
+/// Ends the item failed; `dead` (its attempts ran out) makes it a dead
+/// letter.
+fn state_finish_dead<'a>(
+    state: &'a mut State,
+    id: &str,
+    now: Millis,
+    dead: bool,
+) -> Result<&'a mut WorkItem, ClaimError> {
+    finish(state, id, Status::Failed, now)?;
+    let item = state
+        .items
+        .get_mut(id)
+        .ok_or_else(|| ClaimError::NotFound { id: id.to_string() })?;
+    if dead {
+        state.counts.set_dead_letter(item, true);
+    }
     Ok(item)
 }
 

@@ -342,6 +342,9 @@ pub(crate) fn retry(state: &mut State, c: Retry) -> Result<Response, ClaimError>
     let ended_at = item.updated_at;
     let now = crate::apply::advance(state, c.now);
     state.ended.remove(&(ended_at, Text::from(c.id.as_str())));
+    if let Some(item) = state.items.get_mut(c.id.as_str()) {
+        state.counts.set_dead_letter(item, false);
+    }
     let item = crate::apply::requeue(state, &c.id, now)?;
     let detail = if c.reset_attempts {
         item.attempt = 0;
@@ -357,7 +360,6 @@ pub(crate) fn retry(state: &mut State, c: Retry) -> Result<Response, ClaimError>
         )
     };
     let control = item.control_mut();
-    control.dead_letter = false;
     control.retries = control.retries.saturating_add(1);
     crate::apply::push_event(
         item,
@@ -366,7 +368,10 @@ pub(crate) fn retry(state: &mut State, c: Retry) -> Result<Response, ClaimError>
     Ok(Response::Item(item.clone()))
 }
 
-pub(crate) fn create_schedule(state: &mut State, c: CreateSchedule) -> Result<Response, ClaimError> {
+pub(crate) fn create_schedule(
+    state: &mut State,
+    c: CreateSchedule,
+) -> Result<Response, ClaimError> {
     if let Some(existing) = state.control.schedules.get(&c.spec.name) {
         // A retried create of the same schedule answers as the first did.
         if existing.spec == c.spec {

@@ -66,6 +66,9 @@ pub struct WorkCounts {
     /// state counts again ([`crate::State::restored`]).
     #[serde(skip)]
     by_key: BTreeMap<Text, StatusCounts>,
+    /// Failed items whose attempts ran out. Not encoded either.
+    #[serde(skip)]
+    dead_letters: u64,
 }
 
 /// Adds one item of `status` under `name`.
@@ -110,6 +113,9 @@ impl WorkCounts {
         if let Some(key) = item.concurrency_key() {
             count_in(&mut self.by_key, key, item.status);
         }
+        if item.dead_letter() {
+            self.dead_letters += 1;
+        }
     }
 
     /// Stops counting an item that leaves the state (retention).
@@ -118,6 +124,25 @@ impl WorkCounts {
         if let Some(key) = item.concurrency_key() {
             uncount_in(&mut self.by_key, key, item.status);
         }
+        if item.dead_letter() {
+            self.dead_letters = self.dead_letters.saturating_sub(1);
+        }
+    }
+
+    /// Marks `item` a dead letter (or no longer one), counting it.
+    pub(crate) fn set_dead_letter(&mut self, item: &mut WorkItem, dead: bool) {
+        if item.dead_letter() != dead {
+            match dead {
+                true => self.dead_letters += 1,
+                false => self.dead_letters = self.dead_letters.saturating_sub(1),
+            }
+            item.control_mut().dead_letter = dead;
+        }
+    }
+
+    /// How many failed items ran out of attempts.
+    pub fn dead_letters(&self) -> u64 {
+        self.dead_letters
     }
 
     /// Moves `item` to `status`, counting it there instead: the one way

@@ -78,12 +78,12 @@ impl State {
     /// configuration, the state and then its queue control (swarm-raft adds
     /// a header and a checksum around it).
     pub fn to_snapshot(&self) -> Result<Vec<u8>, ClaimError> {
-        bincode::serde::encode_to_vec(self.snapshot_body(), bincode::config::standard()).map_err(|e| {
-            ClaimError::Invalid {
+        bincode::serde::encode_to_vec(self.snapshot_body(), bincode::config::standard()).map_err(
+            |e| ClaimError::Invalid {
                 field: "snapshot".into(),
                 reason: e.to_string(),
-            }
-        })
+            },
+        )
     }
 
     /// Decodes a state written by [`State::to_snapshot`].

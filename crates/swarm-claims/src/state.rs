@@ -467,7 +467,11 @@ impl Serialize for WorkItem {
             cancel_requested: self.cancel_requested(),
             events: EventsOut(self),
             events_dropped: self.events_dropped,
-            control: self.rare.as_ref().map(|r| &r.control).filter(|c| !c.is_default()),
+            control: self
+                .rare
+                .as_ref()
+                .map(|r| &r.control)
+                .filter(|c| !c.is_default()),
         }
         .serialize(s)
     }

@@ -294,11 +294,10 @@ fn an_item_of_format_version_1_decodes_without_control() {
         let bytes = bincode::serde::encode_to_vec(&item, config).unwrap();
         assert_eq!(bytes.last(), Some(&0), "no control: None, one zero byte");
         let v1 = &bytes[..bytes.len() - 1];
-        let (decoded, read): (WorkItem, usize) =
-            swarm_claims::decode_items_without_control(|| {
-                bincode::serde::decode_from_slice(v1, config)
-            })
-            .unwrap();
+        let (decoded, read): (WorkItem, usize) = swarm_claims::decode_items_without_control(|| {
+            bincode::serde::decode_from_slice(v1, config)
+        })
+        .unwrap();
         assert_eq!((decoded, read), (item, v1.len()));
     }
 }
@@ -332,7 +331,8 @@ fn an_items_queue_control_round_trips() {
     assert_eq!(item.concurrency_key().map(|k| &**k), Some("smtp"));
     let config = bincode::config::standard();
     let bytes = bincode::serde::encode_to_vec(&item, config).unwrap();
-    let (decoded, _): (WorkItem, usize) = bincode::serde::decode_from_slice(&bytes, config).unwrap();
+    let (decoded, _): (WorkItem, usize) =
+        bincode::serde::decode_from_slice(&bytes, config).unwrap();
     assert_eq!(decoded, item);
     let json = serde_json::to_string(&item).unwrap();
     assert_eq!(serde_json::from_str::<WorkItem>(&json).unwrap(), item);

@@ -82,7 +82,13 @@ impl Role {
             (_, "WorkService", "GetWork" | "WatchWork") => true,
             (Operator | Submitter | Reader, "WorkService", "ListWork") => true,
             (Operator | Reader, "WorkService", "WorkStats") => true,
-            (Operator, "WorkService", "Cancel") => true,
+            (Operator, "WorkService", "Cancel" | "RetryWork") => true,
+            (Operator, "ScheduleService" | "LimitService", _) => true,
+            (
+                Reader,
+                "ScheduleService" | "LimitService",
+                "GetSchedule" | "ListSchedules" | "GetLimit" | "ListLimits",
+            ) => true,
             (Submitter, "WorkService", "Submit") => true,
             (
                 Agent,
@@ -389,7 +395,10 @@ impl Gate for AuthLayer {
         // entries) pass through without a copy.
         let (service, method) = service_and_method(request);
         let service = service.rsplit('.').next().unwrap_or("");
-        if matches!(service, "WorkService" | "AdminService") {
+        if matches!(
+            service,
+            "WorkService" | "AdminService" | "ScheduleService" | "LimitService"
+        ) {
             let caller = self.authorize(request, service, method)?;
             request.extensions_mut().insert(caller);
         }

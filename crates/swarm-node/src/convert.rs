@@ -77,6 +77,13 @@ pub fn item_to_pb(item: &WorkItem) -> pb::WorkItem {
             .filter_map(|i| event_to_pb(item, i))
             .collect(),
         cancel_requested: item.cancel_requested().map(str::to_string),
+        not_before_ms: item.not_before(),
+        concurrency_key: item
+            .concurrency_key()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        dead_letter: item.dead_letter(),
+        retries: item.control().map_or(0, |c| c.retries),
     }
 }
 
@@ -133,7 +140,35 @@ pub fn stats_to_pb(state: &swarm_claims::State, now_ms: u64) -> pb::WorkStatsRes
             .oldest_pending_by_kind()
             .map(|(kind, i)| (kind.to_string(), now_ms.saturating_sub(i.submitted_at)))
             .collect(),
+        scheduled: state.delayed_count() as u64,
+        by_concurrency_key: key_stats(state),
+        dead_letters: counts.dead_letters(),
     }
+}
+
+/// Running and pending items per concurrency key (every key with items or
+/// a limit), with the key's limit.
+fn key_stats(state: &swarm_claims::State) -> std::collections::HashMap<String, pb::KeyStats> {
+    let mut out = std::collections::HashMap::new();
+    for (key, c) in state.counts().by_concurrency_key() {
+        out.insert(
+            key.to_string(),
+            pb::KeyStats {
+                running: c.claimed,
+                pending: c.pending,
+                ..pb::KeyStats::default()
+            },
+        );
+    }
+    for (key, limit) in state.limits() {
+        let stats = out.entry(key.to_string()).or_default();
+        stats.max_running = limit.max_running;
+        stats.rate = limit
+            .rate
+            .map(|r| format!("{} burst {}", crate::queue_service::rate_text(&r), r.burst))
+            .unwrap_or_default();
+    }
+    out
 }
 
 /// The gRPC status for a refused read.
@@ -194,7 +229,10 @@ pub fn work_call_status(e: &ClusterError, retention: Duration) -> Status {
 /// The gRPC status for a refused command.
 pub fn claim_error_status(e: &ClaimError) -> Status {
     match e {
-        ClaimError::NotFound { .. } => Status::not_found(e.to_string()),
+        ClaimError::NotFound { .. } | ClaimError::Unknown { .. } => {
+            Status::not_found(e.to_string())
+        }
+        ClaimError::Exists { .. } => Status::already_exists(e.to_string()),
         ClaimError::StaleToken { .. }
         | ClaimError::WrongStatus { .. }
         | ClaimError::NotHolder { .. } => Status::failed_precondition(e.to_string()),

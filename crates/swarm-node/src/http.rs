@@ -536,6 +536,7 @@ fn page_query(q: &HashMap<String, String>) -> Result<ListQuery, String> {
         holder: get("holder").to_string(),
         after,
         limit,
+        dead_letter: matches!(get("dead_letter"), "true" | "1"),
     })
 }
 

@@ -96,6 +96,8 @@ pub struct ListQuery {
     pub holder: String,
     /// The id the page starts after.
     pub after: Option<String>,
+    /// Only dead letters.
+    pub dead_letter: bool,
     pub limit: usize,
 }
 
@@ -118,6 +120,7 @@ impl ListQuery {
             kind: r.r#type.clone(),
             holder: r.holder.clone(),
             after: decode_page_token(&r.page_token)?,
+            dead_letter: r.dead_letter,
             limit: limit as usize,
         })
     }
@@ -125,6 +128,7 @@ impl ListQuery {
     /// Whether `item` passes the status, type and holder filters.
     pub fn matches(&self, item: &WorkItem) -> bool {
         self.status.is_none_or(|s| item.status == s)
+            && (!self.dead_letter || item.dead_letter())
             && (self.kind.is_empty() || *item.kind == *self.kind)
             && (self.holder.is_empty()
                 || item

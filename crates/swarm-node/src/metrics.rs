@@ -172,9 +172,11 @@ impl Default for GrpcMetrics {
 }
 
 /// The services this node serves: only their methods become labels.
-const SERVICES: [&str; 6] = [
+const SERVICES: [&str; 8] = [
     "swarm.v1.WorkService",
     "swarm.v1.AdminService",
+    "swarm.v1.ScheduleService",
+    "swarm.v1.LimitService",
     "swarm.v1.RaftService",
     "swarm.v1.HandoffService",
     "grpc.health.v1.Health",

@@ -14,7 +14,11 @@ use swarm_proto::v1 as pb;
 use swarm_proto::v1::admin_service_client::AdminServiceClient;
 use swarm_proto::v1::admin_service_server::AdminServiceServer;
 use swarm_proto::v1::handoff_service_server::HandoffServiceServer;
+use swarm_proto::v1::limit_service_server::LimitServiceServer;
+use swarm_proto::v1::schedule_service_server::ScheduleServiceServer;
 use swarm_proto::v1::work_service_server::WorkServiceServer;
+
+use crate::queue_service::QueueApi;
 use swarm_raft::{
     Cluster, ClusterConfig, ClusterError, PeerChannels, PeerServer, StateMachineStore, now_millis,
 };
@@ -250,6 +254,12 @@ async fn serve(
     health_reporter
         .set_serving::<AdminServiceServer<AdminApi>>()
         .await;
+    health_reporter
+        .set_serving::<ScheduleServiceServer<QueueApi>>()
+        .await;
+    health_reporter
+        .set_serving::<LimitServiceServer<QueueApi>>()
+        .await;
     health_reporter.set_serving::<PeerServer>().await;
     health_reporter
         .set_serving::<HandoffServiceServer<HandoffApi>>()
@@ -265,6 +275,8 @@ async fn serve(
             Port::Clients { .. } => [
                 "swarm.v1.WorkService",
                 "swarm.v1.AdminService",
+                "swarm.v1.ScheduleService",
+                "swarm.v1.LimitService",
                 "grpc.health.v1.Health",
             ]
             .into_iter()
@@ -295,6 +307,8 @@ async fn serve(
             .max_decoding_message_size(max)
             .max_encoding_message_size(max)
     });
+    let schedules = clients.then(|| ScheduleServiceServer::new(QueueApi::new(ctx.clone())));
+    let limits = clients.then(|| LimitServiceServer::new(QueueApi::new(ctx.clone())));
     let handoff = peers.then(|| HandoffServiceServer::new(HandoffApi::new(agent)));
     let raft = peers.then(|| ctx.cluster.peer_service());
     builder
@@ -315,6 +329,8 @@ async fn serve(
         .add_optional_service(reflection_alpha)
         .add_optional_service(work)
         .add_optional_service(admin)
+        .add_optional_service(schedules)
+        .add_optional_service(limits)
         .add_optional_service(handoff)
         .add_optional_service(raft)
         // Accepted sockets need TCP_NODELAY set here: the builder's
@@ -451,10 +467,12 @@ async fn leader_duties(ctx: NodeContext) {
                 }
             }
         }
-        let due = ctx
-            .state
-            .read(|s| s.next_expiry())
-            .is_some_and(|at| at <= now_millis());
+        // Leases to expire, or delayed items (and rate-limited keys) come
+        // due: a tick makes them so in the state.
+        let due = ctx.state.read(|s| {
+            let now = now_millis();
+            s.next_expiry().is_some_and(|at| at <= now) || s.next_due().is_some_and(|at| at <= now)
+        });
         if due {
             match ctx.cluster.request_if_leader(Tick).await {
                 Ok(ids) if !ids.is_empty() => {
@@ -464,6 +482,7 @@ async fn leader_duties(ctx: NodeContext) {
                 Err(e) => tracing::debug!(error = %e, "tick not committed"),
             }
         }
+        crate::queue_service::fire_due_schedules(&ctx).await;
         compact_finished(&ctx).await;
     }
 }

@@ -3,7 +3,10 @@
 //! leader when this node follows). Reads are linearizable unless the caller
 //! asks for the local replica.
 
-use swarm_claims::command::{Cancel, Claim, Complete, Fail, Handoff, Release, Renew, Submit};
+use swarm_claims::command::{
+    Cancel, Claim, Complete, Fail, Handoff, Release, Renew, Retry, Submit, SubmitControl,
+};
+use swarm_claims::request::SubmitWith;
 use swarm_claims::{Request as Write, WorkItem};
 use swarm_proto::MAX_MESSAGE_BYTES;
 use swarm_proto::v1 as pb;
@@ -139,6 +142,10 @@ fn json_or_null(text: String) -> String {
     }
 }
 
+/// Most dead letters one `RetryWork` with `all` puts back; call again for
+/// more.
+const MAX_RETRIED: usize = 10_000;
+
 /// How often a watch re-reads an item that shows no change, in case an
 /// apply notification was missed.
 const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(500);
@@ -236,18 +243,27 @@ impl WorkService for WorkApi {
                     .map_err(|e| Status::internal(format!("encode the workflow payload: {e}")))?;
             }
         }
-        let submitted = self
-            .write(Submit {
-                id: uuid::Uuid::new_v4().to_string(),
-                idempotency_key: r.idempotency_key,
-                kind: r.r#type,
-                priority: r.priority,
-                requires: r.requires,
-                payload: json_or_null(r.payload_json),
-                max_attempts: r.max_attempts,
-                now: 0,
-            })
-            .await?;
+        let submit = Submit {
+            id: uuid::Uuid::new_v4().to_string(),
+            idempotency_key: r.idempotency_key,
+            kind: r.r#type,
+            priority: r.priority,
+            requires: r.requires,
+            payload: json_or_null(r.payload_json),
+            max_attempts: r.max_attempts,
+            now: 0,
+        };
+        let control = SubmitControl {
+            not_before: r.not_before_ms,
+            delay_ms: r.delay_ms,
+            concurrency_key: r.concurrency_key,
+        };
+        // A plain submit stays the command it always was.
+        let submitted = if control == SubmitControl::default() {
+            self.write(submit).await?
+        } else {
+            self.write(SubmitWith(submit, control)).await?
+        };
         Ok(Response::new(pb::SubmitResponse {
             item: Some(item_to_pb(&submitted.item)),
             created: submitted.created,
@@ -427,6 +443,59 @@ impl WorkService for WorkApi {
             .read(|s| list_page(s, &query, MAX_MESSAGE_BYTES))
             .map_err(|e| read_error_status(&e))?;
         Ok(Response::new(page))
+    }
+
+    async fn retry_work(
+        &self,
+        request: Request<pb::RetryWorkRequest>,
+    ) -> Result<Response<pb::RetryWorkResponse>, Status> {
+        let r = request.into_inner();
+        let retry = |id: String| Retry {
+            id,
+            reset_attempts: r.reset_attempts,
+            now: 0,
+        };
+        match (r.id.is_empty(), r.all) {
+            (false, false) => {
+                let item = self.write(retry(r.id)).await?;
+                return Ok(Response::new(pb::RetryWorkResponse {
+                    items: vec![item_to_pb(&item)],
+                }));
+            }
+            (true, true) => {}
+            _ => {
+                return Err(Status::invalid_argument(
+                    "invalid id: give one item's id, or all (with an optional type) for every dead letter, not both",
+                ));
+            }
+        }
+        self.read_barrier(pb::ReadConsistency::Linearizable as i32)
+            .await?;
+        let ids: Vec<String> = self.ctx.state.read(|s| {
+            s.items()
+                .filter(|i| i.dead_letter() && (r.r#type.is_empty() || *i.kind == *r.r#type))
+                .take(MAX_RETRIED)
+                .map(|i| i.id.to_string())
+                .collect()
+        });
+        // Proposed together, so the proposer commits them in few entries.
+        let mut retried = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(256) {
+            let writes = chunk.iter().map(|id| self.write(retry(id.clone())));
+            for outcome in futures::future::join_all(writes).await {
+                match outcome {
+                    Ok(item) => retried.push(item_to_pb(&item)),
+                    // Retried (or removed) by someone else meanwhile.
+                    Err(e)
+                        if matches!(
+                            e.code(),
+                            tonic::Code::FailedPrecondition | tonic::Code::NotFound
+                        ) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(Response::new(pb::RetryWorkResponse { items: retried }))
     }
 
     async fn work_stats(
