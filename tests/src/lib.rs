@@ -439,6 +439,12 @@ impl Cluster {
             .max_encoding_message_size(swarm_proto::MAX_MESSAGE_BYTES))
     }
 
+    /// The gRPC channel to one node's client port (for the services
+    /// without a helper here: schedules, limits).
+    pub fn channel(&self, node: NodeId) -> Result<Channel> {
+        Ok(self.node(node)?.channel.clone())
+    }
+
     /// Every item matching `request` as `node` lists them, following the
     /// pages from `request.page_token`; each page is one call cut off after
     /// `timeout`. A node lists at most 10,000 items per answer, so anything

@@ -14,8 +14,8 @@ use swarm_check::fixtures::{
     three_completed_items,
 };
 use swarm_tests::chaos::checker::{
-    ANOMALY_KINDS, CheckInput, CheckReport, DOUBLE_GRANT, DUPLICATE_COMPLETION, LOST_ACK, Liveness,
-    REPLICA_DIVERGENCE, STALE_WRITE_ACCEPTED, STUCK, TOKEN_NOT_INCREASING, TWO_LEADERS_IN_TERM,
+    ANOMALY_KINDS, CheckInput, CheckReport, DOUBLE_GRANT, DUPLICATE_COMPLETION, GRANTED_EARLY,
+    LIMIT_EXCEEDED, LOST_ACK, Liveness, REPLICA_DIVERGENCE, STALE_WRITE_ACCEPTED, STUCK, TOKEN_NOT_INCREASING, TWO_LEADERS_IN_TERM,
     UNKNOWN_APPLIED_TWICE, check,
 };
 use swarm_tests::chaos::fenced::{FencedResource, WriteAttempt};
@@ -239,13 +239,28 @@ fn clean() -> CheckInput {
     fenced.write("w3", 5, "e").unwrap();
     fenced.write("w3", 3, "c").unwrap_err();
 
+    // w2 and w3 carry a concurrency key limited to 2 claims at once (they
+    // overlap, w1 has none); w3 was delayed until its first claim.
+    let mut replicas = replicas(&three_completed_items(T0), 42);
+    for item in replicas.iter_mut().flat_map(|r| r.items.iter_mut()) {
+        if item.id != "w1" {
+            item.concurrency_key = LIMITED_KEY.into();
+        }
+        if item.id == "w3" {
+            item.not_before_ms = T0 + 12;
+        }
+    }
     CheckInput {
         history: ops.history(leaders),
         fenced: fenced.log(),
-        replicas: replicas(&three_completed_items(T0), 42),
+        replicas,
         liveness: deadline_passed(),
+        key_limits: [(LIMITED_KEY.to_string(), 2)].into(),
     }
 }
+
+/// The concurrency key of the clean run's limited items.
+const LIMITED_KEY: &str = "k-lim";
 
 /// Asserts that `kind`, and only `kind`, is reported, and returns the report.
 fn only(input: &CheckInput, kind: &str) -> CheckReport {
@@ -317,6 +332,7 @@ fn many_recorded_operations_check_clean() {
         fenced: Vec::new(),
         replicas: replicas(&items, 600),
         liveness: deadline_passed(),
+        key_limits: Default::default(),
     };
     let report = check(&input);
     assert!(report.is_clean(), "{report}");
@@ -652,4 +668,45 @@ fn one_key_acknowledged_as_two_items_is_reported() {
         ..CheckInput::default()
     };
     only(&input, UNKNOWN_APPLIED_TWICE);
+}
+
+// ---------------------------------------------------------------------------
+// limit_exceeded, granted_early
+
+#[test]
+fn more_claims_of_a_key_at_once_than_its_limit_are_reported() {
+    let mut input = clean();
+    // w1 overlaps w2 and w3: three claims of the key at once.
+    for item in input.replicas.iter_mut().flat_map(|r| r.items.iter_mut()) {
+        item.concurrency_key = LIMITED_KEY.into();
+    }
+    let report = only(&input, LIMIT_EXCEEDED);
+    let text = report.of(LIMIT_EXCEEDED).join("\n");
+    assert!(text.contains("3 items of concurrency key \"k-lim\""), "{report}");
+    // One item's claims, one after another, never overlap.
+    let mut input = clean();
+    input.key_limits.insert(LIMITED_KEY.into(), 1);
+    for item in input.replicas.iter_mut().flat_map(|r| r.items.iter_mut()) {
+        item.concurrency_key = if item.id == "w2" {
+            LIMITED_KEY.into()
+        } else {
+            String::new()
+        };
+    }
+    assert!(check(&input).is_clean());
+}
+
+#[test]
+fn a_delayed_item_granted_before_its_time_is_reported() {
+    let mut input = clean();
+    for item in input.replicas.iter_mut().flat_map(|r| r.items.iter_mut()) {
+        if item.id == "w3" {
+            item.not_before_ms = T0 + 500;
+        }
+    }
+    let report = only(&input, GRANTED_EARLY);
+    assert!(
+        report.of(GRANTED_EARLY).join("\n").contains("item w3 granted at"),
+        "{report}"
+    );
 }

@@ -13,9 +13,13 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use swarm_claims::command::{
-    Cancel, Claim, Compact, Complete, Fail, Handoff, RegisterNode, Release, Renew, StepDone, Submit,
+    Cancel, Claim, Compact, Complete, CreateSchedule, DeleteLimit, DeleteSchedule, Fail,
+    FireSchedule, Handoff, PauseSchedule, RegisterNode, Release, Renew, Retry, SetLimit, StepDone,
+    Submit, SubmitControl,
 };
-use swarm_claims::{APPLY_LIMITS, ClaimError, Command, Response, State, apply};
+use swarm_claims::{
+    APPLY_LIMITS, ClaimError, Command, Overlap, Rate, Response, ScheduleSpec, State, apply,
+};
 
 /// Text: mostly names that collide (so commands meet the items others made),
 /// else anything: empty, control characters, any Unicode, past the name limit.
@@ -164,6 +168,92 @@ fn command() -> impl Strategy<Value = Command> {
         number().prop_map(|now| Command::LeaderTookOffice { now }),
         (number(), any::<u32>(), number())
             .prop_map(|(before, max, now)| Command::Compact(Compact { before, max, now })),
+        (text(), text(), json(), number(), number(), text()).prop_map(
+            |(id, kind, payload, not_before, delay_ms, concurrency_key)| {
+                Command::SubmitWith(
+                    Submit {
+                        id,
+                        idempotency_key: String::new(),
+                        kind,
+                        priority: 0,
+                        requires: vec![],
+                        payload,
+                        max_attempts: 0,
+                        now: not_before / 2,
+                    },
+                    SubmitControl {
+                        not_before,
+                        delay_ms,
+                        concurrency_key,
+                    },
+                )
+            }
+        ),
+        (
+            text(),
+            any::<u32>(),
+            any::<Option<(u32, u64, u32)>>(),
+            number()
+        )
+            .prop_map(|(key, max_running, rate, now)| Command::SetLimit(SetLimit {
+                key,
+                max_running,
+                rate: rate.map(|(count, per_ms, burst)| Rate {
+                    count,
+                    per_ms,
+                    burst
+                }),
+                now,
+            })),
+        (text(), number()).prop_map(|(key, now)| Command::DeleteLimit(DeleteLimit { key, now })),
+        (text(), any::<bool>(), number()).prop_map(|(id, reset_attempts, now)| {
+            Command::Retry(Retry {
+                id,
+                reset_attempts,
+                now,
+            })
+        }),
+        (text(), text(), json(), number(), number()).prop_map(
+            |(name, cron, payload, next_fire, now)| Command::CreateSchedule(CreateSchedule {
+                spec: ScheduleSpec {
+                    name,
+                    cron,
+                    timezone: String::new(),
+                    kind: "k".into(),
+                    priority: 0,
+                    requires: vec![],
+                    payload,
+                    max_attempts: 0,
+                    concurrency_key: String::new(),
+                    overlap: Overlap::Skip,
+                },
+                next_fire,
+                now,
+            })
+        ),
+        (text(), any::<bool>(), number(), number()).prop_map(|(name, paused, next_fire, now)| {
+            Command::PauseSchedule(PauseSchedule {
+                name,
+                paused,
+                next_fire,
+                now,
+            })
+        }),
+        (text(), number())
+            .prop_map(|(name, now)| Command::DeleteSchedule(DeleteSchedule { name, now })),
+        (text(), number(), number(), text(), any::<bool>(), number()).prop_map(
+            |(name, fire_at, next_fire, item_id, manual, now)| {
+                Command::FireSchedule(FireSchedule {
+                    name,
+                    fire_at,
+                    next_fire,
+                    item_id,
+                    manual,
+                    missed: 1,
+                    now,
+                })
+            }
+        ),
     ];
     // Batches, and batches in batches (which apply refuses).
     leaf.prop_recursive(2, 24, 6, |inner| vec(inner, 0..6).prop_map(Command::Batch))

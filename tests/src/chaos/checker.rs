@@ -32,6 +32,9 @@
 //! - `replica_divergence`: replicas disagree about the items they hold.
 //! - `two_leaders_in_term`: two different leaders observed for one term.
 //! - `unknown_applied_twice`: one keyed submit that produced two items.
+//! - `limit_exceeded`: more items of a concurrency key claimed at once than
+//!   its limit allows (from a replica's claim and end events).
+//! - `granted_early`: a delayed item granted before its `not_before` time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -52,9 +55,11 @@ pub const STALE_WRITE_ACCEPTED: &str = "stale_write_accepted";
 pub const LOST_ACK: &str = "lost_ack";
 pub const STUCK: &str = "stuck";
 pub const TWO_LEADERS_IN_TERM: &str = "two_leaders_in_term";
+pub const LIMIT_EXCEEDED: &str = "limit_exceeded";
+pub const GRANTED_EARLY: &str = "granted_early";
 
 /// Every anomaly kind; each is a key of every report.
-pub const ANOMALY_KINDS: [&str; 9] = [
+pub const ANOMALY_KINDS: [&str; 11] = [
     DOUBLE_GRANT,
     TOKEN_NOT_INCREASING,
     STALE_WRITE_ACCEPTED,
@@ -64,6 +69,8 @@ pub const ANOMALY_KINDS: [&str; 9] = [
     REPLICA_DIVERGENCE,
     TWO_LEADERS_IN_TERM,
     UNKNOWN_APPLIED_TWICE,
+    LIMIT_EXCEEDED,
+    GRANTED_EARLY,
 ];
 
 /// What the liveness check may expect at the end of a run.
@@ -92,6 +99,8 @@ pub struct CheckInput {
     /// compared.
     pub replicas: Vec<ReplicaState>,
     pub liveness: Liveness,
+    /// The limit on running items of each concurrency key the run set.
+    pub key_limits: BTreeMap<String, u32>,
 }
 
 /// The checker's verdict.
@@ -185,6 +194,8 @@ pub fn check(input: &CheckInput) -> CheckReport {
     check_stale_writes(&input.fenced, &mut report);
     check_lost_acks(&input.history, &input.replicas, &mut report);
     check_stuck(&input.replicas, &input.liveness, &mut report);
+    check_key_limits(&input.replicas, &input.key_limits, &mut report);
+    check_delays(&input.replicas, &mut report);
     check_leaders(&input.history, &mut report);
     report
 }
@@ -567,6 +578,102 @@ fn is_terminal(status: i32) -> bool {
         WorkStatus::try_from(status),
         Ok(WorkStatus::Completed | WorkStatus::Failed | WorkStatus::Cancelled)
     )
+}
+
+/// The event kinds that end a claim (a grant of the item ends it too).
+const CLAIM_ENDS: [&str; 6] = [
+    "completed",
+    "failed",
+    "retrying",
+    "released",
+    "expired",
+    "cancelled",
+];
+
+/// The claims of one item a replica records, as intervals of the state
+/// machine's clock: from each grant (`claimed`, `handed_off`) to the event
+/// that ended it (`u64::MAX` while live). An item whose early events were
+/// dropped (the per-item bound) tells only of its recent claims.
+fn claim_intervals(item: &WorkItem) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut open: Option<u64> = None;
+    for event in &item.events {
+        let grant = matches!(event.kind.as_str(), "claimed" | "handed_off");
+        if let Some(start) = open
+            && (grant || CLAIM_ENDS.contains(&event.kind.as_str()))
+        {
+            out.push((start, event.at_ms));
+            open = None;
+        }
+        if grant {
+            open = Some(event.at_ms);
+        }
+    }
+    if let Some(start) = open {
+        out.push((start, u64::MAX));
+    }
+    out
+}
+
+/// No concurrency key ever had more claims live at once than its limit, by
+/// every replica's records. A claim that ends when another starts (same
+/// clock reading) does not overlap it: the state machine applied the end
+/// first or the grant would not have been made.
+fn check_key_limits(
+    replicas: &[ReplicaState],
+    limits: &BTreeMap<String, u32>,
+    report: &mut CheckReport,
+) {
+    for replica in replicas {
+        for (key, limit) in limits {
+            let mut points: Vec<(u64, i64)> = replica
+                .items
+                .iter()
+                .filter(|i| i.concurrency_key == *key)
+                .flat_map(claim_intervals)
+                .flat_map(|(start, end)| [(start, 1), (end, -1)])
+                .collect();
+            // Ends before starts at one instant.
+            points.sort();
+            let (mut live, mut peak, mut at) = (0i64, 0i64, 0u64);
+            for (t, d) in points {
+                live += d;
+                if live > peak {
+                    (peak, at) = (live, t);
+                }
+            }
+            if peak > i64::from(*limit) {
+                report.add(
+                    LIMIT_EXCEEDED,
+                    format!(
+                        "node {}: {peak} items of concurrency key {key:?} claimed at once at {at} (limit {limit})",
+                        replica.node
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// No delayed item was granted before its time, by every replica's records.
+fn check_delays(replicas: &[ReplicaState], report: &mut CheckReport) {
+    for replica in replicas {
+        for item in replica.items.iter().filter(|i| i.not_before_ms > 0) {
+            if let Some(early) = item
+                .events
+                .iter()
+                .find(|e| e.kind == "claimed" && e.at_ms < item.not_before_ms)
+            {
+                report.add(
+                    GRANTED_EARLY,
+                    format!(
+                        "node {}: item {} granted at {} before its time {}",
+                        replica.node, item.id, early.at_ms, item.not_before_ms
+                    ),
+                );
+            }
+        }
+    }
 }
 
 fn check_stuck(replicas: &[ReplicaState], liveness: &Liveness, report: &mut CheckReport) {

@@ -21,7 +21,7 @@ use super::fenced::{FencedResource, install_write_script};
 use super::history::{History, OpCounts, OpKind, Outcome};
 use super::nemesis::{FaultKind, FaultRecord, Nemesis, NemesisConfig, heal_everything};
 use super::proxy::LinkProxies;
-use super::workload::{Workload, WorkloadConfig, workflow_spec};
+use super::workload::{CHAOS_KEY, CHAOS_KEY_LIMIT, Workload, WorkloadConfig, workflow_spec};
 use crate::{Cluster, ClusterOptions, NodeId, free_ports, within};
 
 /// Lease the nodes ask for when they claim a workflow: short, so that a
@@ -326,6 +326,7 @@ async fn run_unbounded(config: ChaosConfig) -> Result<ChaosReport> {
     let election_max = options.election_max;
     let mut cluster = Cluster::start_with(config.nodes, options).await?;
 
+    set_key_limit(&cluster).await?;
     let recorder = super::history::Recorder::new();
     let epoch = Instant::now();
     let epoch_ms = recorder.now_ms();
@@ -408,6 +409,7 @@ async fn run_unbounded(config: ChaosConfig) -> Result<ChaosReport> {
             exempt_claimed: false,
             exempt_items: Default::default(),
         },
+        key_limits: [(CHAOS_KEY.to_string(), CHAOS_KEY_LIMIT)].into(),
     };
     let check = checker::check(&input);
 
@@ -534,4 +536,26 @@ mod tests {
         assert_eq!(percentile(&[d(9), d(1), d(5), d(7)], 50), Some(d(5)));
         assert_eq!(percentile(&[d(9), d(1), d(5), d(7)], 100), Some(d(9)));
     }
+}
+
+/// Sets the limit on the workload's concurrency key, through any node,
+/// before the workload starts.
+async fn set_key_limit(cluster: &Cluster) -> Result<()> {
+    use swarm_proto::v1::SetLimitRequest;
+    use swarm_proto::v1::limit_service_client::LimitServiceClient;
+    crate::poll_until(Duration::from_secs(30), "set the chaos key's limit", || async {
+        for node in cluster.running() {
+            let mut limits = LimitServiceClient::new(cluster.channel(node)?);
+            let request = SetLimitRequest {
+                key: CHAOS_KEY.into(),
+                max_running: CHAOS_KEY_LIMIT,
+                ..SetLimitRequest::default()
+            };
+            if limits.set_limit(request).await.is_ok() {
+                return Ok(Some(()));
+            }
+        }
+        Ok(None)
+    })
+    .await
 }

@@ -51,6 +51,11 @@ pub const WORKFLOW_CLIENT: u32 = 1000;
 pub const DRAIN_CLIENT: u32 = 1001;
 /// Tasks the drainer claims at once.
 const DRAIN_BATCH: u32 = 64;
+/// The concurrency key some tasks carry, and its limit: at most this many
+/// of them claimed at once (the runner sets it before the workload starts;
+/// the checker verifies it held, `limit_exceeded`).
+pub const CHAOS_KEY: &str = "chaos-key";
+pub const CHAOS_KEY_LIMIT: u32 = 2;
 
 /// How the workload behaves.
 #[derive(Debug, Clone)]
@@ -73,6 +78,12 @@ pub struct WorkloadConfig {
     pub workflow_every: Option<Duration>,
     /// How often the leader observer polls.
     pub observe_every: Duration,
+    /// One task in this many carries [`CHAOS_KEY`] (0: none).
+    pub keyed_one_in: u32,
+    /// One task in this many is delayed by up to `max_delay` (0: none); the
+    /// checker verifies none was granted before its time (`granted_early`).
+    pub delayed_one_in: u32,
+    pub max_delay: Duration,
 }
 
 impl Default for WorkloadConfig {
@@ -88,6 +99,9 @@ impl Default for WorkloadConfig {
             op_timeout: Duration::from_secs(3),
             workflow_every: Some(Duration::from_secs(2)),
             observe_every: Duration::from_millis(250),
+            keyed_one_in: 4,
+            delayed_one_in: 6,
+            max_delay: Duration::from_millis(800),
         }
     }
 }
@@ -124,6 +138,19 @@ pub fn workflow_spec(write_script: &Path) -> String {
          - {{ name: second, run: exec, with: {{ command: [\"{cmd}\"] }}, wait_for: [hold], max_retries: 2, backoff: {{ initial: 100ms, max: 500ms }} }}\n\
          return: second\n"
     )
+}
+
+/// What one submit asks for.
+#[derive(Debug, Clone, Copy, Default)]
+struct Task<'a> {
+    kind: &'a str,
+    priority: i32,
+    /// The idempotency key.
+    key: &'a str,
+    payload: &'a str,
+    delay_ms: u64,
+    /// Empty: none.
+    concurrency_key: &'a str,
 }
 
 /// What a call's failure means for the history.
@@ -182,8 +209,14 @@ impl<'a> Workload<'a> {
             let n = self.workflows.fetch_add(1, Ordering::Relaxed);
             let key = format!("chaos-{}-wf-{n}", self.config.seed);
             let payload = json!({ "spec": spec, "inputs": {} }).to_string();
-            self.submit(&mut rng, WORKFLOW_CLIENT, "workflow", 0, &key, &payload)
-                .await;
+            let task = Task {
+                kind: "workflow",
+                priority: 0,
+                key: &key,
+                payload: &payload,
+                ..Task::default()
+            };
+            self.submit(&mut rng, WORKFLOW_CLIENT, task).await;
         }
     }
 
@@ -205,8 +238,23 @@ impl<'a> Workload<'a> {
             } else {
                 rng.random_range(0..3)
             };
-            self.submit(&mut rng, client, TASK_TYPE, priority, &key, "{}")
-                .await;
+            let keyed = self.config.keyed_one_in > 0 && rng.random_ratio(1, self.config.keyed_one_in);
+            let max_delay = u64::try_from(self.config.max_delay.as_millis()).unwrap_or(0);
+            let delay_ms = match self.config.delayed_one_in {
+                n if n > 0 && max_delay > 0 && rng.random_ratio(1, n) => {
+                    rng.random_range(1..=max_delay)
+                }
+                _ => 0,
+            };
+            let task = Task {
+                kind: TASK_TYPE,
+                priority,
+                key: &key,
+                payload: "{}",
+                delay_ms,
+                concurrency_key: if keyed { CHAOS_KEY } else { "" },
+            };
+            self.submit(&mut rng, client, task).await;
             self.pace().await;
 
             let lease = if slow {
@@ -260,15 +308,15 @@ impl<'a> Workload<'a> {
 
     /// Submits, retrying with the same key while the outcome is unknown
     /// (at most three times): the key makes the retry safe.
-    async fn submit(
-        &self,
-        rng: &mut StdRng,
-        client: u32,
-        kind: &str,
-        priority: i32,
-        key: &str,
-        payload: &str,
-    ) -> Option<String> {
+    async fn submit(&self, rng: &mut StdRng, client: u32, task: Task<'_>) -> Option<String> {
+        let Task {
+            kind,
+            priority,
+            key,
+            payload,
+            delay_ms,
+            concurrency_key,
+        } = task;
         for _ in 0..3 {
             let node = self.pick_node(rng)?;
             let op = self
@@ -279,6 +327,8 @@ impl<'a> Workload<'a> {
                 priority,
                 payload_json: payload.to_string(),
                 idempotency_key: key.to_string(),
+                delay_ms,
+                concurrency_key: concurrency_key.to_string(),
                 ..Default::default()
             };
             let result = match self.cluster.work(node) {
