@@ -231,8 +231,8 @@ mod tests {
         };
         assert_eq!(s.kind, "build");
         assert_eq!(s.payload, Some(serde_json::json!({"repo": "swarm"})));
-        assert_eq!(s.options.priority, -3);
-        assert_eq!(s.options.requires, ["gpu", "linux"]);
+        assert_eq!(s.options.queue.priority, -3);
+        assert_eq!(s.options.queue.requires, ["gpu", "linux"]);
         assert_eq!(s.options.key.as_deref(), Some("k1"));
         assert_eq!(s.max_attempts, 5);
     }
@@ -472,8 +472,8 @@ mod tests {
             panic!("expected workflow run")
         };
         assert_eq!(r.inputs, [("n".to_owned(), serde_json::json!(3))]);
-        assert_eq!(r.options.priority, -1);
-        assert_eq!(r.options.requires, ["gpu"]);
+        assert_eq!(r.options.queue.priority, -1);
+        assert_eq!(r.options.queue.requires, ["gpu"]);
         assert_eq!(r.options.key.as_deref(), Some("k"));
         assert!(r.wait);
         assert_eq!(r.timeout, Some(Duration::from_secs(300)));

@@ -1,6 +1,7 @@
 //! `swarmctl`, the command line of a Swarm cluster: inspect the cluster,
-//! change its membership, submit, claim, finish and watch work items, and
-//! list live claims. Its `workflow` commands validate, plan and run reactor
+//! change its membership, submit (now, after a delay or at a time), claim,
+//! finish, watch and retry work items, list live claims, keep cron
+//! schedules (`schedule`) and limits on concurrency keys (`limit`). Its `workflow` commands validate, plan and run reactor
 //! workflows locally, without a cluster, and `workflow run` submits one to
 //! the cluster and (with `--wait`) follows it to its end. Its `chaos`
 //! commands kill, pause and resume nodes of the local cluster of
@@ -26,8 +27,10 @@
 //!   without verbs; its terminal handling (raw mode, the alternate screen)
 //!   is `commands/top/screen.rs`, its frame `views/top.rs`.
 //! - `views`: prost messages to JSON values and table rows, one file per
-//!   message family (`work_item`, `work_event`, `claim`, `cluster`), `top`
-//!   (a frame of `swarmctl top`), and
+//!   message family (`work_item`, `work_event`, `claim`, `cluster`,
+//!   `work_stats`, `schedule`, `limit`), `attempts` (an item's holders
+//!   numbered as attempts, with their errors), `top` (a frame of
+//!   `swarmctl top`), and
 //!   `workflow_steps`: a workflow item's steps (`swarm_reactor::StepBoard`)
 //!   as JSON and a table.
 //! - `output`: printing JSON and tables to stdout, humanized lease times.

@@ -130,6 +130,21 @@ pub fn time_left(expires_at_ms: u64, now_ms: u64) -> String {
     }
 }
 
+/// A time on the wire (Unix epoch ms) for people: RFC 3339 in UTC, to the
+/// second (`2026-12-24T09:00:00Z`).
+pub fn utc_time(at_ms: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(at_ms)).to_string()
+}
+
+/// [`utc_time`], followed by how long until then while it is ahead:
+/// `2026-12-24T09:00:00Z (in 9m 59s)`.
+pub fn utc_time_ahead(at_ms: u64, now_ms: u64) -> String {
+    match at_ms.checked_sub(now_ms).filter(|left| *left > 0) {
+        Some(left) => format!("{} (in {})", utc_time(at_ms), duration_ms(left)),
+        None => utc_time(at_ms),
+    }
+}
+
 /// A span of milliseconds for people: `800ms` under a second, else whole
 /// seconds rounded down (`1m 30s`).
 pub fn duration_ms(ms: u64) -> String {
@@ -176,6 +191,19 @@ mod tests {
             ("error", String::new()),
         ]);
         assert_eq!(text, "id      w1\nstatus  claimed\nerror\n");
+    }
+
+    #[test]
+    fn wire_times_read_as_utc() {
+        assert_eq!(utc_time(1_798_102_800_250), "2026-12-24T09:00:00Z");
+        assert_eq!(
+            utc_time_ahead(1_798_102_800_000, 1_798_102_200_500),
+            "2026-12-24T09:00:00Z (in 9m 59s)"
+        );
+        assert_eq!(
+            utc_time_ahead(1_798_102_800_000, 1_798_102_800_000),
+            "2026-12-24T09:00:00Z"
+        );
     }
 
     #[test]

@@ -386,7 +386,15 @@ impl WorkService for FakeNode {
                 ("workflow".to_string(), 1_200),
             ]
             .into(),
+            scheduled: 1,
+            ..Default::default()
         }))
+    }
+    async fn retry_work(
+        &self,
+        _: Request<RetryWorkRequest>,
+    ) -> Result<Response<RetryWorkResponse>, Status> {
+        Err(Status::unimplemented("tests/queue_control.rs fakes retry"))
     }
 }
 
@@ -858,6 +866,9 @@ async fn work_stats_shapes() {
             "oldest_pending_id": "w3",
             "oldest_pending_age_ms_by_type": {"build": 90_500, "workflow": 1_200},
             "total": 8,
+            "scheduled": 1,
+            "dead_letters": 0,
+            "by_concurrency_key": {},
         })
     );
 
@@ -871,6 +882,8 @@ async fn work_stats_shapes() {
          (all)     2        1        4          0       1\n\
          \n\
          total           8\n\
+         scheduled       1\n\
+         dead letters    0\n\
          oldest pending  1m 30s (w3)\n"
     );
 }

@@ -17,9 +17,9 @@ use swarm_proto::v1::{
     AddNodeRequest, CancelRequest, ClaimRequest, ClusterStatusRequest, ClusterStatusResponse,
     CompleteRequest, FailRequest, GetWorkRequest, HandoffRequest, ListWorkRequest,
     ListWorkResponse, ReadConsistency, ReleaseRequest, RemoveNodeRequest, RenewRequest,
-    RenewResponse, SubmitRequest, SubmitResponse, TransferLeaderRequest, TransferLeaderResponse,
-    WatchWorkRequest, WorkEvent, WorkItem, WorkResponse, WorkStatsRequest, WorkStatsResponse,
-    WorkStatus,
+    RenewResponse, RetryWorkRequest, SubmitRequest, SubmitResponse, TransferLeaderRequest,
+    TransferLeaderResponse, WatchWorkRequest, WorkEvent, WorkItem, WorkResponse, WorkStatsRequest,
+    WorkStatsResponse, WorkStatus,
 };
 use tokio::time::Instant;
 use tonic::Status;
@@ -28,6 +28,8 @@ use tracing::debug;
 
 use crate::retry::{Failure, Rpc, classify};
 use crate::{ClientConfig, ClientError, NodeAddr};
+
+mod queue;
 
 /// Grace on top of the per-attempt timeout before this process stops
 /// waiting by itself: the transport's own `grpc-timeout` should fire first,
@@ -361,6 +363,21 @@ impl SwarmClient {
                 },
             })
         })))
+    }
+
+    /// Puts failed items back to pending, their history kept: the item
+    /// `id`, or with `all` every dead letter (of `type`, when given).
+    /// Returns the items put back. Not retried after an ambiguous failure:
+    /// a repeat of one that was applied is refused (the item is pending
+    /// now), and a repeat of `all` would put back items that died since.
+    pub async fn retry_work(&self, req: RetryWorkRequest) -> Result<Vec<WorkItem>, ClientError> {
+        let resp = self
+            .call(Rpc::RetryWork, |ch, t| {
+                let req = self.request(req.clone(), t);
+                async move { work(ch).retry_work(req).await }
+            })
+            .await?;
+        Ok(resp.items)
     }
 
     // ----- AdminService -----

@@ -26,7 +26,7 @@ pub enum ClientError {
     #[error("invalid client config: {0}")]
     InvalidConfig(String),
 
-    /// The work item (or node) does not exist.
+    /// The work item (or node, schedule, limit) does not exist.
     #[error("{}", text(.0))]
     NotFound(Status),
 
@@ -54,9 +54,10 @@ pub enum ClientError {
     },
 
     /// A call that is not safe to repeat (claim, fail, release, handoff,
-    /// submit without idempotency key, membership changes) failed after the
-    /// request may have reached a node. It may or may not have been applied;
-    /// read the item back to find out.
+    /// submit without idempotency key, retry work, trigger schedule,
+    /// membership changes) failed after the request may have reached a
+    /// node. It may or may not have been applied; read the item (or the
+    /// schedule's last fire) back to find out.
     #[error("outcome unknown: the request to {endpoint} failed after it was sent ({}); it may or may not have been applied", text_with_causes(.status))]
     OutcomeUnknown { endpoint: String, status: Status },
 
@@ -128,7 +129,7 @@ impl ClientError {
         matches!(self, ClientError::WatchInterrupted { .. })
     }
 
-    /// Whether the item (or node) does not exist.
+    /// Whether the item (or node, schedule, limit) does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, ClientError::NotFound(_))
     }

@@ -1,4 +1,5 @@
 //! Rust client for a Swarm cluster: submit, claim and finish work items,
+//! put failed ones back, keep cron schedules and concurrency-key limits,
 //! inspect and change the membership, without caring which node leads.
 //!
 //! A [`SwarmClient`] holds the nodes' addresses and one lazily connected
@@ -23,9 +24,12 @@
 //!
 //! Repeatable calls: `get_work`, `list_work` (each page), `work_stats`,
 //! `watch_work` (opening the stream), `cluster_status`, `renew`,
-//! `complete`, `cancel`, and `submit` with a non-empty idempotency key.
-//! `claim`, `fail`, `release`, `handoff`, `submit` without a key and the
-//! membership changes are not: after an ambiguous failure they end with
+//! `complete`, `cancel`, `submit` with a non-empty idempotency key, and
+//! every schedule and limit call but `trigger_schedule` (the node answers a
+//! repeated create, set, pause, resume or delete as the first).
+//! `claim`, `fail`, `release`, `handoff`, `submit` without a key,
+//! `retry_work`, `trigger_schedule` and the membership changes are not:
+//! after an ambiguous failure they end with
 //! [`ClientError::OutcomeUnknown`]. Attempts go round the endpoint list up to
 //! [`RetryPolicy::rounds`] times, with a pause between rounds, all within
 //! [`RetryPolicy::total_timeout`].
@@ -72,7 +76,8 @@
 //!
 //! # Layout
 //! - `client`: [`SwarmClient`], its channels, and the call loop that picks
-//!   nodes, follows leader hints and retries.
+//!   nodes, follows leader hints and retries; `client/queue.rs` holds the
+//!   schedule and limit calls.
 //! - `retry`: sorting a failed attempt (not sent, refused, ambiguous,
 //!   answered) and deciding per call whether to try again.
 //! - `config`: [`ClientConfig`] timeouts and the [`RetryPolicy`].

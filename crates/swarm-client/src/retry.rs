@@ -36,6 +36,25 @@ pub(crate) enum Rpc {
     /// Opening a `WatchWork` stream (a read). Once the stream has started,
     /// nothing retries it: the caller resumes from the last event it saw.
     WatchWork,
+    /// Puts failed items back to pending. A repeat after the first was
+    /// applied is refused (the item is pending now) though it worked, or,
+    /// with `all`, puts back items that died in between.
+    RetryWork,
+    // Schedules and limits are named, and the node answers a repeated
+    // create, set, pause, resume or delete as it answered the first (a
+    // repeated delete: "nothing by that name").
+    CreateSchedule,
+    GetSchedule,
+    ListSchedules,
+    PauseSchedule,
+    ResumeSchedule,
+    DeleteSchedule,
+    /// Fires a schedule now: each repeat submits one more item.
+    TriggerSchedule,
+    SetLimit,
+    GetLimit,
+    ListLimits,
+    DeleteLimit,
     ClusterStatus,
     AddNode,
     RemoveNode,
@@ -55,11 +74,23 @@ impl Rpc {
             | Rpc::ListWork
             | Rpc::WorkStats
             | Rpc::WatchWork
+            | Rpc::CreateSchedule
+            | Rpc::GetSchedule
+            | Rpc::ListSchedules
+            | Rpc::PauseSchedule
+            | Rpc::ResumeSchedule
+            | Rpc::DeleteSchedule
+            | Rpc::SetLimit
+            | Rpc::GetLimit
+            | Rpc::ListLimits
+            | Rpc::DeleteLimit
             | Rpc::ClusterStatus => true,
             Rpc::Claim
             | Rpc::Fail
             | Rpc::Release
             | Rpc::Handoff
+            | Rpc::RetryWork
+            | Rpc::TriggerSchedule
             | Rpc::AddNode
             | Rpc::RemoveNode
             | Rpc::TransferLeader => false,
@@ -155,7 +186,7 @@ mod tests {
 
     use super::*;
 
-    const ALL: [Rpc; 16] = [
+    const ALL: [Rpc; 29] = [
         Rpc::Submit { keyed: true },
         Rpc::Submit { keyed: false },
         Rpc::Claim,
@@ -167,7 +198,20 @@ mod tests {
         Rpc::Cancel,
         Rpc::GetWork,
         Rpc::ListWork,
+        Rpc::WorkStats,
         Rpc::WatchWork,
+        Rpc::RetryWork,
+        Rpc::CreateSchedule,
+        Rpc::GetSchedule,
+        Rpc::ListSchedules,
+        Rpc::PauseSchedule,
+        Rpc::ResumeSchedule,
+        Rpc::DeleteSchedule,
+        Rpc::TriggerSchedule,
+        Rpc::SetLimit,
+        Rpc::GetLimit,
+        Rpc::ListLimits,
+        Rpc::DeleteLimit,
         Rpc::ClusterStatus,
         Rpc::AddNode,
         Rpc::RemoveNode,
@@ -270,7 +314,18 @@ mod tests {
             Rpc::Cancel,
             Rpc::GetWork,
             Rpc::ListWork,
+            Rpc::WorkStats,
             Rpc::WatchWork,
+            Rpc::CreateSchedule,
+            Rpc::GetSchedule,
+            Rpc::ListSchedules,
+            Rpc::PauseSchedule,
+            Rpc::ResumeSchedule,
+            Rpc::DeleteSchedule,
+            Rpc::SetLimit,
+            Rpc::GetLimit,
+            Rpc::ListLimits,
+            Rpc::DeleteLimit,
             Rpc::ClusterStatus,
         ];
         for rpc in ALL {
@@ -288,5 +343,7 @@ mod tests {
         }
         assert!(!Rpc::Submit { keyed: false }.retries_after(&Failure::Ambiguous));
         assert!(!Rpc::Claim.retries_after(&Failure::Ambiguous));
+        assert!(!Rpc::RetryWork.retries_after(&Failure::Ambiguous));
+        assert!(!Rpc::TriggerSchedule.retries_after(&Failure::Ambiguous));
     }
 }

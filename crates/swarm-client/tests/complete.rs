@@ -96,6 +96,12 @@ impl WorkService for FakeNode {
     ) -> Result<Response<WorkStatsResponse>, Status> {
         unimplemented()
     }
+    async fn retry_work(
+        &self,
+        _: Request<RetryWorkRequest>,
+    ) -> Result<Response<RetryWorkResponse>, Status> {
+        unimplemented()
+    }
 }
 
 async fn spawn(node: FakeNode) -> String {

@@ -109,6 +109,12 @@ impl WorkService for FakeNode {
     async fn get_work(&self, _: Request<GetWorkRequest>) -> Result<Response<WorkResponse>, Status> {
         unimplemented()
     }
+    async fn retry_work(
+        &self,
+        _: Request<RetryWorkRequest>,
+    ) -> Result<Response<RetryWorkResponse>, Status> {
+        unimplemented()
+    }
 }
 
 async fn client() -> SwarmClient {

@@ -253,6 +253,7 @@ impl SwarmMcp {
             idempotency_key: args.key.unwrap_or_default(),
             requires: args.requires,
             max_attempts: args.max_attempts,
+            ..SubmitRequest::default()
         };
         match self.client.submit(request).await {
             Ok(response) => match response.item {

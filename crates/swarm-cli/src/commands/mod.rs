@@ -7,8 +7,10 @@ pub mod cert;
 pub mod chaos;
 pub mod claims;
 pub mod cluster;
+pub mod limit;
 pub mod mcp;
 pub mod node;
+pub mod schedule;
 pub mod token;
 pub mod top;
 pub mod work;
@@ -33,6 +35,12 @@ pub enum Command {
     /// Submit, claim and finish work items
     #[command(subcommand)]
     Work(work::Work),
+    /// Cron schedules the cluster fires, each fire submitting a work item
+    #[command(subcommand)]
+    Schedule(schedule::Schedule),
+    /// Limits on concurrency keys: how many items run at once, how fast they start
+    #[command(subcommand)]
+    Limit(limit::Limit),
     /// Live claims: who holds what, and for how long
     #[command(subcommand)]
     Claims(claims::Claims),
@@ -67,6 +75,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Cluster(cmd) => cmd.run(&connect(global)?).await,
         Command::Node(cmd) => cmd.run(&connect(global)?).await,
         Command::Work(cmd) => cmd.run(&connect(global)?).await,
+        Command::Schedule(cmd) => cmd.run(&connect(global)?).await,
+        Command::Limit(cmd) => cmd.run(&connect(global)?).await,
         Command::Claims(cmd) => cmd.run(&connect(global)?).await,
         // Connects only for `workflow run`: the others run in this process.
         Command::Workflow(cmd) => cmd.run(global).await,

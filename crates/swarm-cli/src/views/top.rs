@@ -315,6 +315,7 @@ mod tests {
                 total: 9,
                 // As a node before the per-type ages answers.
                 oldest_pending_age_ms_by_type: HashMap::new(),
+                ..Default::default()
             }),
             oldest_pending_type: Some("lint".into()),
             claims: Ok(ClaimsPage {

@@ -7,16 +7,24 @@
 //! null), `history` (`agent`, `token`, `granted_at`, `ended`), `steps` (a
 //! workflow's steps from its journal: `name`, `status`, `attempts`, `node`;
 //! see [`super::workflow_steps`]), `cancel_requested` (the reason, while a
-//! cancel waits for the holder to undo; else null) and `events` (see
-//! [`super::work_event`]). Other keys may be added, never removed.
+//! cancel waits for the holder to undo; else null), `events` (see
+//! [`super::work_event`]), `not_before` (Unix epoch ms before which the
+//! item is not claimable, or null), `concurrency_key` (or null),
+//! `dead_letter` (true when it failed because its attempts ran out),
+//! `retries` (how often `work retry` put it back), `attempts` (its holders
+//! numbered as attempts, each with its error; see [`super::attempts`]) and
+//! `last_error` (or null). `status` is the item's status on the cluster:
+//! a scheduled item is `pending` (tables say `scheduled`). Other keys may be
+//! added, never removed.
 
 use serde_json::{Value, json};
 use swarm_claims::WORKFLOW_KIND;
 use swarm_client::proto::{WorkItem, WorkStatus};
 
+use super::attempts::{attempts_json, attempts_table, last_error};
 use super::work_event::event_json;
 use super::workflow_steps::{board_of, steps_json, steps_table};
-use crate::output::{Table, fields, or_dash, time_left};
+use crate::output::{Table, fields, or_dash, time_left, utc_time_ahead};
 
 /// The lowercase word for a status: `pending`, `claimed`, `completed`,
 /// `failed`, `cancelled` (`unknown` for a value this build does not know).
@@ -29,6 +37,20 @@ pub fn status_name(status: i32) -> &'static str {
         Ok(WorkStatus::Cancelled) => "cancelled",
         Ok(WorkStatus::Unspecified) | Err(_) => "unknown",
     }
+}
+
+/// The status as tables show it: [`status_name`], except that a pending
+/// item waiting for its not-before time is `scheduled`.
+pub fn shown_status(item: &WorkItem, now_ms: u64) -> &'static str {
+    if is_scheduled(item, now_ms) {
+        "scheduled"
+    } else {
+        status_name(item.status)
+    }
+}
+
+fn is_scheduled(item: &WorkItem, now_ms: u64) -> bool {
+    item.status == WorkStatus::Pending as i32 && item.not_before_ms > now_ms
 }
 
 /// JSON text from the wire as a value: empty is null. Text that is not JSON
@@ -77,6 +99,12 @@ pub fn item_json(item: &WorkItem) -> Value {
         "steps": steps_json(&board_of(item)),
         "cancel_requested": item.cancel_requested,
         "events": item.events.iter().map(event_json).collect::<Vec<_>>(),
+        "not_before": (item.not_before_ms != 0).then_some(item.not_before_ms),
+        "concurrency_key": Some(item.concurrency_key.as_str()).filter(|k| !k.is_empty()),
+        "dead_letter": item.dead_letter,
+        "retries": item.retries,
+        "attempts": attempts_json(item),
+        "last_error": last_error(item),
     })
 }
 
@@ -94,7 +122,7 @@ pub fn items_table(items: &[WorkItem], now_ms: u64) -> Table {
         table.push(vec![
             item.id.clone(),
             item.r#type.clone(),
-            status_name(item.status).to_string(),
+            shown_status(item, now_ms).to_string(),
             or_dash(claim.map(|c| c.agent.as_str())),
             or_dash(claim.map(|c| c.token)),
             item.attempt.to_string(),
@@ -105,7 +133,7 @@ pub fn items_table(items: &[WorkItem], now_ms: u64) -> Table {
     table
 }
 
-/// One item, field by field, then its holders.
+/// One item, field by field, then its workflow steps and its attempts.
 pub fn item_detail(item: &WorkItem, now_ms: u64) -> String {
     let claim = item.claim.as_ref();
     let attempts = if item.max_attempts == 0 {
@@ -120,7 +148,15 @@ pub fn item_detail(item: &WorkItem, now_ms: u64) -> String {
     let mut pairs = vec![
         ("id", item.id.clone()),
         ("type", item.r#type.clone()),
-        ("status", status_name(item.status).to_string()),
+        ("status", shown_status(item, now_ms).to_string()),
+        (
+            "not before",
+            or_dash((item.not_before_ms != 0).then(|| utc_time_ahead(item.not_before_ms, now_ms))),
+        ),
+        (
+            "dead letter",
+            if item.dead_letter { "yes" } else { "no" }.to_string(),
+        ),
         ("holder", or_dash(claim.map(|c| c.agent.as_str()))),
         ("token", or_dash(claim.map(|c| c.token))),
         (
@@ -132,10 +168,15 @@ pub fn item_detail(item: &WorkItem, now_ms: u64) -> String {
             or_dash(claim.and_then(|c| c.progress.as_deref())),
         ),
         ("attempt", attempts),
+        ("retries", item.retries.to_string()),
         ("priority", item.priority.to_string()),
         (
             "requires",
             or_dash(Some(item.requires.join(",")).filter(|r| !r.is_empty())),
+        ),
+        (
+            "concurrency key",
+            or_dash(Some(item.concurrency_key.as_str()).filter(|k| !k.is_empty())),
         ),
         ("payload", compact(json_text(&item.payload_json))),
         (
@@ -162,28 +203,15 @@ pub fn item_detail(item: &WorkItem, now_ms: u64) -> String {
         text.push_str(&steps_table(&steps).render());
     }
     if !item.history.is_empty() {
-        let mut history = Table::new(&["AGENT", "TOKEN", "GRANTED_AT", "ENDED"]);
-        for h in &item.history {
-            history.push(vec![
-                h.agent.clone(),
-                h.token.to_string(),
-                h.granted_at_ms.to_string(),
-                if h.ended.is_empty() {
-                    "live".to_string()
-                } else {
-                    h.ended.clone()
-                },
-            ]);
-        }
         text.push('\n');
-        text.push_str(&history.render());
+        text.push_str(&attempts_table(item).render());
     }
     text
 }
 
 #[cfg(test)]
 mod tests {
-    use swarm_client::proto::{Claim, HolderRecord, JournalEntry};
+    use swarm_client::proto::{Claim, HolderRecord, JournalEntry, WorkEvent};
 
     use super::*;
 
@@ -232,6 +260,10 @@ mod tests {
             }],
             events: Vec::new(),
             cancel_requested: None,
+            not_before_ms: 0,
+            concurrency_key: String::new(),
+            dead_letter: false,
+            retries: 0,
         }
     }
 
@@ -268,7 +300,100 @@ mod tests {
                 "steps": [],
                 "cancel_requested": null,
                 "events": [],
+                "not_before": null,
+                "concurrency_key": null,
+                "dead_letter": false,
+                "retries": 0,
+                "attempts": [
+                    {"attempt": 1, "agent": "a1", "token": 4, "granted_at": 1_699_999_995_000u64, "ended": "expired", "error": null},
+                    {"attempt": 2, "agent": "a2", "token": 9, "granted_at": 1_700_000_000_000u64, "ended": null, "error": null},
+                ],
+                "last_error": null,
             })
+        );
+    }
+
+    /// Pending until 2026-12-24T09:00:00Z, under concurrency key `db`.
+    fn scheduled_item() -> WorkItem {
+        WorkItem {
+            status: WorkStatus::Pending as i32,
+            claim: None,
+            attempt: 0,
+            history: Vec::new(),
+            not_before_ms: 1_798_102_800_000,
+            concurrency_key: "db".into(),
+            ..claimed_item()
+        }
+    }
+
+    #[test]
+    fn a_pending_item_waiting_for_its_time_shows_as_scheduled() {
+        let item = scheduled_item();
+        let before = 1_798_102_200_000;
+        let text = items_table(std::slice::from_ref(&item), before).render();
+        assert_eq!(
+            text.lines().nth(1),
+            Some("w1  build  scheduled  -       -      0        5         -")
+        );
+        let text = item_detail(&item, before);
+        assert!(text.contains("status           scheduled\n"), "{text}");
+        assert!(
+            text.contains("not before       2026-12-24T09:00:00Z (in 10m)\n"),
+            "{text}"
+        );
+        assert!(text.contains("concurrency key  db\n"), "{text}");
+
+        // Once the time has come it is plainly pending.
+        let after = 1_798_102_800_001;
+        assert_eq!(shown_status(&item, after), "pending");
+        let text = item_detail(&item, after);
+        assert!(
+            text.contains("not before       2026-12-24T09:00:00Z\n"),
+            "{text}"
+        );
+
+        // JSON keeps the cluster's status and says when.
+        let v = item_json(&item);
+        assert_eq!(v["status"], "pending");
+        assert_eq!(v["not_before"], 1_798_102_800_000u64);
+        assert_eq!(v["concurrency_key"], "db");
+    }
+
+    #[test]
+    fn a_dead_letter_says_so_with_its_retries_and_last_error() {
+        let item = WorkItem {
+            status: WorkStatus::Failed as i32,
+            claim: None,
+            dead_letter: true,
+            retries: 2,
+            error: Some("boom".into()),
+            history: vec![HolderRecord {
+                agent: "a1".into(),
+                token: 4,
+                granted_at_ms: 1_700_000_000_000,
+                ended: "failed".into(),
+            }],
+            events: vec![WorkEvent {
+                seq: 3,
+                kind: "failed".into(),
+                agent: "a1".into(),
+                token: 4,
+                detail: "boom".into(),
+                ..Default::default()
+            }],
+            ..claimed_item()
+        };
+        let v = item_json(&item);
+        assert_eq!(v["dead_letter"], true);
+        assert_eq!(v["retries"], 2);
+        assert_eq!(v["last_error"], "boom");
+        assert_eq!(v["attempts"][0]["error"], "boom");
+        let text = item_detail(&item, 1_700_000_001_000);
+        assert!(text.contains("dead letter      yes\n"), "{text}");
+        assert!(text.contains("retries          2\n"), "{text}");
+        assert!(
+            text.contains("1        a1     4      1700000000000  failed  boom\n"),
+            "{text}"
         );
     }
 
@@ -348,11 +473,19 @@ mod tests {
     #[test]
     fn detail_lists_fields_and_history() {
         let text = item_detail(&claimed_item(), 1_700_000_001_000);
-        assert!(text.contains("holder    a2\n"), "{text}");
-        assert!(text.contains("lease     9s\n"), "{text}");
-        assert!(text.contains("attempt   2/3\n"), "{text}");
-        assert!(text.contains(r#"payload   {"repo":"swarm"}"#), "{text}");
-        assert!(text.contains("a2     9      1700000000000  live"), "{text}");
+        assert!(text.contains("holder           a2\n"), "{text}");
+        assert!(text.contains("lease            9s\n"), "{text}");
+        assert!(text.contains("attempt          2/3\n"), "{text}");
+        assert!(text.contains("not before       -\n"), "{text}");
+        assert!(text.contains("dead letter      no\n"), "{text}");
+        assert!(
+            text.contains(r#"payload          {"repo":"swarm"}"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("2        a2     9      1700000000000  live     -\n"),
+            "{text}"
+        );
         assert!(!text.contains("STEP"), "{text}");
     }
 
@@ -376,7 +509,10 @@ mod tests {
         );
         assert_eq!(v["cancel_requested"], "user");
         let text = item_detail(&item, 1_700_000_001_000);
-        assert!(text.contains("cancel    requested (user)\n"), "{text}");
+        assert!(
+            text.contains("cancel           requested (user)\n"),
+            "{text}"
+        );
         assert!(
             text.contains("STEP  STATUS   ATTEMPTS  NODE\na     running  1         a2\n"),
             "{text}"

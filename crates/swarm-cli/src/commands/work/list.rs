@@ -1,5 +1,5 @@
-//! `swarmctl work list [--status S] [--type T] [--holder A] [--limit N]
-//! [--page-token T] [--all] [--local]`
+//! `swarmctl work list [--status S] [--type T] [--holder A] [--dead-letter]
+//! [--limit N] [--page-token T] [--all] [--local]`
 //!
 //! Without `--all`: at most `--limit` items (default 1,000), then, when
 //! more match, `next page token: T` on stderr; `--page-token T` carries on
@@ -34,6 +34,9 @@ pub struct List {
     /// Only items this agent holds
     #[arg(long)]
     pub holder: Option<String>,
+    /// Only dead letters: failed items whose attempts ran out (`work retry` puts them back)
+    #[arg(long)]
+    pub dead_letter: bool,
     /// At most this many items (up to 10000); with --all, the page size
     #[arg(long, default_value_t = LIST_DEFAULT_LIMIT, value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: u32,
@@ -59,6 +62,7 @@ pub async fn run(ctx: &Context, args: List) -> Result<()> {
         limit: args.limit,
         consistency: super::consistency(args.local),
         page_token: args.page_token.unwrap_or_default(),
+        dead_letter: args.dead_letter,
     };
     if args.all {
         every_page(ctx, request).await

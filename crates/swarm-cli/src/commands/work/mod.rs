@@ -1,6 +1,7 @@
 //! `swarmctl work ...`: the life of a work item, from submit through claim,
-//! renew and complete (or fail, release, cancel), reading it back, listing
-//! and counting items, and watching its events.
+//! renew and complete (or fail, release, cancel), putting failed items back
+//! (retry), reading it back, listing and counting items, and watching its
+//! events.
 
 pub mod cancel;
 pub mod claim;
@@ -10,6 +11,7 @@ pub mod get;
 pub mod list;
 pub mod release;
 pub mod renew;
+pub mod retry;
 pub mod stats;
 pub mod submit;
 pub mod watch;
@@ -38,6 +40,8 @@ pub enum Work {
     Release(release::Release),
     /// Cancel an item, whoever holds it
     Cancel(cancel::Cancel),
+    /// Put a failed item, or every dead letter, back to pending
+    Retry(retry::Retry),
     /// Show one item
     Get(get::Get),
     /// List items, a page at a time or all of them
@@ -58,6 +62,7 @@ impl Work {
             Work::Fail(args) => fail::run(ctx, args).await,
             Work::Release(args) => release::run(ctx, args).await,
             Work::Cancel(args) => cancel::run(ctx, args).await,
+            Work::Retry(args) => retry::run(ctx, args).await,
             Work::Get(args) => get::run(ctx, args).await,
             Work::List(args) => list::run(ctx, args).await,
             Work::Stats(args) => stats::run(ctx, args).await,

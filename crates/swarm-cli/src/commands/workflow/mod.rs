@@ -9,10 +9,10 @@ pub mod validate;
 
 use std::path::Path;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Subcommand;
 use serde_json::{Map, Value};
-use swarm_reactor::{LoadError, Registry, ValidationErrors, load_file};
+use swarm_reactor::{LoadError, Registry, ValidationErrors, WorkflowPayload, load_file};
 
 use crate::cli::GlobalOpts;
 
@@ -58,6 +58,39 @@ fn load_with_inputs(
     Ok((workflow, inputs))
 }
 
+/// A run of the workflow in `file` with the `--input` flags, as the payload
+/// of a work item of type `workflow` (`swarm_claims::WORKFLOW_KIND`): the
+/// spec checked here first (as `run-local` checks it), then its text, the
+/// inputs and the file's absolute directory. What `workflow run` submits
+/// and what each fire of a `schedule create --workflow` submits.
+pub(crate) fn workflow_payload(
+    file: &Path,
+    flags: Vec<(String, Value)>,
+) -> Result<(swarm_reactor::Workflow, String)> {
+    let (workflow, inputs) = load_with_inputs(file, flags)?;
+    let spec = std::fs::read_to_string(file)
+        .with_context(|| format!("read workflow spec {}", file.display()))?;
+    let payload = WorkflowPayload {
+        spec,
+        inputs,
+        base_dir: Some(base_dir(file)?),
+        // The node that takes the submit adds its request's trace.
+        trace: None,
+    }
+    .to_json()
+    .context("encode the workflow payload")?;
+    Ok((workflow, payload))
+}
+
+/// The absolute directory of the spec file: where the node resolves the
+/// spec's relative paths (sub-workflows).
+fn base_dir(file: &Path) -> Result<String> {
+    let absolute = std::path::absolute(file)
+        .with_context(|| format!("find the directory of {}", file.display()))?;
+    let dir = absolute.parent().unwrap_or(Path::new("/"));
+    Ok(dir.display().to_string())
+}
+
 /// The `--input` flags as the run's inputs; naming an input twice is a
 /// mistake, not a silent override.
 fn input_map(flags: Vec<(String, Value)>) -> Result<Map<String, Value>> {
@@ -94,4 +127,18 @@ fn invalid(file: &Path, problems: &ValidationErrors) -> anyhow::Error {
         "{file}: workflow is invalid ({n} problem{})",
         if n == 1 { "" } else { "s" }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn base_dir_is_absolute() {
+        let dir = base_dir(Path::new("cluster/workflows/x.yaml")).unwrap();
+        assert!(Path::new(&dir).is_absolute(), "{dir}");
+        assert!(dir.ends_with("cluster/workflows"), "{dir}");
+    }
 }

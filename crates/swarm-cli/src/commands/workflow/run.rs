@@ -12,7 +12,7 @@
 //! "steps"}`), exit 1 when the item failed or was cancelled.
 
 use std::io::{IsTerminal as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
@@ -20,7 +20,7 @@ use clap::Args;
 use serde_json::{Value, json};
 use swarm_claims::WORKFLOW_KIND;
 use swarm_client::proto::{GetWorkRequest, ReadConsistency, WorkEvent, WorkItem};
-use swarm_reactor::{JournalRecord, StepBoard, WorkflowPayload, parse_input};
+use swarm_reactor::{JournalRecord, StepBoard, parse_input};
 
 use crate::commands::Context;
 use crate::commands::work::submit::{SubmitOptions, submit};
@@ -48,19 +48,7 @@ pub struct Run {
 }
 
 pub async fn run(ctx: &Context, args: Run) -> Result<()> {
-    let (workflow, inputs) = super::load_with_inputs(&args.file, args.inputs)?;
-    let spec = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("read workflow spec {}", args.file.display()))?;
-    let base_dir = base_dir(&args.file)?;
-    let payload = WorkflowPayload {
-        spec,
-        inputs,
-        base_dir: Some(base_dir),
-        // The node that takes the submit adds its request's trace.
-        trace: None,
-    }
-    .to_json()
-    .context("encode the workflow payload")?;
+    let (workflow, payload) = super::workflow_payload(&args.file, args.inputs)?;
     let item = submit(ctx, WORKFLOW_KIND, payload, args.options, 0)
         .await
         .with_context(|| format!("run workflow {:?}", workflow.name()))?;
@@ -112,15 +100,6 @@ pub async fn run(ctx: &Context, args: Run) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The absolute directory of the spec file: where the node resolves the
-/// spec's relative paths (sub-workflows).
-fn base_dir(file: &Path) -> Result<String> {
-    let absolute = std::path::absolute(file)
-        .with_context(|| format!("find the directory of {}", file.display()))?;
-    let dir = absolute.parent().unwrap_or(Path::new("/"));
-    Ok(dir.display().to_string())
 }
 
 /// `{"id", "status", "result", "error", "steps"}`: how a waited-for run ended.
@@ -388,12 +367,5 @@ mod tests {
                 "steps": [{"name": "a", "status": "succeeded", "attempts": 1, "node": "node-1"}],
             })
         );
-    }
-
-    #[test]
-    fn base_dir_is_absolute() {
-        let dir = base_dir(Path::new("cluster/workflows/x.yaml")).unwrap();
-        assert!(Path::new(&dir).is_absolute(), "{dir}");
-        assert!(dir.ends_with("cluster/workflows"), "{dir}");
     }
 }
