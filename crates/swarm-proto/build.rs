@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "handoff.proto",
         "queue.proto",
     ]
-        .map(|f| root.join("swarm/v1").join(f));
+    .map(|f| root.join("swarm/v1").join(f));
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

@@ -15,8 +15,8 @@ use swarm_check::fixtures::{
 };
 use swarm_tests::chaos::checker::{
     ANOMALY_KINDS, CheckInput, CheckReport, DOUBLE_GRANT, DUPLICATE_COMPLETION, GRANTED_EARLY,
-    LIMIT_EXCEEDED, LOST_ACK, Liveness, REPLICA_DIVERGENCE, STALE_WRITE_ACCEPTED, STUCK, TOKEN_NOT_INCREASING, TWO_LEADERS_IN_TERM,
-    UNKNOWN_APPLIED_TWICE, check,
+    LIMIT_EXCEEDED, LOST_ACK, Liveness, REPLICA_DIVERGENCE, STALE_WRITE_ACCEPTED, STUCK,
+    TOKEN_NOT_INCREASING, TWO_LEADERS_IN_TERM, UNKNOWN_APPLIED_TWICE, check,
 };
 use swarm_tests::chaos::fenced::{FencedResource, WriteAttempt};
 use swarm_tests::chaos::history::{
@@ -682,7 +682,10 @@ fn more_claims_of_a_key_at_once_than_its_limit_are_reported() {
     }
     let report = only(&input, LIMIT_EXCEEDED);
     let text = report.of(LIMIT_EXCEEDED).join("\n");
-    assert!(text.contains("3 items of concurrency key \"k-lim\""), "{report}");
+    assert!(
+        text.contains("3 items of concurrency key \"k-lim\""),
+        "{report}"
+    );
     // One item's claims, one after another, never overlap.
     let mut input = clean();
     input.key_limits.insert(LIMITED_KEY.into(), 1);
@@ -706,7 +709,10 @@ fn a_delayed_item_granted_before_its_time_is_reported() {
     }
     let report = only(&input, GRANTED_EARLY);
     assert!(
-        report.of(GRANTED_EARLY).join("\n").contains("item w3 granted at"),
+        report
+            .of(GRANTED_EARLY)
+            .join("\n")
+            .contains("item w3 granted at"),
         "{report}"
     );
 }

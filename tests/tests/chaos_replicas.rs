@@ -169,6 +169,7 @@ async fn a_healthy_cluster_checks_clean() {
                 exempt_items: ids.iter().cloned().collect(),
                 ..Liveness::default()
             },
+            key_limits: Default::default(),
         };
         let report = check(&input);
         assert!(report.is_clean(), "{report}");

@@ -122,8 +122,15 @@ async fn a_cron_schedule_fires_each_time_once_across_a_leader_kill_and_a_full_re
             .map(|i| fire_time(i, "tick"))
             .collect::<Result<_>>()?;
         let distinct: BTreeSet<u64> = times.iter().copied().collect();
-        ensure!(distinct.len() == times.len(), "a fire time submitted twice: {times:?}");
-        ensure!(times.len() as u64 == last.fires, "{} items, {last:?}", times.len());
+        ensure!(
+            distinct.len() == times.len(),
+            "a fire time submitted twice: {times:?}"
+        );
+        ensure!(
+            times.len() as u64 == last.fires,
+            "{} items, {last:?}",
+            times.len()
+        );
         let (first, latest) = (
             *distinct.first().context("no fires")?,
             *distinct.last().context("no fires")?,
@@ -164,7 +171,11 @@ async fn submit(cluster: &Cluster, node: NodeId, request: SubmitRequest) -> Resu
     cluster
         .work(node)?
         .submit(SubmitRequest {
-            r#type: KIND.into(),
+            r#type: if request.r#type.is_empty() {
+                KIND.into()
+            } else {
+                request.r#type.clone()
+            },
             payload_json: "{}".into(),
             ..request
         })
@@ -210,8 +221,14 @@ async fn delays_limits_and_dead_letters_work_through_any_node() {
             },
         )
         .await?;
-        ensure!(delayed.not_before_ms >= delayed.submitted_at_ms + 1_500, "{delayed:?}");
-        ensure!(claim(&cluster, follower, 1, 0).await?.is_empty(), "granted early");
+        ensure!(
+            delayed.not_before_ms >= delayed.submitted_at_ms + 1_500,
+            "{delayed:?}"
+        );
+        ensure!(
+            claim(&cluster, follower, 1, 0).await?.is_empty(),
+            "granted early"
+        );
         let stats = cluster
             .work(leader)?
             .work_stats(WorkStatsRequest::default())
@@ -248,7 +265,11 @@ async fn delays_limits_and_dead_letters_work_through_any_node() {
             })
             .await
             .expect_err("a rate without a unit");
-        ensure!(bad.message().starts_with("invalid rate"), "{}", bad.message());
+        ensure!(
+            bad.message().starts_with("invalid rate"),
+            "{}",
+            bad.message()
+        );
         for _ in 0..3 {
             submit(
                 &cluster,
@@ -267,8 +288,14 @@ async fn delays_limits_and_dead_letters_work_through_any_node() {
             .filter(|i| i.concurrency_key == "payments-api")
             .collect();
         ensure!(keyed.len() == 1, "{got:?}");
-        ensure!(got.iter().any(|i| i.id == free.id), "free work held up: {got:?}");
-        ensure!(claim(&cluster, follower, 10, 0).await?.is_empty(), "over the limit");
+        ensure!(
+            got.iter().any(|i| i.id == free.id),
+            "free work held up: {got:?}"
+        );
+        ensure!(
+            claim(&cluster, follower, 10, 0).await?.is_empty(),
+            "over the limit"
+        );
         let stats = cluster
             .work(follower)?
             .work_stats(WorkStatsRequest::default())
@@ -278,7 +305,10 @@ async fn delays_limits_and_dead_letters_work_through_any_node() {
             .by_concurrency_key
             .get("payments-api")
             .context("no key stats")?;
-        ensure!((key.running, key.pending, key.max_running) == (1, 2, 1), "{key:?}");
+        ensure!(
+            (key.running, key.pending, key.max_running) == (1, 2, 1),
+            "{key:?}"
+        );
 
         // Out of attempts: a dead letter, then back by RetryWork.
         let doomed = submit(
@@ -358,4 +388,228 @@ async fn delays_limits_and_dead_letters_work_through_any_node() {
         cluster.keep_dir();
     }
     result.unwrap();
+}
+
+/// Runs `swarmctl` against the cluster: its exit success, stdout, stderr.
+async fn swarmctl(cluster: &Cluster, args: &[&str]) -> Result<(bool, String, String)> {
+    let endpoints: Vec<String> = cluster
+        .node_ids()
+        .into_iter()
+        .map(|n| cluster.addr(n).map(|a| a.to_string()))
+        .collect::<Result<_>>()?;
+    let out = tokio::process::Command::new(swarm_tests::swarmctl_binary()?)
+        .arg("--endpoints")
+        .arg(endpoints.join(","))
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("run swarmctl")?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swarmctl_drives_schedules_limits_delays_and_retries() {
+    let mut cluster = Cluster::start(3).await.unwrap();
+    let result = within(SCENARIO, "swarmctl scenario", async {
+        cluster.wait_for_leader(Duration::from_secs(20)).await?;
+
+        // Bad input is refused with the field named, and nothing is made.
+        for (args, field) in [
+            (
+                &[
+                    "schedule", "create", "bad", "--cron", "*/5 * *", "--type", "t",
+                ][..],
+                "cron",
+            ),
+            (
+                &[
+                    "schedule",
+                    "create",
+                    "bad",
+                    "--cron",
+                    "* * * * *",
+                    "--timezone",
+                    "Mars/Olympus",
+                    "--type",
+                    "t",
+                ][..],
+                "timezone",
+            ),
+            (&["limit", "set", "k", "--rate", "10"][..], "rate"),
+            (&["limit", "set", "k", "--max-running", "0"][..], "limit"),
+        ] {
+            let (ok, _, err) = swarmctl(&cluster, args).await?;
+            ensure!(!ok, "{args:?} was accepted");
+            ensure!(err.contains(&format!("invalid {field}")), "{args:?}: {err}");
+        }
+        let (_, listed, _) = swarmctl(&cluster, &["schedule", "list", "-o", "json"]).await?;
+        ensure!(
+            listed.trim() == "[]",
+            "a refused schedule was made: {listed}"
+        );
+
+        // A schedule fires, is listed, triggered by hand, paused.
+        let (ok, out, err) = swarmctl(
+            &cluster,
+            &[
+                "schedule",
+                "create",
+                "beat",
+                "--cron",
+                "* * * * * *",
+                "--type",
+                "cli-e2e",
+                "--payload",
+                r#"{"n":1}"#,
+                "--overlap",
+                "allow",
+            ],
+        )
+        .await?;
+        ensure!(ok, "create: {out}{err}");
+        poll_until(Duration::from_secs(20), "the schedule fires", || async {
+            let (_, out, _) =
+                swarmctl(&cluster, &["schedule", "get", "beat", "-o", "json"]).await?;
+            let fires = serde_json::from_str::<serde_json::Value>(&out)
+                .ok()
+                .and_then(|v| v["fires"].as_u64())
+                .unwrap_or(0);
+            Ok((fires >= 2).then_some(()))
+        })
+        .await?;
+        let (ok, out, err) =
+            swarmctl(&cluster, &["schedule", "trigger", "beat", "-o", "json"]).await?;
+        ensure!(
+            ok && out.contains("schedule:beat:manual:"),
+            "trigger: {out}{err}"
+        );
+        let (ok, out, _) = swarmctl(&cluster, &["schedule", "pause", "beat"]).await?;
+        ensure!(ok, "pause: {out}");
+        let (_, table, _) = swarmctl(&cluster, &["schedule", "list"]).await?;
+        ensure!(
+            table.contains("beat") && table.contains("paused"),
+            "{table}"
+        );
+
+        // A delayed submit shows as scheduled, then is claimable.
+        let (ok, out, err) = swarmctl(
+            &cluster,
+            &[
+                "work",
+                "submit",
+                "--type",
+                "cli-later",
+                "--delay",
+                "2s",
+                "-o",
+                "json",
+            ],
+        )
+        .await?;
+        ensure!(ok, "submit: {err}");
+        let item: serde_json::Value = serde_json::from_str(&out)?;
+        ensure!(
+            item["not_before"].is_string() || item["not_before"].is_number(),
+            "{item}"
+        );
+        let (_, table, _) = swarmctl(&cluster, &["work", "list", "--type", "cli-later"]).await?;
+        ensure!(table.contains("scheduled"), "{table}");
+
+        // A limit is set and listed.
+        let (ok, _, err) = swarmctl(
+            &cluster,
+            &[
+                "limit",
+                "set",
+                "openai",
+                "--max-running",
+                "4",
+                "--rate",
+                "10/s",
+                "--burst",
+                "20",
+            ],
+        )
+        .await?;
+        ensure!(ok, "limit set: {err}");
+        let (_, table, _) = swarmctl(&cluster, &["limit", "list"]).await?;
+        ensure!(
+            table.contains("openai") && table.contains("10/s"),
+            "{table}"
+        );
+
+        // A dead letter, listed and retried.
+        let (ok, out, err) = swarmctl(
+            &cluster,
+            &[
+                "work",
+                "submit",
+                "--type",
+                "cli-dead",
+                "--max-attempts",
+                "1",
+                "-o",
+                "json",
+            ],
+        )
+        .await?;
+        ensure!(ok, "submit: {err}");
+        let id = serde_json::from_str::<serde_json::Value>(&out)?["id"]
+            .as_str()
+            .context("no id")?
+            .to_string();
+        let claimed = claim_kind(&cluster, "cli-dead").await?;
+        cluster
+            .work(cluster.node_ids()[0])?
+            .fail(FailRequest {
+                id: id.clone(),
+                token: claimed.token,
+                error: "quota exceeded".into(),
+                retry: true,
+            })
+            .await?;
+        let (_, dead, _) =
+            swarmctl(&cluster, &["work", "list", "--dead-letter", "-o", "json"]).await?;
+        ensure!(dead.contains(&id), "{dead}");
+        let (_, got, _) = swarmctl(&cluster, &["work", "get", &id, "-o", "json"]).await?;
+        let got: serde_json::Value = serde_json::from_str(&got)?;
+        ensure!(
+            got["dead_letter"] == true && got["last_error"] == "quota exceeded",
+            "{got}"
+        );
+        ensure!(
+            got["attempts"].as_array().is_some_and(|a| a.len() == 1),
+            "{got}"
+        );
+        let (ok, out, err) = swarmctl(&cluster, &["work", "retry", &id, "-o", "json"]).await?;
+        ensure!(ok && out.contains("pending"), "retry: {out}{err}");
+        Ok(())
+    })
+    .await;
+    if result.is_err() {
+        cluster.print_log_tails();
+        cluster.keep_dir();
+    }
+    result.unwrap();
+}
+
+async fn claim_kind(cluster: &Cluster, kind: &str) -> Result<WorkItem> {
+    let items = cluster
+        .work(cluster.node_ids()[0])?
+        .claim(ClaimRequest {
+            agent: "e2e-agent".into(),
+            types: vec![kind.into()],
+            max: 1,
+            lease_ms: 60_000,
+            ..ClaimRequest::default()
+        })
+        .await?
+        .into_inner()
+        .items;
+    items.into_iter().next().context("nothing granted")
 }

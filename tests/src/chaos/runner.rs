@@ -522,6 +522,32 @@ fn percentile(samples: &[Duration], p: usize) -> Option<Duration> {
     sorted.get(rank - 1).copied()
 }
 
+/// Sets the limit on the workload's concurrency key, through any node,
+/// before the workload starts.
+async fn set_key_limit(cluster: &Cluster) -> Result<()> {
+    use swarm_proto::v1::SetLimitRequest;
+    use swarm_proto::v1::limit_service_client::LimitServiceClient;
+    crate::poll_until(
+        Duration::from_secs(30),
+        "set the chaos key's limit",
+        || async {
+            for node in cluster.running() {
+                let mut limits = LimitServiceClient::new(cluster.channel(node)?);
+                let request = SetLimitRequest {
+                    key: CHAOS_KEY.into(),
+                    max_running: CHAOS_KEY_LIMIT,
+                    ..SetLimitRequest::default()
+                };
+                if limits.set_limit(request).await.is_ok() {
+                    return Ok(Some(()));
+                }
+            }
+            Ok(None)
+        },
+    )
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -536,26 +562,4 @@ mod tests {
         assert_eq!(percentile(&[d(9), d(1), d(5), d(7)], 50), Some(d(5)));
         assert_eq!(percentile(&[d(9), d(1), d(5), d(7)], 100), Some(d(9)));
     }
-}
-
-/// Sets the limit on the workload's concurrency key, through any node,
-/// before the workload starts.
-async fn set_key_limit(cluster: &Cluster) -> Result<()> {
-    use swarm_proto::v1::SetLimitRequest;
-    use swarm_proto::v1::limit_service_client::LimitServiceClient;
-    crate::poll_until(Duration::from_secs(30), "set the chaos key's limit", || async {
-        for node in cluster.running() {
-            let mut limits = LimitServiceClient::new(cluster.channel(node)?);
-            let request = SetLimitRequest {
-                key: CHAOS_KEY.into(),
-                max_running: CHAOS_KEY_LIMIT,
-                ..SetLimitRequest::default()
-            };
-            if limits.set_limit(request).await.is_ok() {
-                return Ok(Some(()));
-            }
-        }
-        Ok(None)
-    })
-    .await
 }

@@ -238,7 +238,8 @@ impl<'a> Workload<'a> {
             } else {
                 rng.random_range(0..3)
             };
-            let keyed = self.config.keyed_one_in > 0 && rng.random_ratio(1, self.config.keyed_one_in);
+            let keyed =
+                self.config.keyed_one_in > 0 && rng.random_ratio(1, self.config.keyed_one_in);
             let max_delay = u64::try_from(self.config.max_delay.as_millis()).unwrap_or(0);
             let delay_ms = match self.config.delayed_one_in {
                 n if n > 0 && max_delay > 0 && rng.random_ratio(1, n) => {
