@@ -279,6 +279,8 @@ fn a_clean_run_reports_nothing() {
     let report = check(&input);
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.ops_checked, input.history.ops.len() as u64);
+    // w2's and w3's two claims each, w3 delayed: on three replicas.
+    assert_eq!((report.key_claims_checked, report.delayed_checked), (12, 3));
     assert_eq!(report.stale_rejected, 1);
     let kinds: BTreeSet<&str> = report.anomalies.keys().map(String::as_str).collect();
     assert_eq!(kinds, ANOMALY_KINDS.into_iter().collect());

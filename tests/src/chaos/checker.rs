@@ -117,6 +117,11 @@ pub struct CheckReport {
     /// Per node: a stable hash (FNV-1a 64, hex) of its items' canonical JSON
     /// sorted by id. Equal hashes = equal replicas.
     pub replica_hashes: BTreeMap<NodeId, String>,
+    /// Claims of limited concurrency keys, and delayed items, the replicas
+    /// recorded (summed over replicas): more than zero proves the
+    /// `limit_exceeded` and `granted_early` checks had something to check.
+    pub key_claims_checked: u64,
+    pub delayed_checked: u64,
 }
 
 impl CheckReport {
@@ -150,8 +155,8 @@ impl std::fmt::Display for CheckReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "checked {} operations; {} stale writes rejected",
-            self.ops_checked, self.stale_rejected
+            "checked {} operations; {} stale writes rejected; {} claims of limited keys and {} delayed items checked",
+            self.ops_checked, self.stale_rejected, self.key_claims_checked, self.delayed_checked
         )?;
         for (kind, found) in &self.anomalies {
             writeln!(f, "  {kind}: {}", found.len())?;
@@ -179,6 +184,8 @@ pub fn check(input: &CheckInput) -> CheckReport {
             .collect(),
         stale_rejected: input.fenced.iter().filter(|w| !w.accepted).count() as u64,
         replica_hashes: BTreeMap::new(),
+        key_claims_checked: 0,
+        delayed_checked: 0,
     };
     let grants = client_grants(&input.history);
     check_client_double_grants(&input.history, &grants, &mut report);
@@ -626,11 +633,15 @@ fn check_key_limits(
 ) {
     for replica in replicas {
         for (key, limit) in limits {
-            let mut points: Vec<(u64, i64)> = replica
+            let intervals: Vec<(u64, u64)> = replica
                 .items
                 .iter()
                 .filter(|i| i.concurrency_key == *key)
                 .flat_map(claim_intervals)
+                .collect();
+            report.key_claims_checked += intervals.len() as u64;
+            let mut points: Vec<(u64, i64)> = intervals
+                .into_iter()
                 .flat_map(|(start, end)| [(start, 1), (end, -1)])
                 .collect();
             // Ends before starts at one instant.
@@ -659,6 +670,7 @@ fn check_key_limits(
 fn check_delays(replicas: &[ReplicaState], report: &mut CheckReport) {
     for replica in replicas {
         for item in replica.items.iter().filter(|i| i.not_before_ms > 0) {
+            report.delayed_checked += 1;
             if let Some(early) = item
                 .events
                 .iter()

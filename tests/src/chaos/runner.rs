@@ -155,6 +155,8 @@ impl ChaosReport {
                 .map(|(k, v)| (k.clone(), json!(v.iter().take(20).collect::<Vec<_>>())))
                 .collect::<serde_json::Map<_, _>>(),
             "stale_rejected": self.check.stale_rejected,
+            "key_claims_checked": self.check.key_claims_checked,
+            "delayed_checked": self.check.delayed_checked,
             "elections": self.elections,
             "recovery_ms": {
                 "p50": ms(self.recovery_p50()),
@@ -230,6 +232,11 @@ impl std::fmt::Display for ChaosReport {
             }
         }
         writeln!(f, "stale writes rejected: {}", self.check.stale_rejected)?;
+        writeln!(
+            f,
+            "queue control checked: {} claims of limited keys, {} delayed items",
+            self.check.key_claims_checked, self.check.delayed_checked
+        )?;
         let wf: Vec<String> = self
             .workflows
             .iter()
