@@ -92,6 +92,10 @@ fn apply_one(state: &mut State, cmd: Command) -> Result<Response, ClaimError> {
         Command::PauseSchedule(c) => crate::control::pause_schedule(state, c),
         Command::DeleteSchedule(c) => Ok(crate::control::delete_schedule(state, c)),
         Command::FireSchedule(c) => crate::control::fire_schedule(state, c),
+        Command::Pause(c) => crate::hold::pause(state, c),
+        Command::Resume(c) => crate::hold::resume(state, c),
+        Command::Signal(c) => crate::hold::signal(state, c),
+        Command::Park(c) => crate::hold::park(state, c),
         Command::Claim(c) => claim(state, c),
         Command::Renew(c) => renew(state, c),
         Command::StepDone(c) => step_done(state, c),
@@ -255,7 +259,7 @@ fn grant(
 
 /// Ends the live claim of `item` (which must have one) and drops it from
 /// every claim index.
-fn end_claim(state: &mut State, id: &str, how: ClaimEnd, now: Millis) {
+pub(crate) fn end_claim(state: &mut State, id: &str, how: ClaimEnd, now: Millis) {
     let Some(item) = state.items.get_mut(id) else {
         return;
     };
@@ -512,6 +516,12 @@ fn cancel(state: &mut State, c: Cancel) -> Result<Response, ClaimError> {
             item.rare_mut().cancel_requested = Some(c.reason);
             item.updated_at = now;
         }
+        // A parked run is claimed again at once, for its undo.
+        crate::hold::release_hold(state, &c.id);
+        let item = state
+            .items
+            .get(c.id.as_str())
+            .ok_or_else(|| ClaimError::NotFound { id: c.id.clone() })?;
         return Ok(Response::Item(WorkItem::clone(item)));
     }
     state.dequeue(&key, &kind);

@@ -46,6 +46,49 @@ pub enum Command {
     PauseSchedule(PauseSchedule),
     DeleteSchedule(DeleteSchedule),
     FireSchedule(FireSchedule),
+    // Run control.
+    /// Pauses an item: a pending one is held out of the claim queue; a
+    /// running workflow is asked to stop at its next step boundary.
+    Pause(Pause),
+    /// Undoes a pause.
+    Resume(Resume),
+    /// Delivers a named signal (with a JSON payload) to an item.
+    Signal(Signal),
+    /// The holder of a workflow run parks it (paused, waiting for a signal,
+    /// sleeping): the claim ends without counting as an attempt and the item
+    /// waits, holding no lease.
+    Park(Park),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    pub id: WorkId,
+    /// Who asked and why, for the item's events.
+    pub reason: String,
+    pub now: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    pub id: WorkId,
+    pub now: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signal {
+    pub id: WorkId,
+    pub name: String,
+    /// JSON text.
+    pub payload: String,
+    pub now: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Park {
+    pub id: WorkId,
+    pub token: FencingToken,
+    pub hold: crate::control::Hold,
+    pub now: Millis,
 }
 
 /// The queue-control part of a submit.
@@ -266,6 +309,10 @@ impl Command {
             Command::PauseSchedule(c) => c.now = at,
             Command::DeleteSchedule(c) => c.now = at,
             Command::FireSchedule(c) => c.now = at,
+            Command::Pause(c) => c.now = at,
+            Command::Resume(c) => c.now = at,
+            Command::Signal(c) => c.now = at,
+            Command::Park(c) => c.now = at,
             Command::Tick { now } | Command::LeaderTookOffice { now } => *now = at,
             Command::Batch(cmds) => cmds.iter_mut().for_each(|c| c.stamp(at)),
         }
@@ -280,6 +327,7 @@ impl Command {
                 c.payload.len() + c.id.len() + c.kind.len()
             }
             Command::CreateSchedule(c) => c.spec.payload.len(),
+            Command::Signal(c) => c.payload.len(),
             Command::StepDone(c) => c.outcome.len(),
             Command::Complete(c) => c.result.len(),
             Command::Fail(c) => c.error.len(),
@@ -315,6 +363,10 @@ impl Command {
             Command::PauseSchedule(_) => "pause_schedule",
             Command::DeleteSchedule(_) => "delete_schedule",
             Command::FireSchedule(_) => "fire_schedule",
+            Command::Pause(_) => "pause",
+            Command::Resume(_) => "resume",
+            Command::Signal(_) => "signal",
+            Command::Park(_) => "park",
         }
     }
 }

@@ -41,6 +41,56 @@ pub struct ItemControl {
     pub dead_letter: bool,
     /// How many times `Retry` put the item back after it failed.
     pub retries: u32,
+    /// Why the item is not claimable though pending: paused, or a parked
+    /// workflow run waiting for a signal or a time.
+    pub hold: Option<Hold>,
+    /// A pause asked of a running workflow: its holder stops at the next
+    /// step boundary and parks the run.
+    pub pause_requested: Option<String>,
+    /// Signals delivered to the item, by name: each one's JSON payload,
+    /// kept until the run's signal step reads it.
+    pub signals: Vec<(String, String)>,
+}
+
+/// Why a pending item is held out of the claim queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Hold {
+    /// Paused by an operator: claimable again only on resume.
+    Paused { reason: String, since: Millis },
+    /// A workflow run parked at a signal step: claimable again when the
+    /// signal arrives, or at `timeout_at` (0: never) for the step to fail.
+    Signal {
+        name: String,
+        since: Millis,
+        timeout_at: Millis,
+    },
+    /// A workflow run parked in a durable sleep: claimable again at `until`.
+    Sleep { until: Millis, since: Millis },
+}
+
+impl Hold {
+    /// When the hold ends by itself (0: only by a command).
+    pub fn until(&self) -> Millis {
+        match self {
+            Hold::Paused { .. } => 0,
+            Hold::Signal { timeout_at, .. } => *timeout_at,
+            Hold::Sleep { until, .. } => *until,
+        }
+    }
+
+    /// The hold in words, for the item's events.
+    pub fn describe(&self) -> String {
+        match self {
+            Hold::Paused { reason, .. } => format!("paused: {reason}"),
+            Hold::Signal {
+                name, timeout_at, ..
+            } => match timeout_at {
+                0 => format!("waiting for signal {name:?}"),
+                t => format!("waiting for signal {name:?} until {t}"),
+            },
+            Hold::Sleep { until, .. } => format!("sleeping until {until}"),
+        }
+    }
 }
 
 impl ItemControl {
@@ -272,14 +322,31 @@ impl State {
             let Some((_, id)) = self.delayed.pop_first() else {
                 break;
             };
-            let Some(item) = self.items.get(&id) else {
+            let Some(item) = self.items.get_mut(&id) else {
                 continue;
             };
-            if item.status == Status::Pending {
-                let key = crate::apply::queue_key(item);
-                let kind = item.kind.clone();
-                self.enqueue(key, &kind);
+            if item.status != Status::Pending {
+                continue;
             }
+            // A parked run's sleep ended, or its signal timed out.
+            if let Some(hold) = item.rare_mut().control.hold.take() {
+                if matches!(hold, Hold::Paused { .. }) {
+                    item.rare_mut().control.hold = Some(hold);
+                    continue;
+                }
+                let detail = match hold {
+                    Hold::Signal { name, .. } => format!("signal {name:?} timed out"),
+                    _ => "woke up".to_string(),
+                };
+                crate::apply::push_event(
+                    item,
+                    ItemEvent::new(now, EventKind::Resumed, None, None, Some(detail), None),
+                );
+            }
+            item.tidy_rare();
+            let key = crate::apply::queue_key(item);
+            let kind = item.kind.clone();
+            self.enqueue(key, &kind);
         }
     }
 

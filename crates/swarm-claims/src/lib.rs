@@ -41,6 +41,7 @@ pub mod command;
 pub mod control;
 mod counts;
 mod error;
+mod hold;
 pub mod request;
 mod retention;
 mod shared;
@@ -50,7 +51,7 @@ mod validate;
 pub use apply::{APPLY_LIMITS, Response, WORKFLOW_KIND, apply};
 pub use command::Command;
 pub use control::{
-    ItemControl, KeyLimit, Overlap, QueueControl, Rate, Schedule, ScheduleSpec,
+    Hold, ItemControl, KeyLimit, Overlap, QueueControl, Rate, Schedule, ScheduleSpec,
     decode_items_without_control,
 };
 pub use counts::{StatusCounts, WorkCounts};

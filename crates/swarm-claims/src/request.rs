@@ -3,7 +3,10 @@
 //! [`Submitted`], writes a [`Claim`](crate::command::Claim) and gets back
 //! the granted items, and never matches a [`Response`] by hand.
 
-use crate::command::{Cancel, Claim, Complete, Fail, Handoff, Release, Renew, StepDone, Submit};
+use crate::command::{
+    Cancel, Claim, Complete, Fail, Handoff, Park, Pause, Release, Renew, Resume, Signal, StepDone,
+    Submit,
+};
 use crate::{ClaimError, Command, FencingToken, Response, WorkId, WorkItem};
 
 /// A command whose answer has one known shape.
@@ -99,6 +102,10 @@ macro_rules! item_requests {
 }
 
 item_requests!(
+    Pause => "pause",
+    Resume => "resume",
+    Signal => "signal",
+    Park => "park",
     StepDone => "step checkpoint",
     Complete => "complete",
     Fail => "fail",

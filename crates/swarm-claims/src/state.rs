@@ -130,6 +130,15 @@ pub enum EventKind {
     /// A failed item was put back to pending (`Retry`). After the older
     /// variants, so their binary encoding stays as it was.
     Requeued,
+    /// Paused by an operator (or a pause was asked of its running workflow).
+    Paused,
+    /// Claimable again: resumed, woken from a sleep, or its signal came or
+    /// timed out.
+    Resumed,
+    /// A signal was delivered to the item.
+    Signalled,
+    /// Its workflow run parked: paused, waiting for a signal, or sleeping.
+    Waiting,
 }
 
 impl EventKind {
@@ -147,6 +156,10 @@ impl EventKind {
             EventKind::Failed => "failed",
             EventKind::Cancelled => "cancelled",
             EventKind::Requeued => "requeued",
+            EventKind::Paused => "paused",
+            EventKind::Resumed => "resumed",
+            EventKind::Signalled => "signalled",
+            EventKind::Waiting => "waiting",
         }
     }
 }
@@ -738,6 +751,14 @@ impl WorkItem {
         &mut self.rare_mut().control
     }
 
+    /// Drops the rare parts when a change left them all empty, as an item
+    /// decoded from the same values has none.
+    pub(crate) fn tidy_rare(&mut self) {
+        if self.rare.as_deref().is_some_and(|r| *r == Rare::default()) {
+            self.rare = None;
+        }
+    }
+
     /// Not claimable before this time (0: no such time).
     pub fn not_before(&self) -> Millis {
         self.control().map_or(0, |c| c.not_before)
@@ -896,7 +917,14 @@ impl State {
         self.delayed = self
             .items
             .values()
-            .filter(|i| i.status == Status::Pending && i.not_before() > clock)
+            .filter(|i| {
+                i.status == Status::Pending
+                    && i.not_before() > clock
+                    && !matches!(
+                        i.control().and_then(|c| c.hold.as_ref()),
+                        Some(crate::control::Hold::Paused { .. })
+                    )
+            })
             .map(|i| (i.not_before(), i.id.clone()))
             .collect();
         crate::retention::reindex(&mut self);

@@ -79,6 +79,24 @@ impl Limits {
             }
             Command::PauseSchedule(p) => self.name("name", &p.name),
             Command::DeleteSchedule(d) => self.name("name", &d.name),
+            Command::Pause(p) => {
+                self.name("id", &p.id)?;
+                self.text("reason", &p.reason)
+            }
+            Command::Resume(r) => self.name("id", &r.id),
+            Command::Signal(s) => {
+                self.name("id", &s.id)?;
+                self.name("signal", &s.name)?;
+                self.json("payload", &s.payload)
+            }
+            Command::Park(p) => {
+                self.name("id", &p.id)?;
+                match &p.hold {
+                    crate::control::Hold::Paused { reason, .. } => self.text("reason", reason),
+                    crate::control::Hold::Signal { name, .. } => self.name("signal", name),
+                    crate::control::Hold::Sleep { .. } => Ok(()),
+                }
+            }
             Command::FireSchedule(f) => {
                 self.name("name", &f.name)?;
                 self.name("id", &f.item_id)
