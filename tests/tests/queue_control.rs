@@ -520,6 +520,35 @@ async fn swarmctl_drives_schedules_limits_delays_and_retries() {
         let (_, table, _) = swarmctl(&cluster, &["work", "list", "--type", "cli-later"]).await?;
         ensure!(table.contains("scheduled"), "{table}");
 
+        // A pending item paused by hand is not granted until resumed.
+        let (ok, out, err) = swarmctl(
+            &cluster,
+            &["work", "submit", "--type", "cli-pause", "-o", "json"],
+        )
+        .await?;
+        ensure!(ok, "submit: {err}");
+        let paused_id = serde_json::from_str::<serde_json::Value>(&out)?["id"]
+            .as_str()
+            .context("no id")?
+            .to_string();
+        let (ok, _, err) = swarmctl(
+            &cluster,
+            &["work", "pause", &paused_id, "--reason", "vendor outage"],
+        )
+        .await?;
+        ensure!(ok, "pause: {err}");
+        let (_, table, _) = swarmctl(&cluster, &["work", "list", "--type", "cli-pause"]).await?;
+        ensure!(table.contains("paused"), "{table}");
+        ensure!(
+            claim_kind(&cluster, "cli-pause").await.is_err(),
+            "a paused item was granted"
+        );
+        let (ok, _, err) = swarmctl(&cluster, &["work", "resume", &paused_id]).await?;
+        ensure!(ok, "resume: {err}");
+        let (ok, _, err) = swarmctl(&cluster, &["work", "resume", &paused_id]).await?;
+        ensure!(!ok && err.contains("not paused"), "a second resume: {err}");
+        ensure!(claim_kind(&cluster, "cli-pause").await?.id == paused_id);
+
         // A limit is set and listed.
         let (ok, _, err) = swarmctl(
             &cluster,

@@ -538,3 +538,130 @@ async fn t70_a_quick_step_shares_one_raft_entry_with_its_start_record() {
     .await
     .unwrap();
 }
+
+/// Pause of a running workflow: its holder stops at the next step boundary
+/// without undoing and parks it (no lease, paused, its journal kept); the
+/// node that held it is SIGKILLed; resumed, another node continues from the
+/// journal without running a finished step again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn t80_a_paused_workflow_resumes_from_its_journal_after_its_node_dies() {
+    within(
+        Duration::from_secs(150),
+        "t80_a_paused_workflow_resumes_from_its_journal_after_its_node_dies",
+        async {
+            let dir = tempfile::tempdir()?;
+            let log = dir.path().join("steps.log");
+            let script = step_script(dir.path(), "step.sh", &log, "ran", 1);
+            let spec = format!(
+                "name: pausable\nsteps:\n{}{}{}return: c\n",
+                exec_step("a", &script, None, ""),
+                exec_step("b", &script, Some("a"), ""),
+                exec_step("c", &script, Some("b"), ""),
+            );
+            let cluster = Cluster::start(3).await?;
+            let id = submit_workflow(&cluster, 1, &spec).await?;
+            // Once step a is done, pause: b (running or about to) finishes, c
+            // does not start.
+            poll_until(Duration::from_secs(30), "step a done", || async {
+                let item = get(&cluster, &id).await?;
+                Ok(succeeded_steps(&item)
+                    .contains(&"a".to_string())
+                    .then_some(()))
+            })
+            .await?;
+            let paused = cluster
+                .work(2)?
+                .pause_work(swarm_proto::v1::PauseWorkRequest {
+                    id: id.clone(),
+                    reason: "upstream maintenance".into(),
+                })
+                .await?
+                .into_inner()
+                .item
+                .context("no item")?;
+            assert!(
+                paused.pause_requested.is_some() || paused.hold.starts_with("paused"),
+                "{paused:?}"
+            );
+            let parked = poll_until(Duration::from_secs(30), "the run parked", || async {
+                let item = get(&cluster, &id).await?;
+                Ok(
+                    (item.status == WorkStatus::Pending as i32 && item.hold.starts_with("paused"))
+                        .then_some(item),
+                )
+            })
+            .await?;
+            assert!(parked.claim.is_none(), "a parked run holds no lease");
+            assert!(
+                parked.hold.contains("upstream maintenance"),
+                "{}",
+                parked.hold
+            );
+            let done_before = succeeded_steps(&parked);
+            assert!(
+                !done_before.contains(&"c".to_string()),
+                "c ran while pausing: {done_before:?}"
+            );
+            assert!(
+                parked.events.iter().any(|e| e.kind == "waiting"),
+                "{:?}",
+                parked.events
+            );
+            // It stays put while paused.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let still = get(&cluster, &id).await?;
+            assert!(still.claim.is_none() && still.hold.starts_with("paused"));
+
+            // The node that held it dies; the run resumes elsewhere.
+            let holder = parked
+                .history
+                .last()
+                .map(|h| h.agent.clone())
+                .context("no holder")?;
+            let node: u64 = holder.trim_start_matches("node-").parse()?;
+            cluster.kill(node)?;
+            let alive = *cluster.running().first().context("no node left")?;
+            cluster
+                .work(alive)?
+                .resume_work(swarm_proto::v1::ResumeWorkRequest { id: id.clone() })
+                .await?;
+            let done = wait_status(
+                &cluster,
+                &id,
+                WorkStatus::Completed,
+                Duration::from_secs(60),
+            )
+            .await?;
+            let steps = succeeded_steps(&done);
+            for step in ["a", "b", "c"] {
+                assert_eq!(
+                    steps.iter().filter(|s| *s == step).count(),
+                    1,
+                    "{step} recorded once: {steps:?}"
+                );
+            }
+            // Every step ran once: the resumed run did not run a or b again.
+            let ran = lines(&log);
+            for step in ["a", "b", "c"] {
+                let runs = ran
+                    .iter()
+                    .filter(|l| l.split(' ').nth(1) == Some(step))
+                    .count();
+                assert_eq!(runs, 1, "{step} ran {runs} times: {ran:?}");
+            }
+            let finisher = done
+                .history
+                .last()
+                .map(|h| h.agent.clone())
+                .unwrap_or_default();
+            assert_ne!(finisher, holder, "resumed on another node");
+            assert_eq!(
+                done.attempt, 1,
+                "a pause does not count as an attempt: {done:?}"
+            );
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
+}

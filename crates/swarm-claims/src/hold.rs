@@ -206,7 +206,11 @@ pub(crate) fn park(state: &mut State, c: Park) -> Result<Response, ClaimError> {
         Hold::Signal { name, .. } => current
             .control()
             .is_some_and(|ctl| ctl.signals.iter().any(|(n, _)| n == name)),
-        _ => false,
+        // Resumed while the run was on its way to park: nothing to wait for.
+        Hold::Paused { .. } => current
+            .control()
+            .is_none_or(|ctl| ctl.pause_requested.is_none()),
+        Hold::Sleep { .. } => false,
     };
     let now = crate::apply::advance(state, c.now);
     crate::apply::end_claim(state, &c.id, ClaimEnd::Released, now);
@@ -216,8 +220,9 @@ pub(crate) fn park(state: &mut State, c: Park) -> Result<Response, ClaimError> {
     item_ref.attempt = item_ref.attempt.saturating_sub(1);
     let until = c.hold.until();
     let hold = match c.hold {
-        // The signal came while the run was on its way here: on at once.
-        Hold::Signal { .. } if delivered => None,
+        // The signal came (or the pause was lifted) while the run was on
+        // its way here: on at once.
+        Hold::Signal { .. } | Hold::Paused { .. } if delivered => None,
         // Its time already passed: claimable at once.
         Hold::Signal { .. } | Hold::Sleep { .. } if until != 0 && until <= now => None,
         hold => Some(hold),

@@ -16,10 +16,10 @@ use swarm_proto::v1::work_service_client::WorkServiceClient;
 use swarm_proto::v1::{
     AddNodeRequest, CancelRequest, ClaimRequest, ClusterStatusRequest, ClusterStatusResponse,
     CompleteRequest, FailRequest, GetWorkRequest, HandoffRequest, ListWorkRequest,
-    ListWorkResponse, ReadConsistency, ReleaseRequest, RemoveNodeRequest, RenewRequest,
-    RenewResponse, RetryWorkRequest, SubmitRequest, SubmitResponse, TransferLeaderRequest,
-    TransferLeaderResponse, WatchWorkRequest, WorkEvent, WorkItem, WorkResponse, WorkStatsRequest,
-    WorkStatsResponse, WorkStatus,
+    ListWorkResponse, PauseWorkRequest, ReadConsistency, ReleaseRequest, RemoveNodeRequest,
+    RenewRequest, RenewResponse, ResumeWorkRequest, RetryWorkRequest, SubmitRequest,
+    SubmitResponse, TransferLeaderRequest, TransferLeaderResponse, WatchWorkRequest, WorkEvent,
+    WorkItem, WorkResponse, WorkStatsRequest, WorkStatsResponse, WorkStatus,
 };
 use tokio::time::Instant;
 use tonic::Status;
@@ -248,6 +248,30 @@ impl SwarmClient {
             })
             .await;
         item_of(resp?, "cancel")
+    }
+
+    /// Pauses the item: a pending one waits until resumed, a running
+    /// workflow stops at its next step boundary and waits with its journal.
+    /// Pausing a paused item succeeds, so the call is retried freely.
+    pub async fn pause_work(&self, req: PauseWorkRequest) -> Result<WorkItem, ClientError> {
+        let resp = self
+            .call(Rpc::PauseWork, |ch, t| {
+                let req = self.request(req.clone(), t);
+                async move { work(ch).pause_work(req).await }
+            })
+            .await;
+        item_of(resp?, "pause")
+    }
+
+    /// Makes a paused item claimable again.
+    pub async fn resume_work(&self, req: ResumeWorkRequest) -> Result<WorkItem, ClientError> {
+        let resp = self
+            .call(Rpc::ResumeWork, |ch, t| {
+                let req = self.request(req.clone(), t);
+                async move { work(ch).resume_work(req).await }
+            })
+            .await;
+        item_of(resp?, "resume")
     }
 
     /// Reads one item.

@@ -40,6 +40,11 @@ pub(crate) enum Rpc {
     /// applied is refused (the item is pending now) though it worked, or,
     /// with `all`, puts back items that died in between.
     RetryWork,
+    /// A repeated pause answers as the first did.
+    PauseWork,
+    /// A repeat after the first was applied is refused ("not paused")
+    /// though it worked.
+    ResumeWork,
     // Schedules and limits are named, and the node answers a repeated
     // create, set, pause, resume or delete as it answered the first (a
     // repeated delete: "nothing by that name").
@@ -74,6 +79,7 @@ impl Rpc {
             | Rpc::ListWork
             | Rpc::WorkStats
             | Rpc::WatchWork
+            | Rpc::PauseWork
             | Rpc::CreateSchedule
             | Rpc::GetSchedule
             | Rpc::ListSchedules
@@ -90,6 +96,7 @@ impl Rpc {
             | Rpc::Release
             | Rpc::Handoff
             | Rpc::RetryWork
+            | Rpc::ResumeWork
             | Rpc::TriggerSchedule
             | Rpc::AddNode
             | Rpc::RemoveNode
@@ -201,6 +208,8 @@ mod tests {
         Rpc::WorkStats,
         Rpc::WatchWork,
         Rpc::RetryWork,
+        Rpc::PauseWork,
+        Rpc::ResumeWork,
         Rpc::CreateSchedule,
         Rpc::GetSchedule,
         Rpc::ListSchedules,
@@ -316,6 +325,7 @@ mod tests {
             Rpc::ListWork,
             Rpc::WorkStats,
             Rpc::WatchWork,
+            Rpc::PauseWork,
             Rpc::CreateSchedule,
             Rpc::GetSchedule,
             Rpc::ListSchedules,

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use swarm_claims::command::{Claim, Complete, Fail, Handoff, RegisterNode, Release, Renew};
+use swarm_claims::command::{Claim, Complete, Fail, Handoff, Park, RegisterNode, Release, Renew};
 use swarm_claims::request::Renewal;
 use swarm_claims::{FencingToken, WORKFLOW_KIND, WorkItem};
 use swarm_proto::v1 as pb;
@@ -203,14 +203,21 @@ impl Agent {
     }
 
     /// Stops runs whose claim moved on (stale token, item ended), and passes
-    /// a cancel request on to the run.
+    /// a cancel or a pause request on to the run (a pause: start no more
+    /// steps, let the running ones finish, then park it).
     fn police_runs(&self) {
         let runs = self.runs();
         for (id, ctl) in runs.iter() {
-            let (current, cancel) = self.ctx.state.read(|s| {
+            let (current, cancel, pause) = self.ctx.state.read(|s| {
                 s.get(id)
-                    .map(|i| (i.current_token(), i.cancel_requested().is_some()))
-                    .unwrap_or((None, false))
+                    .map(|i| {
+                        (
+                            i.current_token(),
+                            i.cancel_requested().is_some(),
+                            i.control().is_some_and(|c| c.pause_requested.is_some()),
+                        )
+                    })
+                    .unwrap_or((None, false, false))
             });
             if current != Some(ctl.token) {
                 tracing::warn!(work_id = %id, token = ctl.token, ?current, "claim moved on: stopping the run");
@@ -218,6 +225,40 @@ impl Agent {
             } else if cancel && !*ctl.cancel.borrow() {
                 tracing::info!(work_id = %id, "cancel requested: stopping the run and undoing its steps");
                 let _ = ctl.cancel.send(true);
+            } else if pause && ctl.suspend.borrow().is_none() {
+                tracing::info!(work_id = %id, "pause requested: stopping the run at its next step boundary");
+                let _ = ctl.suspend.send(Some(SuspendMode::Drain));
+            }
+        }
+    }
+
+    /// The pause asked of a run this node holds, if any (as the replica
+    /// shows it).
+    fn pause_requested(&self, id: &str) -> Option<String> {
+        self.ctx.state.read(|s| {
+            s.get(id)
+                .and_then(|i| i.control())
+                .and_then(|c| c.pause_requested.clone())
+        })
+    }
+
+    /// Parks a run that stopped for a pause: the claim ends without counting
+    /// as an attempt, and the item waits, paused, with its journal.
+    async fn park_paused(&self, id: &str, token: FencingToken, reason: String) {
+        let park = Park {
+            id: id.to_string(),
+            token,
+            hold: swarm_claims::Hold::Paused {
+                reason,
+                since: now_millis(),
+            },
+            now: 0,
+        };
+        match self.ctx.cluster.request(park).await {
+            Ok(_) => tracing::info!(work_id = %id, "run paused and parked"),
+            Err(e) => {
+                tracing::warn!(work_id = %id, error = %e, "park refused or not recorded: releasing");
+                self.release(id, token).await;
             }
         }
     }
@@ -406,6 +447,10 @@ impl Agent {
             }
             SuspendReason::Requested => {
                 if !self.holds(id, token) {
+                    return;
+                }
+                if let Some(reason) = self.pause_requested(id) {
+                    self.park_paused(id, token, reason).await;
                     return;
                 }
                 if !self.hand_off(id, token, item.requires()).await {

@@ -82,7 +82,7 @@ impl Role {
             (_, "WorkService", "GetWork" | "WatchWork") => true,
             (Operator | Submitter | Reader, "WorkService", "ListWork") => true,
             (Operator | Reader, "WorkService", "WorkStats") => true,
-            (Operator, "WorkService", "Cancel" | "RetryWork") => true,
+            (Operator, "WorkService", "Cancel" | "RetryWork" | "PauseWork" | "ResumeWork") => true,
             (Operator, "ScheduleService" | "LimitService", _) => true,
             (
                 Reader,

@@ -84,6 +84,20 @@ pub fn item_to_pb(item: &WorkItem) -> pb::WorkItem {
             .unwrap_or_default(),
         dead_letter: item.dead_letter(),
         retries: item.control().map_or(0, |c| c.retries),
+        hold: item
+            .control()
+            .and_then(|c| c.hold.as_ref())
+            .map(swarm_claims::Hold::describe)
+            .unwrap_or_default(),
+        hold_since_ms: item
+            .control()
+            .and_then(|c| c.hold.as_ref())
+            .map_or(0, |h| match h {
+                swarm_claims::Hold::Paused { since, .. }
+                | swarm_claims::Hold::Signal { since, .. }
+                | swarm_claims::Hold::Sleep { since, .. } => *since,
+            }),
+        pause_requested: item.control().and_then(|c| c.pause_requested.clone()),
     }
 }
 

@@ -4,7 +4,8 @@
 //! asks for the local replica.
 
 use swarm_claims::command::{
-    Cancel, Claim, Complete, Fail, Handoff, Release, Renew, Retry, Submit, SubmitControl,
+    Cancel, Claim, Complete, Fail, Handoff, Pause, Release, Renew, Resume, Retry, Submit,
+    SubmitControl,
 };
 use swarm_claims::request::SubmitWith;
 use swarm_claims::{Request as Write, WorkItem};
@@ -496,6 +497,35 @@ impl WorkService for WorkApi {
             }
         }
         Ok(Response::new(pb::RetryWorkResponse { items: retried }))
+    }
+
+    async fn pause_work(
+        &self,
+        request: Request<pb::PauseWorkRequest>,
+    ) -> Result<Response<pb::WorkResponse>, Status> {
+        let r = request.into_inner();
+        let reason = if r.reason.trim().is_empty() {
+            "paused by request".to_string()
+        } else {
+            r.reason
+        };
+        self.write_item(Pause {
+            id: r.id,
+            reason,
+            now: 0,
+        })
+        .await
+    }
+
+    async fn resume_work(
+        &self,
+        request: Request<pb::ResumeWorkRequest>,
+    ) -> Result<Response<pb::WorkResponse>, Status> {
+        self.write_item(Resume {
+            id: request.into_inner().id,
+            now: 0,
+        })
+        .await
     }
 
     async fn work_stats(

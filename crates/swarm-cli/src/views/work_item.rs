@@ -24,7 +24,7 @@ use swarm_client::proto::{WorkItem, WorkStatus};
 use super::attempts::{attempts_json, attempts_table, last_error};
 use super::work_event::event_json;
 use super::workflow_steps::{board_of, steps_json, steps_table};
-use crate::output::{Table, fields, or_dash, time_left, utc_time_ahead};
+use crate::output::{Table, fields, or_dash, time_left, utc_time, utc_time_ahead};
 
 /// The lowercase word for a status: `pending`, `claimed`, `completed`,
 /// `failed`, `cancelled` (`unknown` for a value this build does not know).
@@ -39,10 +39,15 @@ pub fn status_name(status: i32) -> &'static str {
     }
 }
 
-/// The status as tables show it: [`status_name`], except that a pending
-/// item waiting for its not-before time is `scheduled`.
+/// The status as tables show it: [`status_name`], except that a paused
+/// item is `paused`, a parked workflow run `waiting`, and a pending item
+/// waiting for its not-before time `scheduled`.
 pub fn shown_status(item: &WorkItem, now_ms: u64) -> &'static str {
-    if is_scheduled(item, now_ms) {
+    if item.status == WorkStatus::Pending as i32 && item.hold.starts_with("paused") {
+        "paused"
+    } else if item.status == WorkStatus::Pending as i32 && !item.hold.is_empty() {
+        "waiting"
+    } else if is_scheduled(item, now_ms) {
         "scheduled"
     } else {
         status_name(item.status)
@@ -105,6 +110,9 @@ pub fn item_json(item: &WorkItem) -> Value {
         "retries": item.retries,
         "attempts": attempts_json(item),
         "last_error": last_error(item),
+        "hold": Some(item.hold.as_str()).filter(|h| !h.is_empty()),
+        "hold_since": (item.hold_since_ms != 0).then_some(item.hold_since_ms),
+        "pause_requested": item.pause_requested,
     })
 }
 
@@ -156,6 +164,14 @@ pub fn item_detail(item: &WorkItem, now_ms: u64) -> String {
         (
             "dead letter",
             if item.dead_letter { "yes" } else { "no" }.to_string(),
+        ),
+        (
+            "held",
+            match (item.hold.is_empty(), item.pause_requested.as_deref()) {
+                (false, _) => format!("{} (since {})", item.hold, utc_time(item.hold_since_ms)),
+                (true, Some(reason)) => format!("pause requested: {reason}"),
+                (true, None) => "-".to_string(),
+            },
         ),
         ("holder", or_dash(claim.map(|c| c.agent.as_str()))),
         ("token", or_dash(claim.map(|c| c.token))),

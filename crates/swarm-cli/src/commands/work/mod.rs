@@ -9,6 +9,7 @@ pub mod complete;
 pub mod fail;
 pub mod get;
 pub mod list;
+pub mod pause;
 pub mod release;
 pub mod renew;
 pub mod retry;
@@ -42,6 +43,10 @@ pub enum Work {
     Cancel(cancel::Cancel),
     /// Put a failed item, or every dead letter, back to pending
     Retry(retry::Retry),
+    /// Pause an item: a pending one waits; a running workflow stops at its next step
+    Pause(pause::Pause),
+    /// Make a paused item claimable again
+    Resume(pause::Resume),
     /// Show one item
     Get(get::Get),
     /// List items, a page at a time or all of them
@@ -63,6 +68,8 @@ impl Work {
             Work::Release(args) => release::run(ctx, args).await,
             Work::Cancel(args) => cancel::run(ctx, args).await,
             Work::Retry(args) => retry::run(ctx, args).await,
+            Work::Pause(args) => pause::pause(ctx, args).await,
+            Work::Resume(args) => pause::resume(ctx, args).await,
             Work::Get(args) => get::run(ctx, args).await,
             Work::List(args) => list::run(ctx, args).await,
             Work::Stats(args) => stats::run(ctx, args).await,
