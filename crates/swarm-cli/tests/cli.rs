@@ -390,6 +390,20 @@ impl WorkService for FakeNode {
             ..Default::default()
         }))
     }
+    async fn pause_work(
+        &self,
+        _: Request<swarm_proto::v1::PauseWorkRequest>,
+    ) -> Result<Response<swarm_proto::v1::WorkResponse>, Status> {
+        Err(Status::unimplemented("not used here"))
+    }
+
+    async fn resume_work(
+        &self,
+        _: Request<swarm_proto::v1::ResumeWorkRequest>,
+    ) -> Result<Response<swarm_proto::v1::WorkResponse>, Status> {
+        Err(Status::unimplemented("not used here"))
+    }
+
     async fn retry_work(
         &self,
         _: Request<RetryWorkRequest>,

@@ -124,6 +124,20 @@ impl WorkService for FakeNode {
             next_page_token: String::new(),
         }))
     }
+    async fn pause_work(
+        &self,
+        _: Request<swarm_proto::v1::PauseWorkRequest>,
+    ) -> Result<Response<swarm_proto::v1::WorkResponse>, Status> {
+        Err(Status::unimplemented("not used here"))
+    }
+
+    async fn resume_work(
+        &self,
+        _: Request<swarm_proto::v1::ResumeWorkRequest>,
+    ) -> Result<Response<swarm_proto::v1::WorkResponse>, Status> {
+        Err(Status::unimplemented("not used here"))
+    }
+
     async fn retry_work(
         &self,
         r: Request<RetryWorkRequest>,

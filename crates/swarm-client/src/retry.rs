@@ -193,7 +193,7 @@ mod tests {
 
     use super::*;
 
-    const ALL: [Rpc; 29] = [
+    const ALL: [Rpc; 31] = [
         Rpc::Submit { keyed: true },
         Rpc::Submit { keyed: false },
         Rpc::Claim,

@@ -109,6 +109,20 @@ impl WorkService for FakeNode {
     async fn get_work(&self, _: Request<GetWorkRequest>) -> Result<Response<WorkResponse>, Status> {
         unimplemented()
     }
+    async fn pause_work(
+        &self,
+        _: Request<swarm_proto::v1::PauseWorkRequest>,
+    ) -> Result<Response<swarm_proto::v1::WorkResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn resume_work(
+        &self,
+        _: Request<swarm_proto::v1::ResumeWorkRequest>,
+    ) -> Result<Response<swarm_proto::v1::WorkResponse>, Status> {
+        unimplemented()
+    }
+
     async fn retry_work(
         &self,
         _: Request<RetryWorkRequest>,

@@ -280,13 +280,25 @@ mod tests {
             concurrency_key: String::new(),
             dead_letter: false,
             retries: 0,
+            hold: String::new(),
+            hold_since_ms: 0,
+            pause_requested: None,
         }
     }
 
     #[test]
     fn a_claimed_item_as_json() {
+        let mut json = item_json(&claimed_item());
+        // Not held, no pause asked: each of these is null.
+        for key in ["hold", "hold_since", "pause_requested"] {
+            assert_eq!(
+                json.as_object_mut().and_then(|o| o.remove(key)),
+                Some(Value::Null),
+                "{key}"
+            );
+        }
         assert_eq!(
-            item_json(&claimed_item()),
+            json,
             json!({
                 "id": "w1",
                 "type": "build",
@@ -327,6 +339,19 @@ mod tests {
                 "last_error": null,
             })
         );
+    }
+
+    #[test]
+    fn a_held_item_shows_as_paused_or_waiting() {
+        let mut item = claimed_item();
+        item.status = WorkStatus::Pending as i32;
+        item.claim = None;
+        item.hold = "paused: vendor outage".into();
+        assert_eq!(shown_status(&item, 0), "paused");
+        item.hold = "waiting for signal \"approve\"".into();
+        assert_eq!(shown_status(&item, 0), "waiting");
+        item.hold.clear();
+        assert_eq!(shown_status(&item, 0), "pending");
     }
 
     /// Pending until 2026-12-24T09:00:00Z, under concurrency key `db`.
