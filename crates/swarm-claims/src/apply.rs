@@ -625,9 +625,11 @@ pub(crate) fn requeue<'a>(
         .ok_or_else(|| ClaimError::NotFound { id: id.to_string() })?;
     state.counts.set_status(item, Status::Pending);
     item.updated_at = now;
-    let key = queue_key(item);
-    let kind = item.kind.clone();
-    state.enqueue(key, &kind);
+    if !crate::hold::pause_on_requeue(item, now) {
+        let key = queue_key(item);
+        let kind = item.kind.clone();
+        state.enqueue(key, &kind);
+    }
     let item = state
         .items
         .get_mut(id)
@@ -669,6 +671,11 @@ fn finish<'a>(
     }
     state.counts.set_status(item, status);
     item.updated_at = now;
+    // A pause asked of a run that ended first has nothing left to pause.
+    if item.control().is_some_and(|c| c.pause_requested.is_some()) {
+        item.control_mut().pause_requested = None;
+        item.tidy_rare();
+    }
     crate::retention::note_ended(&mut state.ended, item);
     Ok(item)
 }

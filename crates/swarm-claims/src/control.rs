@@ -48,7 +48,7 @@ pub struct ItemControl {
     /// step boundary and parks the run.
     pub pause_requested: Option<String>,
     /// Signals delivered to the item, by name: each one's JSON payload,
-    /// kept until the run's signal step reads it.
+    /// kept for the item's life (one per name).
     pub signals: Vec<(String, String)>,
 }
 
@@ -263,6 +263,33 @@ impl State {
     /// Every schedule, by name.
     pub fn schedules(&self) -> impl Iterator<Item = &Schedule> {
         self.control.schedules.values()
+    }
+
+    /// Checks where every item sits: a pending one in exactly one of the
+    /// claim queue and the delayed index, unless held with no time to wake
+    /// (paused, or waiting for a signal with no timeout: in neither); any
+    /// other in neither. For tests and checkers: `Err` names the first item
+    /// out of place.
+    pub fn check_placement(&self) -> Result<(), String> {
+        for item in self.items() {
+            let key = crate::apply::queue_key(item);
+            let queued = self.queue.contains(&key);
+            let delayed = self.delayed.contains(&(item.not_before(), item.id.clone()));
+            let timeless = matches!(
+                item.control().and_then(|c| c.hold.as_ref()),
+                Some(Hold::Paused { .. } | Hold::Signal { timeout_at: 0, .. })
+            );
+            let expected = item.status == Status::Pending && !timeless;
+            if (queued || delayed) != expected || (queued && delayed) {
+                return Err(format!(
+                    "item {} ({}, hold {:?}): queued {queued}, delayed {delayed}",
+                    item.id,
+                    item.status,
+                    item.control().and_then(|c| c.hold.as_ref())
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// How many pending items wait for their `not_before`.

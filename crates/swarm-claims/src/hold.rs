@@ -82,7 +82,8 @@ pub(crate) fn pause(state: &mut State, c: Pause) -> Result<Response, ClaimError>
     if matches!(
         control.and_then(|c| c.hold.as_ref()),
         Some(Hold::Paused { .. })
-    ) || control.is_some_and(|c| c.pause_requested.is_some())
+    ) || (current.status == Status::Claimed
+        && control.is_some_and(|c| c.pause_requested.is_some()))
     {
         return Ok(Response::Item(current.clone()));
     }
@@ -103,9 +104,14 @@ pub(crate) fn pause(state: &mut State, c: Pause) -> Result<Response, ClaimError>
         item.control_mut().pause_requested = Some(c.reason.clone());
         format!("pause requested: {}", c.reason)
     } else {
-        // A parked run's wait gives way to the pause; resumed, the run
-        // picks its wait up again from its journal.
-        item.control_mut().hold = Some(Hold::Paused {
+        // A parked run's wait gives way to the pause. Resumed, a run that
+        // waited for a signal is claimable at once (the signal may have
+        // come meanwhile); a sleeping one sleeps on until its time.
+        let control = item.control_mut();
+        if matches!(control.hold, Some(Hold::Signal { .. })) {
+            control.not_before = 0;
+        }
+        control.hold = Some(Hold::Paused {
             reason: c.reason.clone(),
             since: now,
         });
@@ -136,7 +142,9 @@ pub(crate) fn resume(state: &mut State, c: Resume) -> Result<Response, ClaimErro
     let item = item_mut(state, &c.id)?;
     let control = item.control_mut();
     control.pause_requested = None;
-    control.hold = None;
+    if paused {
+        control.hold = None;
+    }
     item.updated_at = now;
     record(item, now, EventKind::Resumed, "resumed".into());
     item.tidy_rare();
@@ -206,11 +214,7 @@ pub(crate) fn park(state: &mut State, c: Park) -> Result<Response, ClaimError> {
         Hold::Signal { name, .. } => current
             .control()
             .is_some_and(|ctl| ctl.signals.iter().any(|(n, _)| n == name)),
-        // Resumed while the run was on its way to park: nothing to wait for.
-        Hold::Paused { .. } => current
-            .control()
-            .is_none_or(|ctl| ctl.pause_requested.is_none()),
-        Hold::Sleep { .. } => false,
+        Hold::Paused { .. } | Hold::Sleep { .. } => false,
     };
     let now = crate::apply::advance(state, c.now);
     crate::apply::end_claim(state, &c.id, ClaimEnd::Released, now);
@@ -218,13 +222,27 @@ pub(crate) fn park(state: &mut State, c: Park) -> Result<Response, ClaimError> {
     let item_ref = item_mut(state, &c.id)?;
     // Parked, not tried: the grant does not count against the item.
     item_ref.attempt = item_ref.attempt.saturating_sub(1);
-    let until = c.hold.until();
-    let hold = match c.hold {
-        // The signal came (or the pause was lifted) while the run was on
-        // its way here: on at once.
-        Hold::Signal { .. } | Hold::Paused { .. } if delivered => None,
-        // Its time already passed: claimable at once.
-        Hold::Signal { .. } | Hold::Sleep { .. } if until != 0 && until <= now => None,
+    // A pause asked of the run wins over what it parks for; its wait is
+    // taken up again from the journal once resumed.
+    let pause_asked = item_ref
+        .control()
+        .and_then(|ctl| ctl.pause_requested.clone());
+    let parked = match (pause_asked, c.hold) {
+        (Some(reason), _) => Hold::Paused { reason, since: now },
+        // The pause was lifted while the run was on its way here.
+        (None, Hold::Paused { .. }) => Hold::Sleep {
+            until: 0,
+            since: now,
+        },
+        (None, hold) => with_since(hold, now),
+    };
+    let until = parked.until();
+    let hold = match parked {
+        // The signal came while the run was on its way here: on at once.
+        Hold::Signal { .. } if delivered => None,
+        // Its time already passed (or it has none): claimable at once.
+        Hold::Sleep { .. } if until <= now => None,
+        Hold::Signal { .. } if until != 0 && until <= now => None,
         hold => Some(hold),
     };
     let control = item_ref.control_mut();
@@ -246,6 +264,34 @@ pub(crate) fn park(state: &mut State, c: Park) -> Result<Response, ClaimError> {
         queue(state, &c.id);
     }
     Ok(Response::Item(item_mut(state, &c.id)?.clone()))
+}
+
+/// `hold` as of `now`: the state machine's time, not the proposer's.
+fn with_since(hold: Hold, now: Millis) -> Hold {
+    match hold {
+        Hold::Paused { reason, .. } => Hold::Paused { reason, since: now },
+        Hold::Signal {
+            name, timeout_at, ..
+        } => Hold::Signal {
+            name,
+            since: now,
+            timeout_at,
+        },
+        Hold::Sleep { until, .. } => Hold::Sleep { until, since: now },
+    }
+}
+
+/// A claim of `item` ended and it goes back to pending: a pause asked of
+/// its run (whose holder died, or gave it back, before parking it) holds it
+/// now. Returns whether it is held.
+pub(crate) fn pause_on_requeue(item: &mut WorkItem, now: Millis) -> bool {
+    let Some(reason) = item.control().and_then(|c| c.pause_requested.clone()) else {
+        return false;
+    };
+    let control = item.control_mut();
+    control.pause_requested = None;
+    control.hold = Some(Hold::Paused { reason, since: now });
+    true
 }
 
 /// Lets a held item be claimed now (a cancel of a parked workflow: its next

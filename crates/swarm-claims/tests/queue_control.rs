@@ -582,6 +582,7 @@ proptest! {
             let out_b = apply(&mut b, cmd);
             prop_assert_eq!(&out_a, &out_b);
             prop_assert_eq!(&a, &b);
+            prop_assert_eq!(a.check_placement(), Ok(()));
             if let Ok(Response::Granted(items)) = out_a {
                 for item in items {
                     // Never before its time.

@@ -386,6 +386,8 @@ proptest! {
             let out_b = apply(&mut b, cmd);
             prop_assert_eq!(&out_a, &out_b);
             prop_assert_eq!(&a, &b);
+            // Every pending item is claimable, delayed, or held: none lost.
+            prop_assert_eq!(a.check_placement(), Ok(()));
             if let Ok(Response::Granted(items)) = &out_a {
                 for item in items {
                     prop_assert!(!paused.contains(&item.id.to_string()), "paused {} granted", item.id);
@@ -409,4 +411,37 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_pause_asked_of_a_run_wins_over_the_wait_it_parks_for_and_resume_frees_it() {
+    let mut st = State::new();
+    apply(&mut st, submit("w", "workflow", 1_000)).unwrap();
+    let run = granted(&mut st, claim("workflow", 1_000)).remove(0);
+    item(&mut st, pause("w", 1_100));
+    let wait = Hold::Signal {
+        name: "x".into(),
+        since: 1_200,
+        timeout_at: 0,
+    };
+    item(&mut st, park("w", run.token, wait, 1_200));
+    assert!(matches!(hold_of(&st, "w"), Some(Hold::Paused { .. })));
+    assert_eq!(st.check_placement(), Ok(()));
+    item(&mut st, resume("w", 1_300));
+    assert_eq!(st.check_placement(), Ok(()));
+    assert_eq!(granted(&mut st, claim("workflow", 1_400)).len(), 1);
+}
+
+#[test]
+fn a_pause_asked_of_a_run_whose_holder_died_holds_it_when_the_lease_expires() {
+    let mut st = State::new();
+    apply(&mut st, submit("w", "workflow", 1_000)).unwrap();
+    granted(&mut st, claim("workflow", 1_000));
+    item(&mut st, pause("w", 1_100));
+    apply(&mut st, Command::Tick { now: 20_000 }).unwrap();
+    assert!(matches!(hold_of(&st, "w"), Some(Hold::Paused { .. })));
+    assert!(granted(&mut st, claim("workflow", 20_100)).is_empty());
+    assert_eq!(st.check_placement(), Ok(()));
+    item(&mut st, resume("w", 20_200));
+    assert_eq!(granted(&mut st, claim("workflow", 20_300)).len(), 1);
 }

@@ -155,9 +155,13 @@ pub fn rate_text(rate: &Rate) -> String {
 }
 
 pub fn limit_to_pb(state: &State, key: &str, now: u64) -> Option<pb::Limit> {
-    let limit = state.limit(key)?;
+    Some(limit_pb(state, key, state.limit(key)?, now))
+}
+
+/// `limit` on `key`, with the running and pending counts `state` shows.
+fn limit_pb(state: &State, key: &str, limit: &swarm_claims::KeyLimit, now: u64) -> pb::Limit {
     let counts = state.counts().key(key);
-    Some(pb::Limit {
+    pb::Limit {
         key: key.to_string(),
         max_running: limit.max_running,
         rate: limit.rate.as_ref().map(rate_text).unwrap_or_default(),
@@ -165,7 +169,7 @@ pub fn limit_to_pb(state: &State, key: &str, now: u64) -> Option<pb::Limit> {
         running: counts.claimed,
         pending: counts.pending,
         tokens: limit.rate.map_or(0, |_| limit.tokens_at(now)),
-    })
+    }
 }
 
 #[tonic::async_trait]
@@ -330,15 +334,21 @@ impl LimitService for QueueApi {
             text => Some(parse_rate(text, r.burst)?),
         };
         let key = r.key.clone();
-        self.write(SetLimit {
-            key: r.key,
-            max_running: r.max_running,
-            rate,
-            now: 0,
-        })
-        .await?;
-        let limit = self.ctx.state.read(|s| limit_to_pb(s, &key, now_millis()));
-        Ok(Response::new(pb::LimitResponse { limit }))
+        // The limit as the leader applied it; the counts as this replica
+        // shows them.
+        let set = self
+            .write(SetLimit {
+                key: r.key,
+                max_running: r.max_running,
+                rate,
+                now: 0,
+            })
+            .await?;
+        let limit = self
+            .ctx
+            .state
+            .read(|s| limit_pb(s, &key, &set, now_millis()));
+        Ok(Response::new(pb::LimitResponse { limit: Some(limit) }))
     }
 
     async fn get_limit(

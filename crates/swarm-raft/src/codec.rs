@@ -16,8 +16,12 @@
 //! not understand this one: a cluster runs one version.
 //!
 //! bincode names no fields and no enum variants: a field or a variant is
-//! its position. A type that is stored or sent here changes compatibly only
-//! by adding enum variants at the end; anything else is a new format tag.
+//! its position. A type that is stored here (log entries: commands) changes
+//! compatibly only by adding enum variants at the end; anything else is a
+//! new format tag. What is only sent (answers, which carry work items)
+//! follows the one-version rule above: a work item gained its queue control
+//! at the end of its encoding (as snapshot format version 2 stores it)
+//! without a new tag.
 //!
 //! A serde attribute that makes the written fields depend on the value
 //! (`skip_serializing_if`), or that needs a self-describing format

@@ -87,8 +87,8 @@ impl StateMachineStore {
             // follower is then always a snapshot file of the current format.
             let guard = this.applied.read().unwrap_or_else(|p| p.into_inner());
             this.persist(&meta, |store| store.write_snapshot(&meta, &guard.state))
-                .map_err(|e| snap_err(format!("rewrite the legacy JSON snapshot: {e}")))?;
-            tracing::info!(last_log_id = ?meta.last_log_id, "rewrote a legacy JSON snapshot in the binary format");
+                .map_err(|e| snap_err(format!("rewrite the snapshot of an older format: {e}")))?;
+            tracing::info!(last_log_id = ?meta.last_log_id, "rewrote a snapshot of an older format (legacy JSON or binary version 1) in the current one");
         }
         this.store.remove_stale_snapshot_files();
         Ok(this)
