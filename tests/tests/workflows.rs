@@ -665,3 +665,161 @@ async fn t80_a_paused_workflow_resumes_from_its_journal_after_its_node_dies() {
     .await
     .unwrap();
 }
+
+/// Human approval: a run parked at a signal step survives a SIGKILL of the
+/// whole cluster, a signal it does not wait for is refused, and the signal
+/// it waits for makes it go on with the payload as the step's result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn t90_a_run_waiting_for_approval_survives_a_full_restart_and_goes_on_when_signalled() {
+    within(
+        Duration::from_secs(150),
+        "t90_a_run_waiting_for_approval_survives_a_full_restart_and_goes_on_when_signalled",
+        async {
+            let spec = std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../cluster/workflows/human-approval.yaml"),
+            )?;
+            let cluster = Cluster::start(3).await?;
+            let payload =
+                json!({ "spec": spec, "inputs": { "change": "raise-limits" } }).to_string();
+            let id = cluster
+                .work(1)?
+                .submit(SubmitRequest {
+                    r#type: "workflow".into(),
+                    payload_json: payload,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+                .item
+                .context("no item")?
+                .id;
+            let waiting = poll_until(
+                Duration::from_secs(30),
+                "the run waits for approval",
+                || async {
+                    let item = get(&cluster, &id).await?;
+                    Ok(item
+                        .hold
+                        .starts_with("waiting for signal \"approve\"")
+                        .then_some(item))
+                },
+            )
+            .await?;
+            assert!(waiting.claim.is_none(), "a waiting run holds no lease");
+            assert_eq!(succeeded_steps(&waiting), ["draft"]);
+
+            for node in cluster.node_ids() {
+                cluster.kill(node)?;
+            }
+            for node in cluster.node_ids() {
+                cluster.restart(node)?;
+            }
+            let leader = cluster.wait_healthy(3, Duration::from_secs(40)).await?;
+            let still = get(&cluster, &id).await?;
+            assert!(still.hold.starts_with("waiting for signal"), "{still:?}");
+
+            let wrong = cluster
+                .work(leader)?
+                .signal_work(swarm_proto::v1::SignalWorkRequest {
+                    id: id.clone(),
+                    name: "deploy".into(),
+                    payload_json: "true".into(),
+                })
+                .await
+                .expect_err("a signal the run does not wait for");
+            assert!(
+                wrong
+                    .message()
+                    .contains("waits for no signal named \"deploy\""),
+                "{}",
+                wrong.message()
+            );
+            cluster
+                .work(leader)?
+                .signal_work(swarm_proto::v1::SignalWorkRequest {
+                    id: id.clone(),
+                    name: "approve".into(),
+                    payload_json: r#"{"by": "alice", "ok": true}"#.into(),
+                })
+                .await?;
+            let done = wait_status(
+                &cluster,
+                &id,
+                WorkStatus::Completed,
+                Duration::from_secs(60),
+            )
+            .await?;
+            let result: Value =
+                serde_json::from_str(done.result_json.as_deref().unwrap_or("null"))?;
+            assert_eq!(
+                result,
+                json!({ "change": "raise-limits", "approved_by": "alice" })
+            );
+            assert_eq!(
+                succeeded_steps(&done),
+                ["draft", "approve", "apply"],
+                "draft ran once"
+            );
+            let late = cluster
+                .work(leader)?
+                .signal_work(swarm_proto::v1::SignalWorkRequest {
+                    id: id.clone(),
+                    name: "approve".into(),
+                    payload_json: "true".into(),
+                })
+                .await
+                .expect_err("a signal to a finished item");
+            assert_eq!(
+                late.code(),
+                tonic::Code::FailedPrecondition,
+                "{}",
+                late.message()
+            );
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// A durable sleep: a run sleeping longer than `durable_sleep_after` parks
+/// (no lease), survives the death of the node that started it, and goes on
+/// when due on another node, its finished steps not run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn t91_a_durable_sleep_survives_the_death_of_the_node_that_started_it() {
+    within(Duration::from_secs(120), "t91_a_durable_sleep_survives_the_death_of_the_node_that_started_it", async {
+        let dir = tempfile::tempdir()?;
+        let log = dir.path().join("steps.log");
+        let script = step_script(dir.path(), "step.sh", &log, "ran", 0);
+        let spec = format!(
+            "name: napper\nsteps:\n{}  - {{ name: nap, run: sleep, with: {{ duration: 4s }}, wait_for: [a] }}\n{}return: b\n",
+            exec_step("a", &script, None, ""),
+            exec_step("b", &script, Some("nap"), ""),
+        );
+        let options = ClusterOptions {
+            extra_args: vec!["--durable-sleep-after".into(), "1s".into()],
+            ..ClusterOptions::default()
+        };
+        let cluster = Cluster::start_with(3, options).await?;
+        let id = submit_workflow(&cluster, 1, &spec).await?;
+        let sleeping = poll_until(Duration::from_secs(30), "the run sleeps parked", || async {
+            let item = get(&cluster, &id).await?;
+            Ok(item.hold.starts_with("sleeping until").then_some(item))
+        })
+        .await?;
+        assert!(sleeping.claim.is_none(), "a sleeping run holds no lease");
+        let holder = sleeping.history.last().map(|h| h.agent.clone()).context("no holder")?;
+        cluster.kill(holder.trim_start_matches("node-").parse()?)?;
+        let done = wait_status(&cluster, &id, WorkStatus::Completed, Duration::from_secs(60)).await?;
+        assert_eq!(succeeded_steps(&done), ["a", "nap", "b"]);
+        let ran = lines(&log);
+        assert_eq!(ran.len(), 2, "a and b ran once each: {ran:?}");
+        let woke = done.history.last().map(|h| h.agent.clone()).unwrap_or_default();
+        assert_ne!(woke, holder, "woken on another node");
+        assert!(done.events.iter().any(|e| e.kind == "resumed" && e.detail == "woke up"), "{:?}", done.events);
+        Ok(())
+    })
+    .await
+    .unwrap();
+}

@@ -397,6 +397,13 @@ impl WorkService for FakeNode {
         Err(Status::unimplemented("not used here"))
     }
 
+    async fn signal_work(
+        &self,
+        _: Request<swarm_proto::v1::SignalWorkRequest>,
+    ) -> Result<Response<swarm_proto::v1::WorkResponse>, Status> {
+        Err(Status::unimplemented("not used here"))
+    }
+
     async fn resume_work(
         &self,
         _: Request<swarm_proto::v1::ResumeWorkRequest>,

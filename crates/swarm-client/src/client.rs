@@ -17,9 +17,9 @@ use swarm_proto::v1::{
     AddNodeRequest, CancelRequest, ClaimRequest, ClusterStatusRequest, ClusterStatusResponse,
     CompleteRequest, FailRequest, GetWorkRequest, HandoffRequest, ListWorkRequest,
     ListWorkResponse, PauseWorkRequest, ReadConsistency, ReleaseRequest, RemoveNodeRequest,
-    RenewRequest, RenewResponse, ResumeWorkRequest, RetryWorkRequest, SubmitRequest,
-    SubmitResponse, TransferLeaderRequest, TransferLeaderResponse, WatchWorkRequest, WorkEvent,
-    WorkItem, WorkResponse, WorkStatsRequest, WorkStatsResponse, WorkStatus,
+    RenewRequest, RenewResponse, ResumeWorkRequest, RetryWorkRequest, SignalWorkRequest,
+    SubmitRequest, SubmitResponse, TransferLeaderRequest, TransferLeaderResponse, WatchWorkRequest,
+    WorkEvent, WorkItem, WorkResponse, WorkStatsRequest, WorkStatsResponse, WorkStatus,
 };
 use tokio::time::Instant;
 use tonic::Status;
@@ -261,6 +261,18 @@ impl SwarmClient {
             })
             .await;
         item_of(resp?, "pause")
+    }
+
+    /// Delivers signal `name` (with a JSON payload) to a workflow run. The
+    /// same signal again answers as the first did, so the call is retried.
+    pub async fn signal_work(&self, req: SignalWorkRequest) -> Result<WorkItem, ClientError> {
+        let resp = self
+            .call(Rpc::SignalWork, |ch, t| {
+                let req = self.request(req.clone(), t);
+                async move { work(ch).signal_work(req).await }
+            })
+            .await;
+        item_of(resp?, "signal")
     }
 
     /// Makes a paused item claimable again.

@@ -42,6 +42,8 @@ pub(crate) enum Rpc {
     RetryWork,
     /// A repeated pause answers as the first did.
     PauseWork,
+    /// A repeated signal (same payload) answers as the first did.
+    SignalWork,
     /// A repeat after the first was applied is refused ("not paused")
     /// though it worked.
     ResumeWork,
@@ -80,6 +82,7 @@ impl Rpc {
             | Rpc::WorkStats
             | Rpc::WatchWork
             | Rpc::PauseWork
+            | Rpc::SignalWork
             | Rpc::CreateSchedule
             | Rpc::GetSchedule
             | Rpc::ListSchedules
@@ -193,7 +196,7 @@ mod tests {
 
     use super::*;
 
-    const ALL: [Rpc; 31] = [
+    const ALL: [Rpc; 32] = [
         Rpc::Submit { keyed: true },
         Rpc::Submit { keyed: false },
         Rpc::Claim,
@@ -209,6 +212,7 @@ mod tests {
         Rpc::WatchWork,
         Rpc::RetryWork,
         Rpc::PauseWork,
+        Rpc::SignalWork,
         Rpc::ResumeWork,
         Rpc::CreateSchedule,
         Rpc::GetSchedule,
@@ -326,6 +330,7 @@ mod tests {
             Rpc::WorkStats,
             Rpc::WatchWork,
             Rpc::PauseWork,
+            Rpc::SignalWork,
             Rpc::CreateSchedule,
             Rpc::GetSchedule,
             Rpc::ListSchedules,

@@ -111,6 +111,13 @@ impl WorkService for FakeNode {
         unimplemented()
     }
 
+    async fn signal_work(
+        &self,
+        _: Request<swarm_proto::v1::SignalWorkRequest>,
+    ) -> Result<Response<swarm_proto::v1::WorkResponse>, Status> {
+        unimplemented()
+    }
+
     async fn resume_work(
         &self,
         _: Request<swarm_proto::v1::ResumeWorkRequest>,

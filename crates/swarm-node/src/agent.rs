@@ -41,6 +41,33 @@ use crate::journal::RaftJournal;
 use crate::metrics::RunMiddleware;
 use crate::node::NodeContext;
 
+/// Signals and time for a run's waiting steps, from this node's replica.
+struct ReplicaWaits {
+    ctx: NodeContext,
+}
+
+impl swarm_reactor::Waits for ReplicaWaits {
+    fn signal(&self, run_id: &str, name: &str) -> Option<Value> {
+        let payload = self.ctx.state.read(|s| {
+            s.get(run_id)?
+                .control()?
+                .signals
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, p)| p.clone())
+        })?;
+        Some(serde_json::from_str(&payload).unwrap_or(Value::String(payload)))
+    }
+
+    fn now_ms(&self) -> u64 {
+        now_millis()
+    }
+
+    fn durable_sleep_after(&self) -> Duration {
+        self.ctx.config.durable_sleep_after
+    }
+}
+
 /// A run this node is executing, and the levers to stop it.
 struct RunControl {
     token: FencingToken,
@@ -245,17 +272,26 @@ impl Agent {
     /// Parks a run that stopped for a pause: the claim ends without counting
     /// as an attempt, and the item waits, paused, with its journal.
     async fn park_paused(&self, id: &str, token: FencingToken, reason: String) {
+        let hold = swarm_claims::Hold::Paused {
+            reason,
+            since: now_millis(),
+        };
+        self.park(id, token, hold).await;
+    }
+
+    /// Parks a run that waits (paused, for a signal, or in a durable
+    /// sleep): the claim ends without counting as an attempt, and the item
+    /// waits with its journal, holding no lease, until a holder runs it on.
+    async fn park(&self, id: &str, token: FencingToken, hold: swarm_claims::Hold) {
+        let what = hold.describe();
         let park = Park {
             id: id.to_string(),
             token,
-            hold: swarm_claims::Hold::Paused {
-                reason,
-                since: now_millis(),
-            },
+            hold,
             now: 0,
         };
         match self.ctx.cluster.request(park).await {
-            Ok(_) => tracing::info!(work_id = %id, "run paused and parked"),
+            Ok(_) => tracing::info!(work_id = %id, wait = %what, "run parked"),
             Err(e) => {
                 tracing::warn!(work_id = %id, error = %e, "park refused or not recorded: releasing");
                 self.release(id, token).await;
@@ -362,6 +398,9 @@ impl Agent {
                             token,
                         )))
                         .with_capabilities(self.ctx.config.capabilities.clone())
+                        .with_waits(Arc::new(ReplicaWaits {
+                            ctx: self.ctx.clone(),
+                        }))
                         .suspend_on_missing_capability(true)
                         .with_middleware(TracingMiddleware)
                         .with_middleware(RunMiddleware::new(
@@ -444,6 +483,24 @@ impl Agent {
                         self.end(id, token, Err(reason)).await;
                     }
                 }
+            }
+            SuspendReason::Wait {
+                signal,
+                until,
+                since,
+            } => {
+                let hold = match signal {
+                    Some(name) => swarm_claims::Hold::Signal {
+                        name,
+                        since,
+                        timeout_at: until.unwrap_or(0),
+                    },
+                    None => swarm_claims::Hold::Sleep {
+                        until: until.unwrap_or(0),
+                        since,
+                    },
+                };
+                self.park(id, token, hold).await;
             }
             SuspendReason::Requested => {
                 if !self.holds(id, token) {

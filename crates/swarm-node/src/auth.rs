@@ -90,6 +90,7 @@ impl Role {
                 "GetSchedule" | "ListSchedules" | "GetLimit" | "ListLimits",
             ) => true,
             (Submitter, "WorkService", "Submit") => true,
+            (Operator | Submitter, "WorkService", "SignalWork") => true,
             (
                 Agent,
                 "WorkService",

@@ -57,6 +57,10 @@ pub struct Config {
     /// shorter than `request_timeout`.
     #[serde(deserialize_with = "humantime")]
     pub max_claim_wait: Duration,
+    /// A workflow `sleep` at least this long parks its run durably (no
+    /// lease held; any node wakes it when due) instead of sleeping in place.
+    #[serde(deserialize_with = "humantime")]
+    pub durable_sleep_after: Duration,
     /// Build a snapshot (and purge the log behind it) every this many entries.
     pub snapshot_every: u64,
     /// How long a finished item (completed, failed, cancelled) stays before
@@ -152,6 +156,7 @@ impl Default for Config {
             max_payload_bytes: 1024 * 1024,
             default_lease: Duration::from_secs(30),
             max_claim_wait: Duration::from_secs(30),
+            durable_sleep_after: Duration::from_secs(60),
             snapshot_every: 10_000,
             retention: Duration::from_secs(24 * 60 * 60),
             tick_interval: Duration::from_millis(100),
@@ -187,7 +192,7 @@ impl Default for RaftTimings {
 
 /// Each `SWARM_*` variable and the key it sets: the flag's name in capitals.
 /// Lists are comma separated, as on the command line.
-const ENV_VARS: [(&str, &str); 35] = [
+const ENV_VARS: [(&str, &str); 36] = [
     ("SWARM_ID", "id"),
     ("SWARM_LISTEN", "listen"),
     ("SWARM_ADVERTISE", "advertise"),
@@ -202,6 +207,7 @@ const ENV_VARS: [(&str, &str); 35] = [
     ("SWARM_MAX_PAYLOAD_BYTES", "max_payload_bytes"),
     ("SWARM_DEFAULT_LEASE", "default_lease"),
     ("SWARM_MAX_CLAIM_WAIT", "max_claim_wait"),
+    ("SWARM_DURABLE_SLEEP_AFTER", "durable_sleep_after"),
     ("SWARM_SNAPSHOT_EVERY", "snapshot_every"),
     ("SWARM_RETENTION", "retention"),
     ("SWARM_TICK_INTERVAL", "tick_interval"),
@@ -299,6 +305,10 @@ pub struct Flags {
     #[arg(long, value_parser = duration)]
     #[serde(serialize_with = "humantime_serde::serialize")]
     pub max_claim_wait: Option<Duration>,
+    /// A workflow sleep at least this long parks its run durably (e.g. 1m).
+    #[arg(long, value_parser = duration)]
+    #[serde(serialize_with = "humantime_serde::serialize")]
+    pub durable_sleep_after: Option<Duration>,
     /// Snapshot the state machine every this many log entries.
     #[arg(long)]
     pub snapshot_every: Option<u64>,

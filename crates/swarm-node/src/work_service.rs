@@ -4,7 +4,7 @@
 //! asks for the local replica.
 
 use swarm_claims::command::{
-    Cancel, Claim, Complete, Fail, Handoff, Pause, Release, Renew, Resume, Retry, Submit,
+    Cancel, Claim, Complete, Fail, Handoff, Pause, Release, Renew, Resume, Retry, Signal, Submit,
     SubmitControl,
 };
 use swarm_claims::request::SubmitWith;
@@ -133,6 +133,24 @@ impl WorkApi {
 
 fn items(list: &[WorkItem]) -> Vec<pb::WorkItem> {
     list.iter().map(item_to_pb).collect()
+}
+
+/// The names the `signal` steps of a workflow item wait for (top-level
+/// steps); none for an item that is not a workflow.
+fn signal_names(item: &WorkItem) -> Vec<String> {
+    if *item.kind != *swarm_claims::WORKFLOW_KIND {
+        return Vec::new();
+    }
+    let Ok((_, workflow)) = swarm_reactor::WorkflowPayload::load(&item.payload) else {
+        return Vec::new();
+    };
+    workflow
+        .spec()
+        .steps
+        .iter()
+        .filter(|s| s.run == "signal")
+        .filter_map(|s| s.with.get("name")?.as_str().map(str::to_string))
+        .collect()
 }
 
 fn json_or_null(text: String) -> String {
@@ -512,6 +530,49 @@ impl WorkService for WorkApi {
         self.write_item(Pause {
             id: r.id,
             reason,
+            now: 0,
+        })
+        .await
+    }
+
+    async fn signal_work(
+        &self,
+        request: Request<pb::SignalWorkRequest>,
+    ) -> Result<Response<pb::WorkResponse>, Status> {
+        let r = request.into_inner();
+        self.ctx
+            .limits
+            .name("signal", &r.name)
+            .map_err(|e| claim_error_status(&e))?;
+        self.read_barrier(pb::ReadConsistency::Linearizable as i32)
+            .await?;
+        let item = self
+            .ctx
+            .state
+            .read(|s| s.get(&r.id).cloned())
+            .ok_or_else(|| work_not_found(&r.id, self.ctx.config.retention))?;
+        if item.status.is_terminal() {
+            return Err(Status::failed_precondition(format!(
+                "work item {:?} is {}: it takes no signal",
+                r.id, item.status
+            )));
+        }
+        let names = signal_names(&item);
+        if !names.contains(&r.name) {
+            return Err(Status::invalid_argument(format!(
+                "invalid signal: work item {:?} waits for no signal named {:?} ({})",
+                r.id,
+                r.name,
+                match names.is_empty() {
+                    true => "it has no signal step".to_string(),
+                    false => format!("its signal steps wait for: {}", names.join(", ")),
+                }
+            )));
+        }
+        self.write_item(Signal {
+            id: r.id,
+            name: r.name,
+            payload: json_or_null(r.payload_json),
             now: 0,
         })
         .await

@@ -17,6 +17,9 @@ pub struct StepError {
     pub message: String,
     /// Whether another attempt might succeed.
     pub retryable: bool,
+    /// Set by a step that waits (a signal, a durable sleep): the run parks
+    /// instead of failing (see [`StepError::wait`]).
+    pub wait: Option<WaitFor>,
 }
 
 impl StepError {
@@ -25,6 +28,17 @@ impl StepError {
         Self {
             message: message.into(),
             retryable: true,
+            wait: None,
+        }
+    }
+
+    /// Not a failure: the step waits, and the run parks (ends suspended
+    /// with [`crate::SuspendReason::Wait`]) until a holder runs it again.
+    pub fn wait(wait: WaitFor) -> Self {
+        Self {
+            message: wait.to_string(),
+            retryable: false,
+            wait: Some(wait),
         }
     }
 
@@ -33,6 +47,7 @@ impl StepError {
         Self {
             message: message.into(),
             retryable: false,
+            wait: None,
         }
     }
 
@@ -202,5 +217,27 @@ pub enum RunError {
 impl Serialize for RunError {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+/// What a waiting step waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitFor {
+    /// A signal by this name; `None`: only time.
+    pub signal: Option<String>,
+    /// Until when (Unix epoch ms): a signal's timeout, a sleep's end.
+    pub until: Option<u64>,
+    /// When the step first waited.
+    pub since: u64,
+}
+
+impl fmt::Display for WaitFor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.signal, self.until) {
+            (Some(name), Some(t)) => write!(f, "waiting for signal {name:?} until {t}"),
+            (Some(name), None) => write!(f, "waiting for signal {name:?}"),
+            (None, Some(t)) => write!(f, "sleeping until {t}"),
+            (None, None) => f.write_str("waiting"),
+        }
     }
 }

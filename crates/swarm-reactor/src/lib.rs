@@ -95,7 +95,7 @@ pub mod work_item;
 use serde_json::Value;
 
 pub use backoff::Backoff;
-pub use error::{JournalError, LoadError, Problem, RunError, StepError, ValidationErrors};
+pub use error::{JournalError, LoadError, Problem, RunError, StepError, ValidationErrors, WaitFor};
 pub use executor::{Reactor, RunOptions, SuspendMode};
 pub use journal::{CompletedStep, InMemoryJournal, Journal, JournalEntry, completed_steps};
 pub use middleware::{MetricsMiddleware, Middleware, RunContext, Tally, TracingMiddleware};
@@ -104,7 +104,7 @@ pub use report::{
     RunEvent, RunReport, RunStatus, StepReport, StepStatus, SuspendReason, Suspension,
 };
 pub use spec::{ActionSpec, Source, StepSpec, WorkflowSpec};
-pub use step::{Compensation, Registry, ReservedKind, Step, StepContext};
+pub use step::{Compensation, Registry, ReservedKind, Step, StepContext, Waits};
 pub use steps::{StepBoard, StepRow, StepState};
 pub use validate::{Workflow, load_file, validate};
 pub use work_item::{JournalRecord, WorkflowPayload};

@@ -48,6 +48,14 @@ pub enum SuspendReason {
     /// the journal could not be read at the start. The run still belongs to this holder: resume
     /// it with the same run id once the journal is back.
     JournalUnavailable { error: String },
+    /// A step waits: for a signal (until `until`, when it has a timeout), or
+    /// until a time (a durable sleep). `since` is when the step first
+    /// waited (Unix epoch ms): the wait's clock, kept across resumes.
+    Wait {
+        signal: Option<String>,
+        until: Option<u64>,
+        since: u64,
+    },
 }
 
 impl SuspendReason {
@@ -86,6 +94,18 @@ impl fmt::Display for SuspendReason {
             SuspendReason::Fenced { error } => write!(f, "journal refused an append: {error}"),
             SuspendReason::JournalUnavailable { error } => {
                 write!(f, "journal unavailable: {error}")
+            }
+            SuspendReason::Wait {
+                signal,
+                until,
+                since,
+            } => {
+                let wait = crate::error::WaitFor {
+                    signal: signal.clone(),
+                    until: *until,
+                    since: *since,
+                };
+                write!(f, "{wait}")
             }
         }
     }

@@ -11,7 +11,7 @@ use crate::error::StepError;
 use crate::kinds;
 
 /// What a step knows about where and why it runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StepContext {
     pub run_id: String,
     /// The step's name; `parent/child` inside a sub-workflow, `name[3]` for a map element.
@@ -28,6 +28,40 @@ pub struct StepContext {
     pub metadata: BTreeMap<String, Value>,
     /// The span the attempt runs in; middleware may replace it.
     pub span: tracing::Span,
+    /// Where waiting steps (`signal`, a durable `sleep`) learn of signals and
+    /// time; `None` outside a cluster.
+    pub waits: Option<Arc<dyn Waits>>,
+    /// When this step first waited (Unix epoch ms), as the run's journal
+    /// says: the clock of its timeout or sleep, kept across resumes.
+    pub waited_since: Option<u64>,
+}
+
+impl std::fmt::Debug for StepContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepContext")
+            .field("run_id", &self.run_id)
+            .field("step", &self.step)
+            .field("kind", &self.kind)
+            .field("attempt", &self.attempt)
+            .field("fencing_token", &self.fencing_token)
+            .field("with", &self.with)
+            .field("metadata", &self.metadata)
+            .field("waits", &self.waits.is_some())
+            .field("waited_since", &self.waited_since)
+            .finish()
+    }
+}
+
+/// What a cluster gives waiting steps: the signals delivered to a run, the
+/// time, and how long a sleep must be to park the run instead of holding
+/// its lease.
+pub trait Waits: Send + Sync + 'static {
+    /// The JSON payload of signal `name` delivered to run `run_id`, if any.
+    fn signal(&self, run_id: &str, name: &str) -> Option<Value>;
+    /// Now, Unix epoch ms.
+    fn now_ms(&self) -> u64;
+    /// A `sleep` at least this long parks the run durably.
+    fn durable_sleep_after(&self) -> std::time::Duration;
 }
 
 /// What `compensate` decided after a step failed for good.
@@ -131,6 +165,7 @@ impl Registry {
         r.kinds.insert("exec".into(), Arc::new(kinds::Exec));
         r.kinds.insert("http".into(), Arc::new(kinds::Http));
         r.kinds.insert("sleep".into(), Arc::new(kinds::Sleep));
+        r.kinds.insert("signal".into(), Arc::new(kinds::SignalStep));
         r.kinds.insert("echo".into(), Arc::new(kinds::Echo));
         r.kinds.insert("fail".into(), Arc::new(kinds::Fail));
         r

@@ -15,7 +15,7 @@ use super::run::Run;
 use super::transition::{Change, Recorded, Retry};
 use super::undo::UndoPlan;
 use crate::error::{JournalError, RunError, StepError};
-use crate::report::Suspension;
+use crate::report::{SuspendReason, Suspension};
 use crate::step::StepContext;
 use crate::validate::{ResolvedStep, Runner};
 
@@ -169,7 +169,18 @@ impl<'a> StepRun<'a> {
                 };
                 // Dropping `body` on cancel stops the step (and kills an exec child).
                 tokio::select! {
-                    r = body => Attempt::Finished(r.map(|v| (v, UndoPlan::Record))),
+                    r = body => match r {
+                        // The step waits: the run parks, to run it again later.
+                        Err(StepError { wait: Some(w), .. }) => Attempt::Suspended(Suspension {
+                            reason: SuspendReason::Wait {
+                                signal: w.signal,
+                                until: w.until,
+                                since: w.since,
+                            },
+                            step: Some(self.run.display(self.name)),
+                        }),
+                        r => Attempt::Finished(r.map(|v| (v, UndoPlan::Record))),
+                    },
                     _ = self.cancel.wait() => Attempt::Cancelled,
                 }
             }

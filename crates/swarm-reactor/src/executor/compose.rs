@@ -85,6 +85,7 @@ impl<'a> StepRun<'a> {
                         other => StepError::fatal(other.to_string()),
                     };
                     failure = Some(StepError {
+                        wait: None,
                         message: format!("element {i}: {}", inner.message),
                         retryable: inner.retryable,
                     });
@@ -161,6 +162,7 @@ impl<'a> StepRun<'a> {
                 Attempt::Finished(Err(StepError::timed_out(t)))
             }
             (None, Some(e)) => Attempt::Finished(Err(StepError {
+                wait: None,
                 message: format!("workflow {:?} failed: {e}", sub.spec.name),
                 retryable: !matches!(e, RunError::InvalidInputs(_)),
             })),

@@ -78,6 +78,8 @@ struct Env {
     capabilities: Option<BTreeSet<String>>,
     /// A step lacking a capability suspends the run instead of failing it.
     suspend_on_missing_capability: bool,
+    /// Signals and time for waiting steps.
+    waits: Option<Arc<dyn crate::step::Waits>>,
 }
 
 impl Env {
@@ -174,8 +176,17 @@ impl Reactor {
                 seed: None,
                 capabilities: None,
                 suspend_on_missing_capability: false,
+                waits: None,
             },
         }
+    }
+
+    /// Where `signal` steps and durable sleeps learn of signals and time
+    /// (a cluster node gives its replica); without it a `signal` step fails
+    /// and every sleep holds its run.
+    pub fn with_waits(mut self, waits: Arc<dyn crate::step::Waits>) -> Self {
+        self.env.waits = Some(waits);
+        self
     }
 
     pub fn with_journal(mut self, journal: Arc<dyn Journal>) -> Self {

@@ -51,6 +51,8 @@ pub(super) struct Run {
     pub(super) inputs: Value,
     /// Everything the journal says is done, including map elements (`m[2]`).
     pub(super) resumed: HashMap<String, CompletedStep>,
+    /// When each step that waited first did, as the journal says.
+    pub(super) waited: HashMap<String, u64>,
 }
 
 impl Run {
@@ -76,6 +78,7 @@ impl Run {
             total_permits: total,
             inputs,
             resumed: HashMap::new(),
+            waited: HashMap::new(),
         }
     }
 
@@ -113,6 +116,8 @@ impl Run {
             with: Arc::new(with.clone()),
             metadata: self.metadata.clone(),
             span: self.span.clone(),
+            waits: self.env.waits.clone(),
+            waited_since: self.waited.get(&self.display(name)).copied(),
         }
     }
 

@@ -162,6 +162,16 @@ async fn resume(run: &mut Run, inputs: Map<String, Value>, ledger: &mut Ledger, 
         }
         Ok(entries) => {
             let wf = run.wf.clone();
+            // The first wait of each step that waited: its clock.
+            for entry in &entries {
+                if let JournalEntry::RunSuspended {
+                    reason: SuspendReason::Wait { since, .. },
+                    step: Some(step),
+                } = entry
+                {
+                    run.waited.entry(step.clone()).or_insert(*since);
+                }
+            }
             for c in completed_steps(&entries) {
                 if let Some(&i) = wf.index.get(&c.step) {
                     ledger.resume(i, &c);

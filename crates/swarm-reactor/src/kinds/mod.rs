@@ -4,7 +4,7 @@ mod basic;
 mod exec;
 mod http;
 
-pub use basic::{Echo, Fail, Sleep};
+pub use basic::{Echo, Fail, SignalStep, Sleep};
 pub use exec::Exec;
 pub use http::Http;
 

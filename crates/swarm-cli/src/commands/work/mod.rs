@@ -47,6 +47,8 @@ pub enum Work {
     Pause(pause::Pause),
     /// Make a paused item claimable again
     Resume(pause::Resume),
+    /// Send a named signal (with a JSON payload) to a workflow run waiting for it
+    Signal(pause::Signal),
     /// Show one item
     Get(get::Get),
     /// List items, a page at a time or all of them
@@ -70,6 +72,7 @@ impl Work {
             Work::Retry(args) => retry::run(ctx, args).await,
             Work::Pause(args) => pause::pause(ctx, args).await,
             Work::Resume(args) => pause::resume(ctx, args).await,
+            Work::Signal(args) => pause::signal(ctx, args).await,
             Work::Get(args) => get::run(ctx, args).await,
             Work::List(args) => list::run(ctx, args).await,
             Work::Stats(args) => stats::run(ctx, args).await,

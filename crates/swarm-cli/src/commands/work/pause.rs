@@ -1,8 +1,9 @@
-//! `swarmctl work pause ID [--reason TEXT]` and `swarmctl work resume ID`
+//! `swarmctl work pause ID [--reason TEXT]`, `swarmctl work resume ID` and
+//! `swarmctl work signal ID NAME [--payload JSON]`
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use swarm_client::proto::{PauseWorkRequest, ResumeWorkRequest, WorkStatus};
+use swarm_client::proto::{PauseWorkRequest, ResumeWorkRequest, SignalWorkRequest, WorkStatus};
 
 use crate::commands::Context;
 
@@ -48,5 +49,31 @@ pub async fn resume(ctx: &Context, args: Resume) -> Result<()> {
         })
         .await
         .with_context(|| format!("resume work item {:?}", args.id))?;
+    super::print_item(ctx, &item)
+}
+
+#[derive(Debug, Args)]
+pub struct Signal {
+    /// Work item id (a workflow run)
+    pub id: String,
+    /// The signal's name, as the run's `signal` step waits for it
+    pub name: String,
+    /// JSON payload: the signal step's result
+    #[arg(long, value_name = "JSON", value_parser = crate::cli::parse_json)]
+    pub payload: Option<serde_json::Value>,
+}
+
+pub async fn signal(ctx: &Context, args: Signal) -> Result<()> {
+    let item = ctx
+        .client
+        .signal_work(SignalWorkRequest {
+            id: args.id.clone(),
+            name: args.name.clone(),
+            payload_json: args
+                .payload
+                .map_or_else(|| "null".to_string(), |v| v.to_string()),
+        })
+        .await
+        .with_context(|| format!("signal {:?} to work item {:?}", args.name, args.id))?;
     super::print_item(ctx, &item)
 }
