@@ -823,3 +823,54 @@ async fn t91_a_durable_sleep_survives_the_death_of_the_node_that_started_it() {
     .await
     .unwrap();
 }
+
+/// `on_exhausted: pause`: a step that fails for good parks its run, paused
+/// with the error, nothing undone; once the cause is fixed, `resume` runs
+/// the step again and the run finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn t92_on_exhausted_pause_parks_a_run_that_resume_finishes_once_fixed() {
+    within(Duration::from_secs(120), "t92_on_exhausted_pause_parks_a_run_that_resume_finishes_once_fixed", async {
+        let dir = tempfile::tempdir()?;
+        let fixed = dir.path().join("fixed");
+        let script = dir.path().join("flaky.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ncat > /dev/null\nif [ -e '{}' ]; then echo '{{\"ok\": true}}'; else echo 'upstream 503' >&2; exit 1; fi\n",
+                fixed.display()
+            ),
+        )?;
+        let mut perms = std::fs::metadata(&script)?.permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&script, perms)?;
+        let spec = format!(
+            "name: fragile\nsteps:\n  - {{ name: first, run: echo, with: {{ value: 1 }} }}\n{}return: call\n",
+            exec_step(
+                "call",
+                &script,
+                Some("first"),
+                "\n    max_retries: 1\n    backoff: { initial: 10ms }\n    on_exhausted: pause",
+            ),
+        );
+        let cluster = Cluster::start(3).await?;
+        let id = submit_workflow(&cluster, 1, &spec).await?;
+        let paused = poll_until(Duration::from_secs(30), "the run pauses", || async {
+            let item = get(&cluster, &id).await?;
+            Ok(item.hold.starts_with("paused").then_some(item))
+        })
+        .await?;
+        assert!(paused.hold.contains("call") && paused.hold.contains("on_exhausted"), "{}", paused.hold);
+        assert!(paused.claim.is_none());
+        assert_eq!(succeeded_steps(&paused), ["first"], "nothing undone, nothing more run");
+        std::fs::write(&fixed, "")?;
+        cluster
+            .work(2)?
+            .resume_work(swarm_proto::v1::ResumeWorkRequest { id: id.clone() })
+            .await?;
+        let done = wait_status(&cluster, &id, WorkStatus::Completed, Duration::from_secs(60)).await?;
+        assert_eq!(succeeded_steps(&done), ["first", "call"]);
+        Ok(())
+    })
+    .await
+    .unwrap();
+}

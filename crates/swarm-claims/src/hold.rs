@@ -227,13 +227,10 @@ pub(crate) fn park(state: &mut State, c: Park) -> Result<Response, ClaimError> {
     let pause_asked = item_ref
         .control()
         .and_then(|ctl| ctl.pause_requested.clone());
+    // (A holder stopping for a pause parks with nothing to wait for, a
+    // sleep until 0: if the pause was lifted meanwhile, the run goes on.)
     let parked = match (pause_asked, c.hold) {
         (Some(reason), _) => Hold::Paused { reason, since: now },
-        // The pause was lifted while the run was on its way here.
-        (None, Hold::Paused { .. }) => Hold::Sleep {
-            until: 0,
-            since: now,
-        },
         (None, hold) => with_since(hold, now),
     };
     let until = parked.until();

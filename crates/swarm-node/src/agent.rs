@@ -271,9 +271,12 @@ impl Agent {
 
     /// Parks a run that stopped for a pause: the claim ends without counting
     /// as an attempt, and the item waits, paused, with its journal.
-    async fn park_paused(&self, id: &str, token: FencingToken, reason: String) {
-        let hold = swarm_claims::Hold::Paused {
-            reason,
+    /// (Parked with nothing to wait for: the state machine holds it paused
+    /// while the pause is still asked, and lets it go on if a resume came
+    /// first.)
+    async fn park_paused(&self, id: &str, token: FencingToken) {
+        let hold = swarm_claims::Hold::Sleep {
+            until: 0,
             since: now_millis(),
         };
         self.park(id, token, hold).await;
@@ -484,6 +487,14 @@ impl Agent {
                     }
                 }
             }
+            SuspendReason::Exhausted { error } => {
+                let step = suspension.step.clone().unwrap_or_default();
+                let hold = swarm_claims::Hold::Paused {
+                    reason: format!("step {step:?} failed for good (on_exhausted: pause): {error}"),
+                    since: now_millis(),
+                };
+                self.park(id, token, hold).await;
+            }
             SuspendReason::Wait {
                 signal,
                 until,
@@ -506,8 +517,8 @@ impl Agent {
                 if !self.holds(id, token) {
                     return;
                 }
-                if let Some(reason) = self.pause_requested(id) {
-                    self.park_paused(id, token, reason).await;
+                if self.pause_requested(id).is_some() {
+                    self.park_paused(id, token).await;
                     return;
                 }
                 if !self.hand_off(id, token, item.requires()).await {

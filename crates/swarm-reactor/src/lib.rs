@@ -103,7 +103,7 @@ pub use plan::PlanFormat;
 pub use report::{
     RunEvent, RunReport, RunStatus, StepReport, StepStatus, SuspendReason, Suspension,
 };
-pub use spec::{ActionSpec, Source, StepSpec, WorkflowSpec};
+pub use spec::{ActionSpec, OnExhausted, Source, StepSpec, WorkflowSpec};
 pub use step::{Compensation, Registry, ReservedKind, Step, StepContext, Waits};
 pub use steps::{StepBoard, StepRow, StepState};
 pub use validate::{Workflow, load_file, validate};

@@ -56,6 +56,9 @@ pub enum SuspendReason {
         until: Option<u64>,
         since: u64,
     },
+    /// A step with `on_exhausted: pause` failed for good: the run waits,
+    /// paused, for an operator to fix the cause and resume it.
+    Exhausted { error: String },
 }
 
 impl SuspendReason {
@@ -106,6 +109,9 @@ impl fmt::Display for SuspendReason {
                     since: *since,
                 };
                 write!(f, "{wait}")
+            }
+            SuspendReason::Exhausted { error } => {
+                write!(f, "a step failed for good and pauses the run: {error}")
             }
         }
     }

@@ -80,6 +80,27 @@ pub struct StepSpec {
     /// Runs when this step fails for good; its result replaces the step's and the run continues.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compensate: Option<ActionSpec>,
+    /// `pause`: when the step fails for good, the run stops there, undoing
+    /// nothing (no `compensate`), and waits paused for an operator to fix
+    /// the cause and resume it; resumed, the step runs again. `fail` (the
+    /// default): the run fails and is undone.
+    #[serde(default, skip_serializing_if = "OnExhausted::is_fail")]
+    pub on_exhausted: OnExhausted,
+}
+
+/// What a step that failed for good does to its run (`on_exhausted:`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExhausted {
+    #[default]
+    Fail,
+    Pause,
+}
+
+impl OnExhausted {
+    fn is_fail(&self) -> bool {
+        *self == OnExhausted::Fail
+    }
 }
 
 fn yes() -> bool {
@@ -602,6 +623,17 @@ pub(crate) fn parse_step(
     let compensate = f
         .get("compensate")
         .and_then(|v| parse_action(v, "compensate", &mut at));
+    let on_exhausted = match f.string(&mut at, "on_exhausted").as_deref() {
+        None | Some("fail") => OnExhausted::Fail,
+        Some("pause") => OnExhausted::Pause,
+        Some(other) => {
+            at.field(
+                "on_exhausted",
+                format!("{other:?} is not one of: fail, pause"),
+            );
+            OnExhausted::Fail
+        }
+    };
     f.unknown(&mut at);
     Some(StepSpec {
         name,
@@ -616,6 +648,7 @@ pub(crate) fn parse_step(
         requires,
         undo,
         compensate,
+        on_exhausted,
     })
 }
 

@@ -139,3 +139,31 @@ fn a_signal_step_without_a_name_is_refused_naming_the_field() {
     assert!(err.contains("\"name\" is required"), "{err}");
     assert!(err.contains("\"timeout\""), "{err}");
 }
+
+#[tokio::test]
+async fn a_step_with_on_exhausted_pause_parks_the_run_instead_of_failing_it() {
+    let yaml = "name: fragile\nsteps:\n  - { name: done, run: echo, with: { value: 1 }, undo: { run: echo } }\n  - { name: flaky, run: fail, with: { message: upstream 503 }, max_retries: 1, backoff: { initial: 1ms }, on_exhausted: pause, wait_for: [done] }\n";
+    let journal = Arc::new(InMemoryJournal::new());
+    let reactor = Reactor::new().with_journal(journal);
+    let report = run_once(&reactor, yaml).await;
+    assert_eq!(report.status, RunStatus::Suspended, "{:?}", report.error);
+    let suspension = report.suspended.expect("suspended");
+    assert!(
+        matches!(&suspension.reason, SuspendReason::Exhausted { error } if error.contains("upstream 503")),
+        "{suspension:?}"
+    );
+    assert_eq!(suspension.step.as_deref(), Some("flaky"));
+    assert!(
+        report.undone.is_empty(),
+        "nothing undone: {:?}",
+        report.undone
+    );
+    let bad = "name: b\nsteps:\n  - { name: s, run: echo, on_exhausted: retry }\n";
+    let err = swarm_reactor::validate(bad, &Registry::builtin(), std::path::Path::new("."))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("on_exhausted") && err.contains("fail, pause"),
+        "{err}"
+    );
+}

@@ -140,6 +140,16 @@ impl<'a> StepRun<'a> {
                     _ = self.cancel.wait() => return Outcome::Cancelled { attempts: attempt },
                 }
             };
+            if spec.on_exhausted == crate::spec::OnExhausted::Pause {
+                let mut ctx = ctx;
+                let suspension = Suspension {
+                    reason: SuspendReason::Exhausted {
+                        error: error.message.clone(),
+                    },
+                    step: Some(self.run.display(self.name)),
+                };
+                return self.cancelled(&mut ctx, attempt, Some(suspension)).await;
+            }
             self.compensate(error, ctx, attempt).await
         })
     }
