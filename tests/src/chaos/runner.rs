@@ -108,6 +108,8 @@ pub struct ChaosReport {
     pub workflows: BTreeMap<String, u64>,
     /// Fenced writes made by workflow steps: (accepted, rejected).
     pub workflow_writes: (u64, u64),
+    /// Runs the workload paused, resumed and signalled.
+    pub run_control: (u64, u64, u64),
     /// Finished items removed after the retention period (first replica).
     pub removed_by_retention: u64,
 }
@@ -156,6 +158,11 @@ impl ChaosReport {
                 .collect::<serde_json::Map<_, _>>(),
             "stale_rejected": self.check.stale_rejected,
             "key_claims_checked": self.check.key_claims_checked,
+            "run_control": {
+                "paused": self.run_control.0,
+                "resumed": self.run_control.1,
+                "signalled": self.run_control.2,
+            },
             "delayed_checked": self.check.delayed_checked,
             "elections": self.elections,
             "recovery_ms": {
@@ -236,6 +243,11 @@ impl std::fmt::Display for ChaosReport {
             f,
             "queue control checked: {} claims of limited keys, {} delayed items",
             self.check.key_claims_checked, self.check.delayed_checked
+        )?;
+        writeln!(
+            f,
+            "run control: {} runs paused, {} resumed, {} signalled",
+            self.run_control.0, self.run_control.1, self.run_control.2
         )?;
         let wf: Vec<String> = self
             .workflows
@@ -387,6 +399,12 @@ async fn run_unbounded(config: ChaosConfig) -> Result<ChaosReport> {
         }
     };
     let history = recorder.history();
+    let counts = &workload.run_control;
+    let run_control = (
+        counts.paused.load(std::sync::atomic::Ordering::Relaxed),
+        counts.resumed.load(std::sync::atomic::Ordering::Relaxed),
+        counts.signalled.load(std::sync::atomic::Ordering::Relaxed),
+    );
     let removed_by_retention = replicas.first().map_or(0, |r| r.removed);
     let workflows = replicas.first().map_or_else(BTreeMap::new, |r| {
         let mut by_status = BTreeMap::new();
@@ -452,6 +470,7 @@ async fn run_unbounded(config: ChaosConfig) -> Result<ChaosReport> {
         history_saved,
         workflows,
         workflow_writes,
+        run_control,
         removed_by_retention,
     };
     drop(server);

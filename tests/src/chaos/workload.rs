@@ -30,8 +30,9 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use swarm_proto::v1::{
-    ClaimRequest, CompleteRequest, FailRequest, ListWorkRequest, ReadConsistency, ReleaseRequest,
-    RenewRequest, SubmitRequest, WorkItem, WorkStatus,
+    ClaimRequest, CompleteRequest, FailRequest, ListWorkRequest, PauseWorkRequest, ReadConsistency,
+    ReleaseRequest, RenewRequest, ResumeWorkRequest, SignalWorkRequest, SubmitRequest, WorkItem,
+    WorkStatus,
 };
 use tonic::{Code, Status};
 
@@ -117,6 +118,8 @@ pub struct Workload<'a> {
     workflow_spec: Option<String>,
     /// Counts workflow submissions, for their idempotency keys.
     workflows: AtomicU64,
+    /// Run control the workload exercised: runs paused, resumed, signalled.
+    pub run_control: RunControlCounts,
 }
 
 impl std::fmt::Debug for Workload<'_> {
@@ -138,6 +141,34 @@ pub fn workflow_spec(write_script: &Path) -> String {
          - {{ name: second, run: exec, with: {{ command: [\"{cmd}\"] }}, wait_for: [hold], max_retries: 2, backoff: {{ initial: 100ms, max: 500ms }} }}\n\
          return: second\n"
     )
+}
+
+/// How many runs the workload paused, resumed and signalled.
+#[derive(Debug, Default)]
+pub struct RunControlCounts {
+    pub paused: AtomicU64,
+    pub resumed: AtomicU64,
+    pub signalled: AtomicU64,
+}
+
+/// The chaos workflow with a `signal` step between its hold and its second
+/// write: the run parks until the workload approves it.
+fn with_signal_step(spec: &str) -> String {
+    spec.replace(
+        "wait_for: [hold], max_retries",
+        "wait_for: [approve], max_retries",
+    )
+    .replace(
+        "\nreturn: second",
+        "\n  - { name: approve, run: signal, with: { name: approve }, wait_for: [hold] }\nreturn: second",
+    )
+}
+
+/// A stable hash of an id: which runs the workload pauses.
+fn fnv(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// What one submit asks for.
@@ -176,6 +207,7 @@ impl<'a> Workload<'a> {
             config,
             workflow_spec,
             workflows: AtomicU64::new(0),
+            run_control: RunControlCounts::default(),
         }
     }
 
@@ -188,6 +220,7 @@ impl<'a> Workload<'a> {
             join_all(clients),
             self.workflow_submitter(until),
             self.leader_observer(until),
+            self.run_controller(until),
         );
     }
 
@@ -208,6 +241,11 @@ impl<'a> Workload<'a> {
             tokio::time::sleep(every).await;
             let n = self.workflows.fetch_add(1, Ordering::Relaxed);
             let key = format!("chaos-{}-wf-{n}", self.config.seed);
+            // Every other run waits for a signal between its two writes.
+            let spec = match n % 2 {
+                0 => spec.clone(),
+                _ => with_signal_step(spec),
+            };
             let payload = json!({ "spec": spec, "inputs": {} }).to_string();
             let task = Task {
                 kind: "workflow",
@@ -535,7 +573,11 @@ impl<'a> Workload<'a> {
                 .map(|o| o.iter().any(|i| i.r#type == TASK_TYPE))
                 .unwrap_or(true);
             if !tasks_open {
-                // Only workflows left: the nodes run those.
+                // Only workflows left: the nodes run those, once every
+                // paused one is resumed and every waiting one signalled.
+                if let Ok(open) = &open {
+                    self.unblock(open, false).await;
+                }
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 continue;
             }
@@ -568,6 +610,63 @@ impl<'a> Workload<'a> {
                 })
             });
             join_all(completions).await;
+        }
+    }
+
+    /// Until `until`: pauses running workflows now and then, resumes paused
+    /// ones, and signals the ones waiting for approval, through any node.
+    async fn run_controller(&self, until: Instant) {
+        if self.workflow_spec.is_none() {
+            return;
+        }
+        while Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            if let Ok(open) = self.open_items().await {
+                self.unblock(&open, true).await;
+            }
+        }
+    }
+
+    /// Signals the open workflows that wait for approval and resumes the
+    /// paused ones; with `pause`, first pauses one running workflow in
+    /// three. Every call's failure is ignored: the next round tries again.
+    async fn unblock(&self, open: &[WorkItem], pause: bool) {
+        let Some(node) = self.cluster.running().first().copied() else {
+            return;
+        };
+        let Ok(mut work) = self.cluster.work(node) else {
+            return;
+        };
+        let counts = &self.run_control;
+        for item in open.iter().filter(|i| i.r#type == "workflow") {
+            let id = item.id.clone();
+            if item.hold.starts_with("waiting for signal") {
+                let signal = SignalWorkRequest {
+                    id,
+                    name: "approve".into(),
+                    payload_json: r#"{"by":"chaos"}"#.into(),
+                };
+                if work.signal_work(self.timed(signal)).await.is_ok() {
+                    counts.signalled.fetch_add(1, Ordering::Relaxed);
+                }
+            } else if item.hold.starts_with("paused") {
+                let resume = ResumeWorkRequest { id };
+                if work.resume_work(self.timed(resume)).await.is_ok() {
+                    counts.resumed.fetch_add(1, Ordering::Relaxed);
+                }
+            } else if pause
+                && item.status == WorkStatus::Claimed as i32
+                && item.pause_requested.is_none()
+                && fnv(&item.id).is_multiple_of(3)
+            {
+                let request = PauseWorkRequest {
+                    id,
+                    reason: "chaos".into(),
+                };
+                if work.pause_work(self.timed(request)).await.is_ok() {
+                    counts.paused.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
     }
 
