@@ -11,9 +11,18 @@ use crate::commands::Context;
 pub struct Pause {
     /// Work item id
     pub id: String,
-    /// Why, kept in the item's events
+    /// Why, kept in the item's events (default: who paused it, as
+    /// "paused by $USER with swarmctl")
     #[arg(long)]
     pub reason: Option<String>,
+}
+
+/// The reason a pause gives when none was: who asked.
+fn default_reason(user: Option<&str>) -> String {
+    match user.filter(|u| !u.is_empty()) {
+        Some(user) => format!("paused by {user} with swarmctl"),
+        None => "paused with swarmctl".to_string(),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -27,7 +36,9 @@ pub async fn pause(ctx: &Context, args: Pause) -> Result<()> {
         .client
         .pause_work(PauseWorkRequest {
             id: args.id.clone(),
-            reason: args.reason.unwrap_or_default(),
+            reason: args
+                .reason
+                .unwrap_or_else(|| default_reason(std::env::var("USER").ok().as_deref())),
         })
         .await
         .with_context(|| format!("pause work item {:?}", args.id))?;
@@ -76,4 +87,19 @@ pub async fn signal(ctx: &Context, args: Signal) -> Result<()> {
         .await
         .with_context(|| format!("signal {:?} to work item {:?}", args.name, args.id))?;
     super::print_item(ctx, &item)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pause_without_a_reason_says_who_asked() {
+        assert_eq!(
+            default_reason(Some("alice")),
+            "paused by alice with swarmctl"
+        );
+        assert_eq!(default_reason(Some("")), "paused with swarmctl");
+        assert_eq!(default_reason(None), "paused with swarmctl");
+    }
 }
