@@ -154,6 +154,7 @@ async fn t10_two_agents_claim_through_mcp_and_never_share_an_item() {
             "get_work",
             "list_work",
             "work_stats",
+            "signal_work",
         ] {
             ensure!(names.contains(wanted), "{wanted} missing from {names:?}");
         }
@@ -224,6 +225,19 @@ async fn t10_two_agents_claim_through_mcp_and_never_share_an_item() {
                 ensure!(done["status"] == "completed", "{done}");
             }
         }
+        // A delayed submit is not claimable yet, and says so.
+        let later = alice
+            .ok(
+                "submit_work",
+                json!({"type": "mcp-later", "payload": {}, "delay_seconds": 600, "concurrency_key": "llm"}),
+            )
+            .await?;
+        ensure!(later["not_before_ms"].as_u64().is_some(), "{later}");
+        // A signal to an item that waits for none is a tool error the model reads.
+        let signal = alice
+            .call("signal_work", json!({"id": later["id"], "name": "approve", "payload": true}))
+            .await?;
+        ensure!(signal["result"]["isError"] == json!(true), "{signal}");
         let stats = bob.ok("work_stats", json!({})).await?;
         ensure!(
             stats["by_type"]["mcp-task"]["completed"] == json!(12),

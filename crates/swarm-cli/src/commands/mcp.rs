@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use swarm_client::proto::{
     ClaimRequest, CompleteRequest, FailRequest, GetWorkRequest, ListWorkRequest, ReleaseRequest,
-    RenewRequest, SubmitRequest, WorkItem, WorkStatsRequest, WorkStatus,
+    RenewRequest, SignalWorkRequest, SubmitRequest, WorkItem, WorkStatsRequest, WorkStatus,
 };
 use swarm_client::{ClientError, SwarmClient};
 
@@ -88,6 +88,25 @@ pub struct SubmitArgs {
     /// Attempts before it fails for good (0: the cluster's default).
     #[serde(default)]
     pub max_attempts: u32,
+    /// Not claimable for this many seconds (default: at once).
+    #[serde(default)]
+    pub delay_seconds: Option<u64>,
+    /// A concurrency key: the cluster's limit on it caps how many items with
+    /// this key run at once, and how fast they start (an API's rate limit).
+    #[serde(default)]
+    pub concurrency_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct SignalArgs {
+    /// The workflow run's item id.
+    pub id: String,
+    /// The signal's name, as the run's signal step waits for it (e.g.
+    /// "approve").
+    pub name: String,
+    /// What the waiting step gets as its result: any JSON value.
+    #[serde(default)]
+    pub payload: Value,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -183,6 +202,17 @@ fn item_view(item: &WorkItem) -> Value {
     if let Some(error) = item.error.as_deref().filter(|e| !e.is_empty()) {
         view["error"] = json!(error);
     }
+    // Why a pending item is not claimable: paused, or waiting for a signal
+    // or a time.
+    if !item.hold.is_empty() {
+        view["waiting"] = json!(item.hold);
+    }
+    if item.not_before_ms != 0 && item.status == WorkStatus::Pending as i32 {
+        view["not_before_ms"] = json!(item.not_before_ms);
+    }
+    if item.dead_letter {
+        view["dead_letter"] = json!(true);
+    }
     view
 }
 
@@ -253,6 +283,8 @@ impl SwarmMcp {
             idempotency_key: args.key.unwrap_or_default(),
             requires: args.requires,
             max_attempts: args.max_attempts,
+            delay_ms: args.delay_seconds.unwrap_or(0).saturating_mul(1000),
+            concurrency_key: args.concurrency_key.unwrap_or_default(),
             ..SubmitRequest::default()
         };
         match self.client.submit(request).await {
@@ -428,6 +460,24 @@ impl SwarmMcp {
                 answer(&item_view(&item))
             }
             Err(e) => self.item_refused(&args.id, &e),
+        }
+    }
+
+    #[tool(
+        description = "Send a named signal to a workflow run that waits for it (for example an approval: name \"approve\", payload {\"ok\": true}). The payload becomes the waiting step's result. A run that has no signal step of that name, or has finished, refuses it."
+    )]
+    async fn signal_work(
+        &self,
+        Parameters(args): Parameters<SignalArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let request = SignalWorkRequest {
+            id: args.id,
+            name: args.name,
+            payload_json: json_arg(&args.payload),
+        };
+        match self.client.signal_work(request).await {
+            Ok(item) => answer(&item_view(&item)),
+            Err(e) => refused(e.to_string()),
         }
     }
 
