@@ -248,9 +248,15 @@ fn grant(
         lease_ms,
         progress: None,
     });
-    // The new holder is the lease's: nothing more to store until it ends.
+    // The new holder is the lease's: nothing more to store until it ends;
+    // and so is its grant event, while it is the last.
     crate::retention::bound_history(item);
-    record(item, now, kind, Some((agent.clone(), token)), None, None);
+    if counts_as_attempt {
+        item.imply_claim_event();
+        crate::retention::bound_events(item);
+    } else {
+        record(item, now, kind, Some((agent.clone(), token)), None, None);
+    }
     state.live.insert(token, item.id.clone());
     state.by_agent.entry(agent).or_default().insert(token);
     state.expiry.insert((expires_at, token));
@@ -263,6 +269,8 @@ pub(crate) fn end_claim(state: &mut State, id: &str, how: ClaimEnd, now: Millis)
     let Some(item) = state.items.get_mut(id) else {
         return;
     };
+    // The lease goes: its grant event can no longer be implied by it.
+    item.materialize_claim_event();
     let Some(lease) = item.lease.take() else {
         return;
     };

@@ -245,6 +245,19 @@ fn live_holder(lease: &Lease) -> Holder {
     }
 }
 
+/// The event a grant of `lease` records: what an item whose last event is
+/// implied by its lease reads as.
+fn claim_event(lease: &Lease) -> ItemEvent {
+    ItemEvent::new(
+        lease.granted_at,
+        EventKind::Claimed,
+        Some((lease.agent.clone(), lease.token)),
+        None,
+        None,
+        None,
+    )
+}
+
 /// The first event of every item submitted: what an item whose first event
 /// is implied reads as.
 fn submission(at: Millis) -> ItemEvent {
@@ -375,6 +388,10 @@ pub struct WorkItem {
     /// Whether `events` holds the first event too: only an item decoded from
     /// data whose first event is not a plain submission.
     first_event_stored: bool,
+    /// Whether the item's last event is the live claim's grant, implied by
+    /// the lease (as the first is by `submitted_at`) and stored nowhere: an
+    /// item claimed and not yet touched since keeps no event at all.
+    claim_event_implied: bool,
     rare: Option<Box<Rare>>,
 }
 
@@ -537,6 +554,15 @@ impl<'de> Deserialize<'de> for WorkItem {
         if !first_event_stored {
             events.remove(0);
         }
+        // The live claim's grant, last and not the stored first event, is
+        // implied by the lease, as `apply()` keeps it.
+        let claim_event = s.lease.as_ref().map(claim_event);
+        let claim_event_implied = claim_event.is_some()
+            && events.len() > usize::from(first_event_stored)
+            && events.last() == claim_event.as_ref();
+        if claim_event_implied {
+            events.pop();
+        }
         let mut history = s.history;
         let implied = s.lease.as_ref().map(live_holder);
         let live_holder_stored = implied.is_some() && history.last() != implied.as_ref();
@@ -570,6 +596,7 @@ impl<'de> Deserialize<'de> for WorkItem {
             live_holder_stored,
             events: events.into_boxed_slice(),
             first_event_stored,
+            claim_event_implied,
             rare: (rare != Rare::default()).then(|| Box::new(rare)),
         })
     }
@@ -608,6 +635,7 @@ impl WorkItem {
             live_holder_stored: false,
             events: Box::default(),
             first_event_stored: false,
+            claim_event_implied: false,
             rare: None,
         }
     }
@@ -671,11 +699,16 @@ impl WorkItem {
     /// How many events the item keeps: the first and the most recent ones,
     /// within [`ITEM_BOUNDS`](crate::ITEM_BOUNDS)`.max_events`.
     pub fn event_count(&self) -> usize {
-        self.events.len() + usize::from(!self.first_event_stored)
+        self.events.len()
+            + usize::from(!self.first_event_stored)
+            + usize::from(self.claim_event_implied)
     }
 
     /// The kept event at `index` (0: the first, the submission).
     pub fn event(&self, index: usize) -> Option<Cow<'_, ItemEvent>> {
+        if index + 1 == self.event_count() && self.claim_event_implied {
+            return self.implied_claim_event().map(Cow::Owned);
+        }
         match (self.first_event_stored, index) {
             (true, i) => self.events.get(i).map(Cow::Borrowed),
             (false, 0) => Some(Cow::Owned(submission(self.submitted_at))),
@@ -686,13 +719,44 @@ impl WorkItem {
     /// The kept events in order, the first included.
     pub fn events(&self) -> impl Iterator<Item = Cow<'_, ItemEvent>> + '_ {
         let first = (!self.first_event_stored).then(|| Cow::Owned(submission(self.submitted_at)));
+        let last = self.implied_claim_event().map(Cow::Owned);
         first
             .into_iter()
             .chain(self.events.iter().map(Cow::Borrowed))
+            .chain(last)
+    }
+
+    /// The live claim's grant event, when it is implied.
+    fn implied_claim_event(&self) -> Option<ItemEvent> {
+        self.lease
+            .as_ref()
+            .filter(|_| self.claim_event_implied)
+            .map(claim_event)
+    }
+
+    /// The live claim's grant is the item's last event, implied by its
+    /// lease. The caller bounds the events.
+    pub(crate) fn imply_claim_event(&mut self) {
+        self.materialize_claim_event();
+        self.claim_event_implied = true;
+    }
+
+    /// Stores the implied grant event, before anything follows it or its
+    /// lease goes.
+    pub(crate) fn materialize_claim_event(&mut self) {
+        if let Some(event) = self.implied_claim_event() {
+            self.claim_event_implied = false;
+            edit(&mut self.events, |e| {
+                e.reserve_exact(1);
+                e.push(event);
+            });
+        }
+        self.claim_event_implied = false;
     }
 
     /// Records an event after the others; the caller bounds them.
     pub(crate) fn push_event(&mut self, event: ItemEvent) {
+        self.materialize_claim_event();
         edit(&mut self.events, |e| {
             e.reserve_exact(1);
             e.push(event);
