@@ -141,6 +141,23 @@ fn succeeded_steps(item: &WorkItem) -> Vec<String> {
         .collect()
 }
 
+/// Waits until the item is held (pending, parked) with a hold that starts
+/// with `prefix` ("paused", "waiting for signal ...", "sleeping until").
+async fn wait_hold(cluster: &Cluster, id: &str, prefix: &str) -> Result<WorkItem> {
+    poll_until(
+        Duration::from_secs(30),
+        &format!("item {id} {prefix}"),
+        || async {
+            let item = get(cluster, id).await?;
+            Ok(
+                (item.status == WorkStatus::Pending as i32 && item.hold.starts_with(prefix))
+                    .then_some(item),
+            )
+        },
+    )
+    .await
+}
+
 fn holder_of_token(item: &WorkItem, token: u64) -> Option<String> {
     item.history
         .iter()
@@ -583,14 +600,7 @@ async fn t80_a_paused_workflow_resumes_from_its_journal_after_its_node_dies() {
                 paused.pause_requested.is_some() || paused.hold.starts_with("paused"),
                 "{paused:?}"
             );
-            let parked = poll_until(Duration::from_secs(30), "the run parked", || async {
-                let item = get(&cluster, &id).await?;
-                Ok(
-                    (item.status == WorkStatus::Pending as i32 && item.hold.starts_with("paused"))
-                        .then_some(item),
-                )
-            })
-            .await?;
+            let parked = wait_hold(&cluster, &id, "paused").await?;
             assert!(parked.claim.is_none(), "a parked run holds no lease");
             assert!(
                 parked.hold.contains("upstream maintenance"),
@@ -694,18 +704,7 @@ async fn t90_a_run_waiting_for_approval_survives_a_full_restart_and_goes_on_when
                 .item
                 .context("no item")?
                 .id;
-            let waiting = poll_until(
-                Duration::from_secs(30),
-                "the run waits for approval",
-                || async {
-                    let item = get(&cluster, &id).await?;
-                    Ok(item
-                        .hold
-                        .starts_with("waiting for signal \"approve\"")
-                        .then_some(item))
-                },
-            )
-            .await?;
+            let waiting = wait_hold(&cluster, &id, "waiting for signal \"approve\"").await?;
             assert!(waiting.claim.is_none(), "a waiting run holds no lease");
             assert_eq!(succeeded_steps(&waiting), ["draft"]);
 
@@ -803,11 +802,7 @@ async fn t91_a_durable_sleep_survives_the_death_of_the_node_that_started_it() {
         };
         let cluster = Cluster::start_with(3, options).await?;
         let id = submit_workflow(&cluster, 1, &spec).await?;
-        let sleeping = poll_until(Duration::from_secs(30), "the run sleeps parked", || async {
-            let item = get(&cluster, &id).await?;
-            Ok(item.hold.starts_with("sleeping until").then_some(item))
-        })
-        .await?;
+        let sleeping = wait_hold(&cluster, &id, "sleeping until").await?;
         assert!(sleeping.claim.is_none(), "a sleeping run holds no lease");
         let holder = sleeping.history.last().map(|h| h.agent.clone()).context("no holder")?;
         cluster.kill(holder.trim_start_matches("node-").parse()?)?;
@@ -854,11 +849,7 @@ async fn t92_on_exhausted_pause_parks_a_run_that_resume_finishes_once_fixed() {
         );
         let cluster = Cluster::start(3).await?;
         let id = submit_workflow(&cluster, 1, &spec).await?;
-        let paused = poll_until(Duration::from_secs(30), "the run pauses", || async {
-            let item = get(&cluster, &id).await?;
-            Ok(item.hold.starts_with("paused").then_some(item))
-        })
-        .await?;
+        let paused = wait_hold(&cluster, &id, "paused").await?;
         assert!(paused.hold.contains("call") && paused.hold.contains("on_exhausted"), "{}", paused.hold);
         assert!(paused.claim.is_none());
         assert_eq!(succeeded_steps(&paused), ["first"], "nothing undone, nothing more run");

@@ -78,6 +78,15 @@ impl Hold {
         }
     }
 
+    /// Since when the item is held.
+    pub fn since(&self) -> Millis {
+        match self {
+            Hold::Paused { since, .. } | Hold::Signal { since, .. } | Hold::Sleep { since, .. } => {
+                *since
+            }
+        }
+    }
+
     /// The hold in words, for the item's events.
     pub fn describe(&self) -> String {
         match self {

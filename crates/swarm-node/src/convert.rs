@@ -92,11 +92,7 @@ pub fn item_to_pb(item: &WorkItem) -> pb::WorkItem {
         hold_since_ms: item
             .control()
             .and_then(|c| c.hold.as_ref())
-            .map_or(0, |h| match h {
-                swarm_claims::Hold::Paused { since, .. }
-                | swarm_claims::Hold::Signal { since, .. }
-                | swarm_claims::Hold::Sleep { since, .. } => *since,
-            }),
+            .map_or(0, swarm_claims::Hold::since),
         pause_requested: item.control().and_then(|c| c.pause_requested.clone()),
     }
 }

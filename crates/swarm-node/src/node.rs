@@ -53,6 +53,31 @@ impl NodeContext {
     pub fn agent(&self) -> String {
         format!("node-{}", self.config.id)
     }
+
+    /// Checks `request` against the edge limits, commits it and answers
+    /// the state machine's typed answer; a refusal as its gRPC status (a
+    /// missing work item says it may have been removed after the retention).
+    pub async fn write<R: swarm_claims::Request>(
+        &self,
+        request: R,
+    ) -> Result<R::Answer, tonic::Status> {
+        self.cluster
+            .request_within(request, &self.limits)
+            .await
+            .map_err(|e| crate::convert::work_call_status(&e, self.config.retention))
+    }
+
+    /// Waits until a read from this replica is linearizable, unless the
+    /// caller asked for the local view (`ReadConsistency`).
+    pub async fn read_barrier(&self, consistency: i32) -> Result<(), tonic::Status> {
+        if consistency == swarm_proto::v1::ReadConsistency::Local as i32 {
+            return Ok(());
+        }
+        self.cluster
+            .read_barrier()
+            .await
+            .map_err(|e| crate::convert::cluster_error_status(&e))
+    }
 }
 
 /// Runs a node until `shutdown` resolves, then hands leadership to a peer

@@ -14,7 +14,7 @@ use swarm_proto::v1::limit_service_server::LimitService;
 use swarm_proto::v1::schedule_service_server::ScheduleService;
 use tonic::{Request, Response, Status};
 
-use crate::convert::{claim_error_status, cluster_error_status, item_to_pb};
+use crate::convert::{claim_error_status, item_to_pb};
 use crate::cron::CronRule;
 use crate::node::NodeContext;
 use swarm_raft::now_millis;
@@ -27,25 +27,6 @@ pub struct QueueApi {
 impl QueueApi {
     pub fn new(ctx: NodeContext) -> QueueApi {
         QueueApi { ctx }
-    }
-
-    async fn write<R: swarm_claims::Request>(&self, request: R) -> Result<R::Answer, Status> {
-        self.ctx
-            .cluster
-            .request_within(request, &self.ctx.limits)
-            .await
-            .map_err(|e| cluster_error_status(&e))
-    }
-
-    async fn read_barrier(&self, consistency: i32) -> Result<(), Status> {
-        if consistency == pb::ReadConsistency::Local as i32 {
-            return Ok(());
-        }
-        self.ctx
-            .cluster
-            .read_barrier()
-            .await
-            .map_err(|e| cluster_error_status(&e))
     }
 
     /// The schedule's rule, as it was checked when the schedule was made.
@@ -210,6 +191,7 @@ impl ScheduleService for QueueApi {
             overlap,
         };
         let schedule = self
+            .ctx
             .write(CreateSchedule {
                 spec,
                 next_fire,
@@ -224,7 +206,8 @@ impl ScheduleService for QueueApi {
         request: Request<pb::ScheduleName>,
     ) -> Result<Response<pb::ScheduleResponse>, Status> {
         let name = request.into_inner().name;
-        self.read_barrier(pb::ReadConsistency::Linearizable as i32)
+        self.ctx
+            .read_barrier(pb::ReadConsistency::Linearizable as i32)
             .await?;
         let schedule = self
             .ctx
@@ -238,7 +221,7 @@ impl ScheduleService for QueueApi {
         &self,
         request: Request<pb::ListSchedulesRequest>,
     ) -> Result<Response<pb::ListSchedulesResponse>, Status> {
-        self.read_barrier(request.get_ref().consistency).await?;
+        self.ctx.read_barrier(request.get_ref().consistency).await?;
         let schedules = self
             .ctx
             .state
@@ -252,6 +235,7 @@ impl ScheduleService for QueueApi {
     ) -> Result<Response<pb::ScheduleResponse>, Status> {
         let name = request.into_inner().name;
         let schedule = self
+            .ctx
             .write(PauseSchedule {
                 name,
                 paused: true,
@@ -267,13 +251,15 @@ impl ScheduleService for QueueApi {
         request: Request<pb::ScheduleName>,
     ) -> Result<Response<pb::ScheduleResponse>, Status> {
         let name = request.into_inner().name;
-        self.read_barrier(pb::ReadConsistency::Linearizable as i32)
+        self.ctx
+            .read_barrier(pb::ReadConsistency::Linearizable as i32)
             .await?;
         let next_fire = self
             .rule_of(&name)?
             .next_after(now_millis())
             .ok_or_else(|| invalid("cron", "the schedule never fires again"))?;
         let schedule = self
+            .ctx
             .write(PauseSchedule {
                 name,
                 paused: false,
@@ -289,7 +275,7 @@ impl ScheduleService for QueueApi {
         request: Request<pb::ScheduleName>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let name = request.into_inner().name;
-        let deleted = self.write(DeleteSchedule { name, now: 0 }).await?;
+        let deleted = self.ctx.write(DeleteSchedule { name, now: 0 }).await?;
         Ok(Response::new(pb::DeleteResponse { deleted }))
     }
 
@@ -299,6 +285,7 @@ impl ScheduleService for QueueApi {
     ) -> Result<Response<pb::TriggerScheduleResponse>, Status> {
         let name = request.into_inner().name;
         let fired = self
+            .ctx
             .write(FireSchedule {
                 name,
                 fire_at: now_millis(),
@@ -337,6 +324,7 @@ impl LimitService for QueueApi {
         // The limit as the leader applied it; the counts as this replica
         // shows them.
         let set = self
+            .ctx
             .write(SetLimit {
                 key: r.key,
                 max_running: r.max_running,
@@ -356,7 +344,8 @@ impl LimitService for QueueApi {
         request: Request<pb::LimitKey>,
     ) -> Result<Response<pb::LimitResponse>, Status> {
         let key = request.into_inner().key;
-        self.read_barrier(pb::ReadConsistency::Linearizable as i32)
+        self.ctx
+            .read_barrier(pb::ReadConsistency::Linearizable as i32)
             .await?;
         let limit = self
             .ctx
@@ -375,7 +364,7 @@ impl LimitService for QueueApi {
         &self,
         request: Request<pb::ListLimitsRequest>,
     ) -> Result<Response<pb::ListLimitsResponse>, Status> {
-        self.read_barrier(request.get_ref().consistency).await?;
+        self.ctx.read_barrier(request.get_ref().consistency).await?;
         let now = now_millis();
         let limits = self.ctx.state.read(|s| {
             s.limits()
@@ -390,7 +379,7 @@ impl LimitService for QueueApi {
         request: Request<pb::LimitKey>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let key = request.into_inner().key;
-        let deleted = self.write(DeleteLimit { key, now: 0 }).await?;
+        let deleted = self.ctx.write(DeleteLimit { key, now: 0 }).await?;
         Ok(Response::new(pb::DeleteResponse { deleted }))
     }
 }

@@ -15,8 +15,8 @@ use swarm_proto::v1::work_service_server::WorkService;
 use tonic::{Request, Response, Status};
 
 use crate::convert::{
-    claim_error_status, cluster_error_status, event_to_pb, item_to_pb, read_error_status,
-    stats_to_pb, work_call_status, work_not_found, work_removed_while_watched,
+    claim_error_status, event_to_pb, item_to_pb, read_error_status, stats_to_pb, work_not_found,
+    work_removed_while_watched,
 };
 use crate::listing::{ListQuery, check_fits, list_page};
 use crate::node::NodeContext;
@@ -61,7 +61,7 @@ impl WorkApi {
                 .state
                 .read(|s| s.has_claimable(&claim.kinds, &claim.capabilities));
             if ready {
-                let granted = self.write(claim.clone()).await?;
+                let granted = self.ctx.write(claim.clone()).await?;
                 if !granted.is_empty() || tokio::time::Instant::now() >= deadline {
                     return Ok(granted);
                 }
@@ -96,38 +96,15 @@ impl WorkApi {
         }
     }
 
-    /// Checks `request` against the edge limits, commits it and answers
-    /// the state machine's typed answer.
-    async fn write<R: Write>(&self, request: R) -> Result<R::Answer, Status> {
-        self.ctx
-            .cluster
-            .request_within(request, &self.ctx.limits)
-            .await
-            .map_err(|e| work_call_status(&e, self.ctx.config.retention))
-    }
-
     /// A write on one item, answered with the item after it.
     async fn write_item<R: Write<Answer = WorkItem>>(
         &self,
         request: R,
     ) -> Result<Response<pb::WorkResponse>, Status> {
-        let item = self.write(request).await?;
+        let item = self.ctx.write(request).await?;
         Ok(Response::new(pb::WorkResponse {
             item: Some(item_to_pb(&item)),
         }))
-    }
-
-    /// Waits until a read from this replica is linearizable, unless the
-    /// caller asked for the local view.
-    async fn read_barrier(&self, consistency: i32) -> Result<(), Status> {
-        if consistency == pb::ReadConsistency::Local as i32 {
-            return Ok(());
-        }
-        self.ctx
-            .cluster
-            .read_barrier()
-            .await
-            .map_err(|e| cluster_error_status(&e))
     }
 }
 
@@ -185,7 +162,8 @@ impl WorkService for WorkApi {
             .limits
             .name("id", &r.id)
             .map_err(|e| claim_error_status(&e))?;
-        self.read_barrier(pb::ReadConsistency::Linearizable as i32)
+        self.ctx
+            .read_barrier(pb::ReadConsistency::Linearizable as i32)
             .await?;
         let state = self.ctx.state.clone();
         let retention = self.ctx.config.retention;
@@ -279,9 +257,9 @@ impl WorkService for WorkApi {
         };
         // A plain submit stays the command it always was.
         let submitted = if control == SubmitControl::default() {
-            self.write(submit).await?
+            self.ctx.write(submit).await?
         } else {
-            self.write(SubmitWith(submit, control)).await?
+            self.ctx.write(SubmitWith(submit, control)).await?
         };
         Ok(Response::new(pb::SubmitResponse {
             item: Some(item_to_pb(&submitted.item)),
@@ -313,7 +291,7 @@ impl WorkService for WorkApi {
         let wait = std::time::Duration::from_millis(u64::from(r.wait_ms))
             .min(self.ctx.config.max_claim_wait);
         let granted = if wait.is_zero() {
-            self.write(claim).await?
+            self.ctx.write(claim).await?
         } else {
             self.claim_waiting(claim, wait).await?
         };
@@ -331,6 +309,7 @@ impl WorkService for WorkApi {
         }
         let r = request.into_inner();
         let renewal = self
+            .ctx
             .write(Renew {
                 agent: r.agent,
                 tokens: r.tokens,
@@ -438,7 +417,7 @@ impl WorkService for WorkApi {
             .limits
             .name("id", &r.id)
             .map_err(|e| claim_error_status(&e))?;
-        self.read_barrier(r.consistency).await?;
+        self.ctx.read_barrier(r.consistency).await?;
         let item = self
             .ctx
             .state
@@ -455,7 +434,7 @@ impl WorkService for WorkApi {
     ) -> Result<Response<pb::ListWorkResponse>, Status> {
         let r = request.into_inner();
         let query = ListQuery::from_pb(&r).map_err(|e| read_error_status(&e))?;
-        self.read_barrier(r.consistency).await?;
+        self.ctx.read_barrier(r.consistency).await?;
         let page = self
             .ctx
             .state
@@ -476,7 +455,7 @@ impl WorkService for WorkApi {
         };
         match (r.id.is_empty(), r.all) {
             (false, false) => {
-                let item = self.write(retry(r.id)).await?;
+                let item = self.ctx.write(retry(r.id)).await?;
                 return Ok(Response::new(pb::RetryWorkResponse {
                     items: vec![item_to_pb(&item)],
                 }));
@@ -488,7 +467,8 @@ impl WorkService for WorkApi {
                 ));
             }
         }
-        self.read_barrier(pb::ReadConsistency::Linearizable as i32)
+        self.ctx
+            .read_barrier(pb::ReadConsistency::Linearizable as i32)
             .await?;
         let ids: Vec<String> = self.ctx.state.read(|s| {
             s.items()
@@ -500,7 +480,7 @@ impl WorkService for WorkApi {
         // Proposed together, so the proposer commits them in few entries.
         let mut retried = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(256) {
-            let writes = chunk.iter().map(|id| self.write(retry(id.clone())));
+            let writes = chunk.iter().map(|id| self.ctx.write(retry(id.clone())));
             for outcome in futures::future::join_all(writes).await {
                 match outcome {
                     Ok(item) => retried.push(item_to_pb(&item)),
@@ -544,7 +524,8 @@ impl WorkService for WorkApi {
             .limits
             .name("signal", &r.name)
             .map_err(|e| claim_error_status(&e))?;
-        self.read_barrier(pb::ReadConsistency::Linearizable as i32)
+        self.ctx
+            .read_barrier(pb::ReadConsistency::Linearizable as i32)
             .await?;
         let item = self
             .ctx
@@ -594,7 +575,7 @@ impl WorkService for WorkApi {
         request: Request<pb::WorkStatsRequest>,
     ) -> Result<Response<pb::WorkStatsResponse>, Status> {
         let r = request.into_inner();
-        self.read_barrier(r.consistency).await?;
+        self.ctx.read_barrier(r.consistency).await?;
         let now = swarm_raft::now_millis();
         let stats = self.ctx.state.read(|s| stats_to_pb(s, now));
         Ok(Response::new(stats))
