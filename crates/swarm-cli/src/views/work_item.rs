@@ -54,6 +54,17 @@ pub fn shown_status(item: &WorkItem, now_ms: u64) -> &'static str {
     }
 }
 
+/// A hold as the node words it, its time (`until <epoch ms>`) in RFC 3339.
+fn readable_hold(hold: &str) -> String {
+    let Some((head, ms)) = hold.rsplit_once("until ") else {
+        return hold.to_string();
+    };
+    match ms.parse::<u64>() {
+        Ok(ms) => format!("{head}until {}", utc_time(ms)),
+        Err(_) => hold.to_string(),
+    }
+}
+
 fn is_scheduled(item: &WorkItem, now_ms: u64) -> bool {
     item.status == WorkStatus::Pending as i32 && item.not_before_ms > now_ms
 }
@@ -168,7 +179,11 @@ pub fn item_detail(item: &WorkItem, now_ms: u64) -> String {
         (
             "held",
             match (item.hold.is_empty(), item.pause_requested.as_deref()) {
-                (false, _) => format!("{} (since {})", item.hold, utc_time(item.hold_since_ms)),
+                (false, _) => format!(
+                    "{} (since {})",
+                    readable_hold(&item.hold),
+                    utc_time(item.hold_since_ms)
+                ),
                 (true, Some(reason)) => format!("pause requested: {reason}"),
                 (true, None) => "-".to_string(),
             },
@@ -339,6 +354,19 @@ mod tests {
                 "last_error": null,
             })
         );
+    }
+
+    #[test]
+    fn a_holds_time_reads_as_a_date() {
+        assert_eq!(
+            readable_hold("waiting for signal \"approve\" until 1796295851827"),
+            "waiting for signal \"approve\" until 2026-12-03T11:04:11Z"
+        );
+        assert_eq!(
+            readable_hold("paused: until tomorrow"),
+            "paused: until tomorrow"
+        );
+        assert_eq!(readable_hold("paused: ops"), "paused: ops");
     }
 
     #[test]
