@@ -48,8 +48,19 @@ struct ReplicaWaits {
 
 impl swarm_reactor::Waits for ReplicaWaits {
     fn signal(&self, run_id: &str, name: &str) -> Option<Value> {
+        // A run inside the item's (a sub-workflow's, a switch branch's) is
+        // `<item>/<step>...`: the signals are the item's.
+        fn item_of<'s>(s: &'s swarm_claims::State, run_id: &str) -> Option<&'s WorkItem> {
+            let mut id = run_id;
+            loop {
+                if let Some(item) = s.get(id) {
+                    return Some(item);
+                }
+                id = &id[..id.rfind('/')?];
+            }
+        }
         let payload = self.ctx.state.read(|s| {
-            s.get(run_id)?
+            item_of(s, run_id)?
                 .control()?
                 .signals
                 .iter()

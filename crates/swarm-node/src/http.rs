@@ -667,23 +667,47 @@ fn workflow_view(item: &WorkItem) -> Option<Value> {
         item.journal().iter().map(|j| (j.token, j.outcome.as_str())),
         |token| agents.get(&token).map(|a| a.to_string()),
     );
-    let steps: Vec<Value> = workflow
-        .spec()
-        .steps
-        .iter()
-        .map(|step| {
-            let row = board.row(&step.name);
-            json!({
-                "name": step.name,
-                "run": step.run,
-                "depends_on": workflow.dependencies(&step.name).unwrap_or_default(),
-                "state": row.map_or("pending", |r| r.state.as_str()),
-                "attempts": row.map_or(0, |r| r.attempts),
-                "node": row.and_then(|r| r.node.clone()),
-            })
-        })
-        .collect();
+    let mut steps = Vec::new();
+    dag_steps(&workflow, "", None, &board, &mut steps);
     Some(json!({ "name": workflow.name(), "steps": steps }))
+}
+
+/// The steps of `workflow` as the DAG draws them, each named by its path
+/// (`prefix` + name), and after each `switch` the steps of its branches
+/// (`route/approve/notify`), whose first steps come after the switch.
+/// `entry` is what a step with no dependency of its own comes after.
+fn dag_steps(
+    workflow: &swarm_reactor::Workflow,
+    prefix: &str,
+    entry: Option<&str>,
+    board: &StepBoard,
+    out: &mut Vec<Value>,
+) {
+    for step in &workflow.spec().steps {
+        let name = format!("{prefix}{}", step.name);
+        let mut depends_on: Vec<String> = workflow
+            .dependencies(&step.name)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| format!("{prefix}{d}"))
+            .collect();
+        if depends_on.is_empty() {
+            depends_on.extend(entry.map(str::to_string));
+        }
+        let row = board.row(&name);
+        out.push(json!({
+            "name": name,
+            "run": step.run,
+            "depends_on": depends_on,
+            "state": row.map_or("pending", |r| r.state.as_str()),
+            "attempts": row.map_or(0, |r| r.attempts),
+            "node": row.and_then(|r| r.node.clone()),
+        }));
+        for (branch, inner, _) in workflow.branches(&step.name).unwrap_or_default() {
+            let inner_prefix = format!("{name}/{branch}/");
+            dag_steps(inner, &inner_prefix, Some(&name), board, out);
+        }
+    }
 }
 
 fn item_view(item: &WorkItem, now: u64) -> Value {

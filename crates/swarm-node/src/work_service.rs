@@ -112,22 +112,30 @@ fn items(list: &[WorkItem]) -> Vec<pb::WorkItem> {
     list.iter().map(item_to_pb).collect()
 }
 
-/// The names the `signal` steps of a workflow item wait for (top-level
-/// steps); none for an item that is not a workflow.
+/// The names the `signal` steps of a workflow item wait for (its steps and
+/// its switches' branches'); none for an item that is not a workflow.
 fn signal_names(item: &WorkItem) -> Vec<String> {
+    fn collect(workflow: &swarm_reactor::Workflow, names: &mut Vec<String>) {
+        for step in &workflow.spec().steps {
+            if step.run == "signal"
+                && let Some(name) = step.with.get("name").and_then(|n| n.as_str())
+            {
+                names.push(name.to_string());
+            }
+            for (_, branch, _) in workflow.branches(&step.name).unwrap_or_default() {
+                collect(branch, names);
+            }
+        }
+    }
     if *item.kind != *swarm_claims::WORKFLOW_KIND {
         return Vec::new();
     }
     let Ok((_, workflow)) = swarm_reactor::WorkflowPayload::load(&item.payload) else {
         return Vec::new();
     };
-    workflow
-        .spec()
-        .steps
-        .iter()
-        .filter(|s| s.run == "signal")
-        .filter_map(|s| s.with.get("name")?.as_str().map(str::to_string))
-        .collect()
+    let mut names = Vec::new();
+    collect(&workflow, &mut names);
+    names
 }
 
 fn json_or_null(text: String) -> String {

@@ -73,6 +73,13 @@ pub enum JournalEntry {
     RunFinished {
         status: RunStatus,
     },
+    /// A `switch` step picked `branch`; `skipped` names the steps of the
+    /// branches it did not take, as `<switch>/<branch>/<step>`.
+    BranchTaken {
+        step: String,
+        branch: String,
+        skipped: Vec<String>,
+    },
     /// The run stopped without undoing anything, to be resumed (written instead of
     /// `RunFinished`). A run resumed from this journal continues as if it were not there. Not
     /// written when the suspension is [`SuspendReason::Fenced`] (the journal is not ours any
@@ -94,7 +101,8 @@ impl JournalEntry {
             | JournalEntry::StepRetried { step, .. }
             | JournalEntry::StepCancelled { step }
             | JournalEntry::StepUndone { step }
-            | JournalEntry::StepUndoFailed { step, .. } => Some(step),
+            | JournalEntry::StepUndoFailed { step, .. }
+            | JournalEntry::BranchTaken { step, .. } => Some(step),
             JournalEntry::RunSuspended { step, .. } => step.as_deref(),
             JournalEntry::RunStarted { .. } | JournalEntry::RunFinished { .. } => None,
         }

@@ -82,6 +82,10 @@ fn kind_label(step: &ResolvedStep) -> String {
         Runner::Kind(_) => step.spec.run.clone(),
         Runner::Map { template, .. } => format!("map of {}", template.spec.run),
         Runner::Workflow(w) => format!("workflow {}", w.spec.name),
+        Runner::Switch { .. } => match step.spec.arguments.get("on") {
+            Some(on) => format!("switch on {on}"),
+            None => "switch".to_owned(),
+        },
     }
 }
 
@@ -140,25 +144,48 @@ pub fn render_text(workflow: &Workflow) -> String {
     for (n, stage) in stages(workflow).iter().enumerate() {
         let _ = writeln!(out, "\nstage {}:", n + 1);
         for name in stage {
-            let Some(&i) = workflow.index.get(*name) else {
-                continue;
-            };
-            let step = &workflow.steps[i];
-            let _ = write!(out, "  {name} ({})", kind_label(step));
-            if !step.deps.is_empty() {
-                let deps: Vec<&str> = step
-                    .deps
-                    .iter()
-                    .map(|&d| workflow.steps[d].spec.name.as_str())
-                    .collect();
-                let _ = write!(out, " after {}", deps.join(", "));
+            if let Some(&i) = workflow.index.get(*name) {
+                write_step(&mut out, workflow, i, "  ");
             }
-            let mut d = details(step);
-            d.push(undo_label(step).to_owned());
-            let _ = writeln!(out, " [{}]", d.join("; "));
         }
     }
     out
+}
+
+/// One step's line, and under a `switch` each branch's steps in run order.
+fn write_step(out: &mut String, workflow: &Workflow, i: usize, indent: &str) {
+    let step = &workflow.steps[i];
+    let _ = write!(out, "{indent}{} ({})", step.spec.name, kind_label(step));
+    if !step.deps.is_empty() {
+        let deps: Vec<&str> = step
+            .deps
+            .iter()
+            .map(|&d| workflow.steps[d].spec.name.as_str())
+            .collect();
+        let _ = write!(out, " after {}", deps.join(", "));
+    }
+    let mut d = details(step);
+    d.push(undo_label(step).to_owned());
+    let _ = writeln!(out, " [{}]", d.join("; "));
+    if let Runner::Switch { branches, default } = &step.runner {
+        for (k, b) in branches.iter().enumerate() {
+            let mark = if *default == Some(k) {
+                " (default)"
+            } else {
+                ""
+            };
+            let _ = write!(out, "{indent}  branch {}{mark}", b.name);
+            match &b.workflow.spec.returns {
+                Some(r) => {
+                    let _ = writeln!(out, ", return {r}:");
+                }
+                None => out.push_str(":\n"),
+            }
+            for &j in &b.workflow.order {
+                write_step(out, &b.workflow, j, &format!("{indent}    "));
+            }
+        }
+    }
 }
 
 fn escape(s: &str) -> String {
@@ -169,6 +196,14 @@ fn escape(s: &str) -> String {
 /// steps have a thick border.
 pub fn render_mermaid(workflow: &Workflow) -> String {
     let mut out = String::from("flowchart TD\n");
+    write_mermaid(&mut out, workflow, "s");
+    out.push_str("    classDef undoable stroke-width:3px\n");
+    out
+}
+
+/// The nodes and edges of `workflow`, node ids starting with `id`; a `switch` step's
+/// branches are subgraphs its node points into, each arrow labelled with the branch.
+fn write_mermaid(out: &mut String, workflow: &Workflow, id: &str) {
     for &i in &workflow.order {
         let step = &workflow.steps[i];
         let mut label = format!(
@@ -182,7 +217,7 @@ pub fn render_mermaid(workflow: &Workflow) -> String {
             let _ = write!(label, "<br/>{}", escape(&d.join("; ")));
         }
         let class = if step.undoable() { ":::undoable" } else { "" };
-        let _ = writeln!(out, "    s{i}[\"{label}\"]{class}");
+        let _ = writeln!(out, "    {id}{i}[\"{label}\"]{class}");
     }
     for &i in &workflow.order {
         for &d in &workflow.steps[i].deps {
@@ -191,9 +226,33 @@ pub fn render_mermaid(workflow: &Workflow) -> String {
             } else {
                 "-.->"
             };
-            let _ = writeln!(out, "    s{d} {arrow} s{i}");
+            let _ = writeln!(out, "    {id}{d} {arrow} {id}{i}");
         }
     }
-    out.push_str("    classDef undoable stroke-width:3px\n");
-    out
+    for &i in &workflow.order {
+        let Runner::Switch { branches, default } = &workflow.steps[i].runner else {
+            continue;
+        };
+        for (k, b) in branches.iter().enumerate() {
+            let inner = format!("{id}{i}b{k}s");
+            let mark = if *default == Some(k) {
+                " (default)"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "    subgraph {id}{i}b{k}[\"{}: {}{mark}\"]",
+                escape(&workflow.steps[i].spec.name),
+                escape(&b.name)
+            );
+            write_mermaid(out, &b.workflow, &inner);
+            out.push_str("    end\n");
+            for (j, s) in b.workflow.steps.iter().enumerate() {
+                if s.deps.is_empty() {
+                    let _ = writeln!(out, "    {id}{i} -->|{}| {inner}{j}", escape(&b.name));
+                }
+            }
+        }
+    }
 }

@@ -50,11 +50,13 @@ pub enum StepState {
     Undone,
     /// Its undo failed: its effects stay.
     UndoFailed,
+    /// In a branch its `switch` did not take: it never runs.
+    Skipped,
 }
 
 impl StepState {
     /// The lowercase word scripts and the dashboard see: `running`, `retrying`, `succeeded`,
-    /// `failed`, `cancelled`, `undone`, `undo_failed`.
+    /// `failed`, `cancelled`, `undone`, `undo_failed`, `skipped`.
     pub fn as_str(self) -> &'static str {
         match self {
             StepState::Running => "running",
@@ -64,6 +66,7 @@ impl StepState {
             StepState::Cancelled => "cancelled",
             StepState::Undone => "undone",
             StepState::UndoFailed => "undo_failed",
+            StepState::Skipped => "skipped",
         }
     }
 
@@ -94,8 +97,10 @@ pub struct StepBoard {
 impl StepBoard {
     /// The steps of run `run` from a journal given as `(token, outcome_json)` pairs in journal
     /// order; `agent_of` names the agent that held a token (from the item's history).
-    /// Entries of other runs (sub-workflows) and text that is not a [`JournalRecord`] are
-    /// skipped.
+    /// The steps of the runs inside it (a `workflow` step's sub-run `<run>/<step>`, a
+    /// `switch` branch's `<run>/<step>/<branch>`) are rows too, named by their path from
+    /// `run` (`deploy/build`, `route/approve/notify`). Entries of other runs and text that is
+    /// not a [`JournalRecord`] are skipped.
     pub fn from_journal<'a>(
         run: &str,
         entries: impl IntoIterator<Item = (u64, &'a str)>,
@@ -108,6 +113,12 @@ impl StepBoard {
             };
             if recorded.run == run {
                 board.apply(&recorded.entry, agent_of(token));
+            } else if let Some(inner) = recorded
+                .run
+                .strip_prefix(run)
+                .and_then(|rest| rest.strip_prefix('/'))
+            {
+                board.apply_within(inner, &recorded.entry, agent_of(token));
             }
         }
         board
@@ -116,6 +127,25 @@ impl StepBoard {
     /// Folds one entry of the run in; `node` is the agent it was recorded by.
     /// Returns the step it concerns, if any.
     pub fn apply(&mut self, entry: &JournalEntry, node: Option<String>) -> Option<&StepRow> {
+        self.apply_within("", entry, node)
+    }
+
+    /// Folds in one entry of the run `inner` within this one (`deploy` for
+    /// a sub-workflow run by step `deploy`; empty for this run itself), its
+    /// rows named `inner/step`.
+    pub fn apply_within(
+        &mut self,
+        inner: &str,
+        entry: &JournalEntry,
+        node: Option<String>,
+    ) -> Option<&StepRow> {
+        let named = |step: &str| {
+            if inner.is_empty() {
+                step.to_string()
+            } else {
+                format!("{inner}/{step}")
+            }
+        };
         let (step, attempt, state) = match entry {
             JournalEntry::StepStarted { step, attempt } => {
                 (step, Some(*attempt), StepState::Running)
@@ -140,15 +170,32 @@ impl StepBoard {
             JournalEntry::StepCancelled { step } => (step, None, StepState::Cancelled),
             JournalEntry::StepUndone { step } => (step, None, StepState::Undone),
             JournalEntry::StepUndoFailed { step, .. } => (step, None, StepState::UndoFailed),
+            JournalEntry::BranchTaken { skipped, .. } => {
+                for name in skipped {
+                    self.set(named(name), None, StepState::Skipped, None);
+                }
+                return None;
+            }
             JournalEntry::RunStarted { .. }
             | JournalEntry::RunFinished { .. }
             | JournalEntry::RunSuspended { .. } => return None,
         };
-        let i = match self.rows.iter().position(|r| r.name == *step) {
+        Some(self.set(named(step), attempt, state, node))
+    }
+
+    /// Sets step `name`'s row, adding it when new.
+    fn set(
+        &mut self,
+        name: String,
+        attempt: Option<u32>,
+        state: StepState,
+        node: Option<String>,
+    ) -> &StepRow {
+        let i = match self.rows.iter().position(|r| r.name == name) {
             Some(i) => i,
             None => {
                 self.rows.push(StepRow {
-                    name: step.clone(),
+                    name,
                     state,
                     attempts: 0,
                     node: None,
@@ -162,7 +209,7 @@ impl StepBoard {
         if node.is_some() {
             row.node = node;
         }
-        Some(row)
+        row
     }
 
     /// One row per step journaled so far, in the order each was first journaled.
@@ -309,7 +356,7 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_run_undoes_and_sub_workflow_runs_are_left_out() {
+    fn a_failed_run_undoes_and_sub_workflow_steps_show_under_their_step() {
         let journal = journal(&[
             ("w2", 3, started("reserve", 1)),
             ("w2", 3, succeeded("reserve", 1)),
@@ -350,10 +397,14 @@ mod tests {
             [
                 ("reserve", "undone", 1, Some("node-2")),
                 ("sub", "undo_failed", 1, Some("node-2")),
+                ("sub/inner", "succeeded", 1, Some("node-2")),
                 ("ship", "failed", 2, Some("node-2")),
             ]
         );
-        assert_eq!(top.done(), 3);
+        assert_eq!(top.done(), 4);
+        // Only runs inside it count: `w2x` is another item's.
+        let other = self::journal(&[("w2x", 3, started("a", 1))]);
+        assert!(board("w2", &other, &[]).rows().is_empty());
         // The sub-workflow's own run folds the same way.
         let sub = board("w2/sub", &journal, &[]);
         assert_eq!(rows(&sub), [("inner", "succeeded", 1, None)]);

@@ -48,6 +48,48 @@ pub(crate) enum Runner {
         max_concurrency: Option<usize>,
     },
     Workflow(Arc<Workflow>),
+    /// Runs the one branch the `on` argument names (or `default`) as a sub-run.
+    Switch {
+        branches: Vec<Branch>,
+        default: Option<usize>,
+    },
+}
+
+/// One named branch of a `switch` step: a workflow whose inputs are the step's arguments.
+pub(crate) struct Branch {
+    pub name: String,
+    pub workflow: Arc<Workflow>,
+}
+
+/// The branch a `switch` takes for its `on` value: the branch of that name (a string as it
+/// is, a number or boolean as written in JSON), else `default`.
+pub(crate) fn pick_branch<'b>(
+    branches: &'b [Branch],
+    default: Option<usize>,
+    on: &Value,
+) -> Result<&'b Branch, String> {
+    let key = match on {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(_) | Value::Bool(_) => Some(on.to_string()),
+        _ => None,
+    };
+    let named = key
+        .as_deref()
+        .and_then(|k| branches.iter().find(|b| b.name == k));
+    match (named, default.and_then(|d| branches.get(d))) {
+        (Some(b), _) | (None, Some(b)) => Ok(b),
+        (None, None) => {
+            let names: Vec<&str> = branches.iter().map(|b| b.name.as_str()).collect();
+            let got = match key {
+                Some(k) => format!("{k:?}"),
+                None => format!("{on} (a switch picks by a string, number or boolean)"),
+            };
+            Err(format!(
+                "argument \"on\" is {got}, which names no branch (branches: {}) and the switch has no default",
+                names.join(", ")
+            ))
+        }
+    }
 }
 
 pub(crate) struct ResolvedAction {
@@ -63,6 +105,9 @@ impl ResolvedStep {
                 Runner::Kind(k) => k.can_undo(),
                 Runner::Map { template, .. } => template.undoable(),
                 Runner::Workflow(w) => w.steps.iter().any(ResolvedStep::undoable),
+                Runner::Switch { branches, .. } => branches
+                    .iter()
+                    .any(|b| b.workflow.steps.iter().any(ResolvedStep::undoable)),
             }
     }
 }
@@ -152,6 +197,22 @@ impl Workflow {
                 .deps
                 .iter()
                 .map(|&d| self.spec.steps[d].name.as_str())
+                .collect(),
+        )
+    }
+
+    /// A `switch` step's branches as `(name, workflow, is the default)`, by name, or `None`
+    /// when `step` is not a switch.
+    pub fn branches(&self, step: &str) -> Option<Vec<(&str, &Workflow, bool)>> {
+        let i = *self.index.get(step)?;
+        let Runner::Switch { branches, default } = &self.steps[i].runner else {
+            return None;
+        };
+        Some(
+            branches
+                .iter()
+                .enumerate()
+                .map(|(k, b)| (b.name.as_str(), &*b.workflow, *default == Some(k)))
                 .collect(),
         )
     }
@@ -253,7 +314,17 @@ fn build(
                         deps.insert(d);
                         data_deps.insert(d);
                     }
-                    None => at.argument(arg, format!("refers to unknown step {step:?}")),
+                    None => match branch_home(&spec.steps, step) {
+                        Some((switch, branch)) => at.argument(
+                            arg,
+                            format!(
+                                "refers to step {step:?}, which is inside branch {branch:?} of \
+                                 switch {switch:?}; outside a switch use its result: \
+                                 result({switch}.{step})"
+                            ),
+                        ),
+                        None => at.argument(arg, format!("refers to unknown step {step:?}")),
+                    },
                 },
                 Source::Input { name, .. } if !spec.inputs.contains(name) => {
                     at.argument(arg, format!("refers to unknown input {name:?}"));
@@ -299,6 +370,7 @@ fn build(
         );
     }
 
+    check_switch_references(&steps, &index, spec.returns.as_ref(), errs);
     let cycles = find_cycles(&steps, &spec.steps);
     for cycle in &cycles {
         errs.push(
@@ -341,6 +413,7 @@ fn resolve_runner(
         "" => None, // already reported by the parser
         "map" => resolve_map(s, registry, base_dir, stack, at),
         "workflow" => resolve_workflow(s, registry, base_dir, stack, at),
+        "switch" => resolve_switch(s, registry, base_dir, stack, at),
         kind => {
             let Some(k) = registry.get(kind) else {
                 at.field(
@@ -596,6 +669,218 @@ fn resolve_workflow(
             }
             None
         }
+    }
+}
+
+fn resolve_switch(
+    s: &StepSpec,
+    registry: &Registry,
+    base_dir: &Path,
+    stack: &mut Vec<PathBuf>,
+    at: &mut At<'_>,
+) -> Option<Runner> {
+    const SHAPE: &str =
+        "a switch step needs `with: { branches: { NAME: [steps...] }, default: NAME }`";
+    let Value::Object(with) = &s.with else {
+        at.field("with", SHAPE);
+        return None;
+    };
+    for key in with.keys() {
+        if key != "branches" && key != "default" {
+            at.field(
+                &format!("with.{key}"),
+                "is not a known option (known: branches, default)",
+            );
+        }
+    }
+    if !s.arguments.contains_key("on") {
+        at.field(
+            "arguments",
+            "a switch step needs argument \"on\": the value that picks the branch",
+        );
+    }
+    let docs = match with.get("branches") {
+        Some(Value::Object(docs)) if !docs.is_empty() => docs,
+        Some(Value::Object(_)) => {
+            at.field("with.branches", "must name at least one branch");
+            return None;
+        }
+        Some(other) => {
+            at.field(
+                "with.branches",
+                format!(
+                    "expected a map of branch name to its steps, got {}",
+                    spec::kind_of(other)
+                ),
+            );
+            return None;
+        }
+        None => {
+            at.field("with.branches", format!("is required: {SHAPE}"));
+            return None;
+        }
+    };
+    // A branch's inputs are the switch step's arguments, `on` included.
+    let inputs: Vec<Value> = s
+        .arguments
+        .keys()
+        .map(|k| Value::from(k.as_str()))
+        .collect();
+    let mut branches = Vec::new();
+    let mut ok = true;
+    for (name, doc) in docs {
+        let field = format!("with.branches.{name}");
+        if name.trim().is_empty() || name.contains('/') {
+            at.field(&field, "a branch name must not be empty or contain '/'");
+            ok = false;
+            continue;
+        }
+        let mut body = match doc {
+            Value::Array(_) => Map::from_iter([("steps".to_owned(), doc.clone())]),
+            Value::Object(m) => m.clone(),
+            other => {
+                at.field(
+                    &field,
+                    format!(
+                        "expected the branch's steps (a list, or a map with steps and return), got {}",
+                        spec::kind_of(other)
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+        };
+        for key in ["name", "inputs"] {
+            if body.contains_key(key) {
+                at.field(
+                    &format!("{field}.{key}"),
+                    "cannot be set: a branch's inputs are the switch step's arguments",
+                );
+                ok = false;
+            }
+        }
+        body.insert("name".into(), Value::from(format!("{}/{name}", s.name)));
+        body.insert("inputs".into(), Value::Array(inputs.clone()));
+        let mut sub = ValidationErrors::default();
+        let built = spec::parse_workflow(&Value::Object(body), &mut sub)
+            .map(|spec| build(spec, registry, base_dir, stack, &mut sub));
+        match built {
+            Some(workflow) if sub.is_empty() => branches.push(Branch {
+                name: name.clone(),
+                workflow: Arc::new(workflow),
+            }),
+            _ => {
+                for p in sub.problems {
+                    at.field(&field, format!("in branch {name:?}: {}", p.message));
+                }
+                ok = false;
+            }
+        }
+    }
+    let default = match with.get("default") {
+        None => None,
+        Some(Value::String(d)) if docs.contains_key(d) => {
+            branches.iter().position(|b| b.name == *d)
+        }
+        Some(Value::String(d)) => {
+            let names: Vec<&str> = docs.keys().map(String::as_str).collect();
+            at.field(
+                "with.default",
+                format!("names no branch: {d:?} (branches: {})", names.join(", ")),
+            );
+            ok = false;
+            None
+        }
+        Some(other) => {
+            at.field(
+                "with.default",
+                format!("expected a branch name, got {}", spec::kind_of(other)),
+            );
+            ok = false;
+            None
+        }
+    };
+    ok.then_some(Runner::Switch { branches, default })
+}
+
+/// What a reference to `result(SWITCH.KEY...)` needs: each branch that returns all its
+/// steps' results (no `return`) has a step `KEY`. `None` when every branch provides it.
+fn missing_in_branches(branches: &[Branch], path: &[String]) -> Option<String> {
+    let key = path.first()?;
+    branches
+        .iter()
+        .filter(|b| b.workflow.spec.returns.is_none() && !b.workflow.index.contains_key(key))
+        .map(|b| {
+            format!(
+                "branch {:?} has no step {key:?} (its steps: {})",
+                b.name,
+                b.workflow.step_names().join(", ")
+            )
+        })
+        .reduce(|a, b| format!("{a}; {b}"))
+}
+
+/// The `switch` step and branch that step `name` is written inside, for a clearer "unknown
+/// step" (read from the spec as written, before the branches are built).
+fn branch_home(specs: &[StepSpec], name: &str) -> Option<(String, String)> {
+    specs.iter().filter(|s| s.run == "switch").find_map(|s| {
+        let Some(Value::Object(branches)) = s.with.get("branches") else {
+            return None;
+        };
+        branches.iter().find_map(|(branch, doc)| {
+            let steps = match doc {
+                Value::Array(steps) => steps,
+                Value::Object(m) => m.get("steps")?.as_array()?,
+                _ => return None,
+            };
+            steps
+                .iter()
+                .any(|st| st.get("name").and_then(Value::as_str) == Some(name))
+                .then(|| (s.name.clone(), branch.clone()))
+        })
+    })
+}
+
+/// Steps outside a switch see only its result, the taken branch's: a reference into it
+/// (`result(route.summary)`) must be provided by every branch.
+fn check_switch_references(
+    steps: &[ResolvedStep],
+    index: &HashMap<String, usize>,
+    returns: Option<&Source>,
+    errs: &mut ValidationErrors,
+) {
+    let missing = |source: &Source| {
+        let Source::Result { step, path } = source else {
+            return None;
+        };
+        let Runner::Switch { branches, .. } = &steps[*index.get(step)?].runner else {
+            return None;
+        };
+        missing_in_branches(branches, path).map(|why| {
+            format!(
+                "uses {source}, which not every branch of switch {step:?} provides: {why}; \
+                 give each branch that step, or a `return`"
+            )
+        })
+    };
+    for s in steps {
+        let mut at = At {
+            step: Some(s.spec.name.clone()),
+            prefix: String::new(),
+            errs,
+        };
+        for (arg, source) in &s.spec.arguments {
+            if let Some(why) = missing(source) {
+                at.argument(arg, why);
+            }
+        }
+    }
+    if let Some(why) = returns.and_then(missing) {
+        errs.push(
+            None,
+            Some("return"),
+            format!("workflow field \"return\" {why}"),
+        );
     }
 }
 

@@ -96,6 +96,15 @@ pub fn describe(entry: &JournalEntry) -> String {
         JournalEntry::StepUndone { .. } => "undone".to_string(),
         JournalEntry::StepUndoFailed { error, .. } => format!("undo failed: {error}"),
         JournalEntry::RunFinished { status } => format!("run {status}"),
+        JournalEntry::BranchTaken {
+            branch, skipped, ..
+        } => match skipped.len() {
+            0 => format!("took branch {branch:?}"),
+            n => format!(
+                "took branch {branch:?}, skipped {n} step{}",
+                if n == 1 { "" } else { "s" }
+            ),
+        },
         JournalEntry::RunSuspended { reason, step } => match step {
             Some(step) => format!("run suspended at step {step:?}: {reason}"),
             None => format!("run suspended: {reason}"),

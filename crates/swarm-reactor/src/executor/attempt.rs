@@ -225,6 +225,20 @@ impl<'a> StepRun<'a> {
                 .run_sub(sub)
                 .await
             }
+            Runner::Switch { branches, default } => {
+                let cancel = self.cancel.within(spec.timeout);
+                let _all = if exclusive {
+                    self.run.acquire(true).await
+                } else {
+                    None
+                };
+                StepRun {
+                    cancel: &cancel,
+                    ..*self
+                }
+                .run_switch(branches, *default)
+                .await
+            }
         }
     }
 

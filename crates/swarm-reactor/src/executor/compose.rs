@@ -1,6 +1,6 @@
 //! Steps made of steps: `map` runs a template step once per list element
 //! ([`StepRun::run_map`]), `workflow` runs another spec as a sub-run
-//! ([`StepRun::run_sub`]).
+//! ([`StepRun::run_sub`]), `switch` runs one of its branches as one ([`StepRun::run_switch`]).
 
 use std::sync::Arc;
 
@@ -14,8 +14,9 @@ use super::run::RunParams;
 use super::schedule::{execute, requested};
 use super::undo::{UndoPlan, undo_elements};
 use crate::error::{RunError, StepError};
+use crate::journal::JournalEntry;
 use crate::report::Suspension;
-use crate::validate::{ResolvedStep, Workflow};
+use crate::validate::{Branch, ResolvedStep, Workflow, pick_branch};
 
 impl<'a> StepRun<'a> {
     /// `map`: runs `template` once per element of `arguments.items`, at most `limit` at a time,
@@ -141,10 +142,49 @@ impl<'a> StepRun<'a> {
     /// `workflow`: runs the sub-workflow with this step's arguments as its inputs, under the
     /// run id `<run>/<step>` so it resumes and undoes on its own journal.
     pub(super) async fn run_sub(self, sub: &Arc<Workflow>) -> Attempt {
+        let label = format!("workflow {:?}", sub.spec.name);
+        self.run_child(sub, self.name.to_owned(), &label).await
+    }
+
+    /// `switch`: records the branch its `on` argument picks (and the other branches' steps as
+    /// skipped), then runs that branch with the step's arguments as its inputs under the run
+    /// id `<run>/<step>/<branch>`. A value that picks no branch fails the step for good.
+    pub(super) async fn run_switch(self, branches: &[Branch], default: Option<usize>) -> Attempt {
+        let on = self.args.get("on").unwrap_or(&Value::Null);
+        let branch = match pick_branch(branches, default, on) {
+            Ok(b) => b,
+            Err(e) => return Attempt::Finished(Err(StepError::fatal(e))),
+        };
+        let skipped = branches
+            .iter()
+            .filter(|b| b.name != branch.name)
+            .flat_map(|b| {
+                b.workflow
+                    .spec
+                    .steps
+                    .iter()
+                    .map(move |s| format!("{}/{}/{}", self.name, b.name, s.name))
+            })
+            .collect();
+        let taken = JournalEntry::BranchTaken {
+            step: self.name.to_owned(),
+            branch: branch.name.clone(),
+            skipped,
+        };
+        if let Err(e) = self.run.record(taken).await {
+            return Attempt::JournalFailed(e);
+        }
+        let child = format!("{}/{}", self.name, branch.name);
+        let label = format!("branch {:?}", branch.name);
+        self.run_child(&branch.workflow, child, &label).await
+    }
+
+    /// Runs `sub` with this step's arguments as its inputs as the run `<run>/<child>`.
+    async fn run_child(self, sub: &Arc<Workflow>, child: String, label: &str) -> Attempt {
         let run = self.run;
         let params = RunParams {
-            run_id: format!("{}/{}", run.run_id, self.name),
-            prefix: format!("{}{}/", run.prefix, self.name),
+            run_id: format!("{}/{child}", run.run_id),
+            prefix: format!("{}{child}/", run.prefix),
             fencing_token: run.fencing_token,
             metadata: run.metadata.clone(),
             parent_span: tracing::Span::current(),
@@ -163,7 +203,7 @@ impl<'a> StepRun<'a> {
             }
             (None, Some(e)) => Attempt::Finished(Err(StepError {
                 wait: None,
-                message: format!("workflow {:?} failed: {e}", sub.spec.name),
+                message: format!("{label} failed: {e}"),
                 retryable: !matches!(e, RunError::InvalidInputs(_)),
             })),
         }

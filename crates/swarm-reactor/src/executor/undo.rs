@@ -17,7 +17,7 @@ use crate::backoff::Backoff;
 use crate::error::{JournalError, RunError, StepError};
 use crate::journal::{CompletedStep, completed_steps};
 use crate::step::{Compensation, StepContext};
-use crate::validate::{ResolvedAction, ResolvedStep, Runner, Workflow};
+use crate::validate::{ResolvedAction, ResolvedStep, Runner, Workflow, pick_branch};
 
 /// How a completed step is rolled back.
 #[derive(Debug, Clone)]
@@ -140,14 +140,30 @@ impl<'a> Rollback<'a> {
                 };
                 undo_elements(run, template, &elements).await
             }
-            Runner::Workflow(sub) => self.undo_sub(run, sub).await,
+            Runner::Workflow(sub) => self.undo_sub(run, sub, self.name).await,
+            Runner::Switch { branches, default } => {
+                let on = self.args.get("on").unwrap_or(&Value::Null);
+                match pick_branch(branches, *default, on) {
+                    Ok(b) => {
+                        let child = format!("{}/{}", self.name, b.name);
+                        self.undo_sub(run, &b.workflow, &child).await
+                    }
+                    // It picked no branch, so it did not complete: nothing to undo.
+                    Err(_) => Ok(UndoSoFar::default()),
+                }
+            }
         }
     }
 
-    /// A sub-workflow's completed steps, under the sub-run's id (`<run>/<step>`).
-    async fn undo_sub(&self, run: &Run, sub: &Arc<Workflow>) -> Result<UndoSoFar, JournalError> {
+    /// A sub-workflow's completed steps, under the sub-run's id (`<run>/<child>`).
+    async fn undo_sub(
+        &self,
+        run: &Run,
+        sub: &Arc<Workflow>,
+        child: &str,
+    ) -> Result<UndoSoFar, JournalError> {
         let mut so_far = UndoSoFar::default();
-        let child_id = format!("{}/{}", run.run_id, self.name);
+        let child_id = format!("{}/{child}", run.run_id);
         let completed = match self.plan {
             UndoPlan::Sub { completed } => completed.clone(),
             _ => match run.env.journal.entries(&child_id).await {
@@ -158,7 +174,7 @@ impl<'a> Rollback<'a> {
                 }
             },
         };
-        let child = run.child(sub.clone(), child_id, self.name);
+        let child = run.child(sub.clone(), child_id, child);
         for c in completed.iter().rev().filter(|c| !c.compensated) {
             if let Some(&i) = sub.index.get(&c.step) {
                 let step = Rollback::recorded(&sub.steps[i], &c.step, &c.arguments, &c.result);
