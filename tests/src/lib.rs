@@ -401,6 +401,29 @@ impl Cluster {
 
     /// The node's gRPC address for clients (and peers, with
     /// [`ClusterOptions::one_port`]).
+    /// Runs `swarmctl` against every node of the cluster: its exit success,
+    /// stdout and stderr.
+    pub async fn swarmctl(&self, args: &[&str]) -> Result<(bool, String, String)> {
+        let endpoints: Vec<String> = self
+            .node_ids()
+            .into_iter()
+            .map(|n| self.addr(n).map(|a| a.to_string()))
+            .collect::<Result<_>>()?;
+        let out = tokio::process::Command::new(swarmctl_binary()?)
+            .arg("--endpoints")
+            .arg(endpoints.join(","))
+            .args(args)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .context("run swarmctl")?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
     pub fn addr(&self, node: NodeId) -> Result<SocketAddr> {
         Ok(self.node(node)?.addr)
     }

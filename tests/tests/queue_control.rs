@@ -390,28 +390,6 @@ async fn delays_limits_and_dead_letters_work_through_any_node() {
     result.unwrap();
 }
 
-/// Runs `swarmctl` against the cluster: its exit success, stdout, stderr.
-async fn swarmctl(cluster: &Cluster, args: &[&str]) -> Result<(bool, String, String)> {
-    let endpoints: Vec<String> = cluster
-        .node_ids()
-        .into_iter()
-        .map(|n| cluster.addr(n).map(|a| a.to_string()))
-        .collect::<Result<_>>()?;
-    let out = tokio::process::Command::new(swarm_tests::swarmctl_binary()?)
-        .arg("--endpoints")
-        .arg(endpoints.join(","))
-        .args(args)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .context("run swarmctl")?;
-    Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swarmctl_drives_schedules_limits_delays_and_retries() {
     let mut cluster = Cluster::start(3).await.unwrap();
@@ -443,20 +421,21 @@ async fn swarmctl_drives_schedules_limits_delays_and_retries() {
             (&["limit", "set", "k", "--rate", "10"][..], "rate"),
             (&["limit", "set", "k", "--max-running", "0"][..], "limit"),
         ] {
-            let (ok, _, err) = swarmctl(&cluster, args).await?;
+            let (ok, _, err) = cluster.swarmctl(args).await?;
             ensure!(!ok, "{args:?} was accepted");
             ensure!(err.contains(&format!("invalid {field}")), "{args:?}: {err}");
         }
-        let (_, listed, _) = swarmctl(&cluster, &["schedule", "list", "-o", "json"]).await?;
+        let (_, listed, _) = cluster
+            .swarmctl(&["schedule", "list", "-o", "json"])
+            .await?;
         ensure!(
             listed.trim() == "[]",
             "a refused schedule was made: {listed}"
         );
 
         // A schedule fires, is listed, triggered by hand, paused.
-        let (ok, out, err) = swarmctl(
-            &cluster,
-            &[
+        let (ok, out, err) = cluster
+            .swarmctl(&[
                 "schedule",
                 "create",
                 "beat",
@@ -468,13 +447,13 @@ async fn swarmctl_drives_schedules_limits_delays_and_retries() {
                 r#"{"n":1}"#,
                 "--overlap",
                 "allow",
-            ],
-        )
-        .await?;
+            ])
+            .await?;
         ensure!(ok, "create: {out}{err}");
         poll_until(Duration::from_secs(20), "the schedule fires", || async {
-            let (_, out, _) =
-                swarmctl(&cluster, &["schedule", "get", "beat", "-o", "json"]).await?;
+            let (_, out, _) = cluster
+                .swarmctl(&["schedule", "get", "beat", "-o", "json"])
+                .await?;
             let fires = serde_json::from_str::<serde_json::Value>(&out)
                 .ok()
                 .and_then(|v| v["fires"].as_u64())
@@ -482,24 +461,24 @@ async fn swarmctl_drives_schedules_limits_delays_and_retries() {
             Ok((fires >= 2).then_some(()))
         })
         .await?;
-        let (ok, out, err) =
-            swarmctl(&cluster, &["schedule", "trigger", "beat", "-o", "json"]).await?;
+        let (ok, out, err) = cluster
+            .swarmctl(&["schedule", "trigger", "beat", "-o", "json"])
+            .await?;
         ensure!(
             ok && out.contains("schedule:beat:manual:"),
             "trigger: {out}{err}"
         );
-        let (ok, out, _) = swarmctl(&cluster, &["schedule", "pause", "beat"]).await?;
+        let (ok, out, _) = cluster.swarmctl(&["schedule", "pause", "beat"]).await?;
         ensure!(ok, "pause: {out}");
-        let (_, table, _) = swarmctl(&cluster, &["schedule", "list"]).await?;
+        let (_, table, _) = cluster.swarmctl(&["schedule", "list"]).await?;
         ensure!(
             table.contains("beat") && table.contains("paused"),
             "{table}"
         );
 
         // A delayed submit shows as scheduled, then is claimable.
-        let (ok, out, err) = swarmctl(
-            &cluster,
-            &[
+        let (ok, out, err) = cluster
+            .swarmctl(&[
                 "work",
                 "submit",
                 "--type",
@@ -508,51 +487,49 @@ async fn swarmctl_drives_schedules_limits_delays_and_retries() {
                 "2s",
                 "-o",
                 "json",
-            ],
-        )
-        .await?;
+            ])
+            .await?;
         ensure!(ok, "submit: {err}");
         let item: serde_json::Value = serde_json::from_str(&out)?;
         ensure!(
             item["not_before"].is_string() || item["not_before"].is_number(),
             "{item}"
         );
-        let (_, table, _) = swarmctl(&cluster, &["work", "list", "--type", "cli-later"]).await?;
+        let (_, table, _) = cluster
+            .swarmctl(&["work", "list", "--type", "cli-later"])
+            .await?;
         ensure!(table.contains("scheduled"), "{table}");
 
         // A pending item paused by hand is not granted until resumed.
-        let (ok, out, err) = swarmctl(
-            &cluster,
-            &["work", "submit", "--type", "cli-pause", "-o", "json"],
-        )
-        .await?;
+        let (ok, out, err) = cluster
+            .swarmctl(&["work", "submit", "--type", "cli-pause", "-o", "json"])
+            .await?;
         ensure!(ok, "submit: {err}");
         let paused_id = serde_json::from_str::<serde_json::Value>(&out)?["id"]
             .as_str()
             .context("no id")?
             .to_string();
-        let (ok, _, err) = swarmctl(
-            &cluster,
-            &["work", "pause", &paused_id, "--reason", "vendor outage"],
-        )
-        .await?;
+        let (ok, _, err) = cluster
+            .swarmctl(&["work", "pause", &paused_id, "--reason", "vendor outage"])
+            .await?;
         ensure!(ok, "pause: {err}");
-        let (_, table, _) = swarmctl(&cluster, &["work", "list", "--type", "cli-pause"]).await?;
+        let (_, table, _) = cluster
+            .swarmctl(&["work", "list", "--type", "cli-pause"])
+            .await?;
         ensure!(table.contains("paused"), "{table}");
         ensure!(
             claim_kind(&cluster, "cli-pause").await.is_err(),
             "a paused item was granted"
         );
-        let (ok, _, err) = swarmctl(&cluster, &["work", "resume", &paused_id]).await?;
+        let (ok, _, err) = cluster.swarmctl(&["work", "resume", &paused_id]).await?;
         ensure!(ok, "resume: {err}");
-        let (ok, _, err) = swarmctl(&cluster, &["work", "resume", &paused_id]).await?;
+        let (ok, _, err) = cluster.swarmctl(&["work", "resume", &paused_id]).await?;
         ensure!(!ok && err.contains("not paused"), "a second resume: {err}");
         ensure!(claim_kind(&cluster, "cli-pause").await?.id == paused_id);
 
         // A limit is set and listed.
-        let (ok, _, err) = swarmctl(
-            &cluster,
-            &[
+        let (ok, _, err) = cluster
+            .swarmctl(&[
                 "limit",
                 "set",
                 "openai",
@@ -562,20 +539,18 @@ async fn swarmctl_drives_schedules_limits_delays_and_retries() {
                 "10/s",
                 "--burst",
                 "20",
-            ],
-        )
-        .await?;
+            ])
+            .await?;
         ensure!(ok, "limit set: {err}");
-        let (_, table, _) = swarmctl(&cluster, &["limit", "list"]).await?;
+        let (_, table, _) = cluster.swarmctl(&["limit", "list"]).await?;
         ensure!(
             table.contains("openai") && table.contains("10/s"),
             "{table}"
         );
 
         // A dead letter, listed and retried.
-        let (ok, out, err) = swarmctl(
-            &cluster,
-            &[
+        let (ok, out, err) = cluster
+            .swarmctl(&[
                 "work",
                 "submit",
                 "--type",
@@ -584,9 +559,8 @@ async fn swarmctl_drives_schedules_limits_delays_and_retries() {
                 "1",
                 "-o",
                 "json",
-            ],
-        )
-        .await?;
+            ])
+            .await?;
         ensure!(ok, "submit: {err}");
         let id = serde_json::from_str::<serde_json::Value>(&out)?["id"]
             .as_str()
@@ -602,10 +576,13 @@ async fn swarmctl_drives_schedules_limits_delays_and_retries() {
                 retry: true,
             })
             .await?;
-        let (_, dead, _) =
-            swarmctl(&cluster, &["work", "list", "--dead-letter", "-o", "json"]).await?;
+        let (_, dead, _) = cluster
+            .swarmctl(&["work", "list", "--dead-letter", "-o", "json"])
+            .await?;
         ensure!(dead.contains(&id), "{dead}");
-        let (_, got, _) = swarmctl(&cluster, &["work", "get", &id, "-o", "json"]).await?;
+        let (_, got, _) = cluster
+            .swarmctl(&["work", "get", &id, "-o", "json"])
+            .await?;
         let got: serde_json::Value = serde_json::from_str(&got)?;
         ensure!(
             got["dead_letter"] == true && got["last_error"] == "quota exceeded",
@@ -615,7 +592,9 @@ async fn swarmctl_drives_schedules_limits_delays_and_retries() {
             got["attempts"].as_array().is_some_and(|a| a.len() == 1),
             "{got}"
         );
-        let (ok, out, err) = swarmctl(&cluster, &["work", "retry", &id, "-o", "json"]).await?;
+        let (ok, out, err) = cluster
+            .swarmctl(&["work", "retry", &id, "-o", "json"])
+            .await?;
         ensure!(ok && out.contains("pending"), "retry: {out}{err}");
         Ok(())
     })

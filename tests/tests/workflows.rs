@@ -56,7 +56,16 @@ fn exec_step(name: &str, script: &Path, after: Option<&str>, extra: &str) -> Str
 }
 
 async fn submit_workflow(cluster: &Cluster, node: u64, spec: &str) -> Result<String> {
-    let payload = json!({ "spec": spec, "inputs": {} }).to_string();
+    submit_with_inputs(cluster, node, spec, json!({})).await
+}
+
+async fn submit_with_inputs(
+    cluster: &Cluster,
+    node: u64,
+    spec: &str,
+    inputs: Value,
+) -> Result<String> {
+    let payload = json!({ "spec": spec, "inputs": inputs }).to_string();
     let resp = cluster
         .work(node)?
         .submit(SubmitRequest {
@@ -690,20 +699,8 @@ async fn t90_a_run_waiting_for_approval_survives_a_full_restart_and_goes_on_when
                     .join("../cluster/workflows/human-approval.yaml"),
             )?;
             let cluster = Cluster::start(3).await?;
-            let payload =
-                json!({ "spec": spec, "inputs": { "change": "raise-limits" } }).to_string();
-            let id = cluster
-                .work(1)?
-                .submit(SubmitRequest {
-                    r#type: "workflow".into(),
-                    payload_json: payload,
-                    ..Default::default()
-                })
-                .await?
-                .into_inner()
-                .item
-                .context("no item")?
-                .id;
+            let id =
+                submit_with_inputs(&cluster, 1, &spec, json!({ "change": "raise-limits" })).await?;
             let waiting = wait_hold(&cluster, &id, "waiting for signal \"approve\"").await?;
             assert!(waiting.claim.is_none(), "a waiting run holds no lease");
             assert_eq!(succeeded_steps(&waiting), ["draft"]);
@@ -864,4 +861,137 @@ async fn t92_on_exhausted_pause_parks_a_run_that_resume_finishes_once_fixed() {
     })
     .await
     .unwrap();
+}
+
+/// A `switch` in a real cluster: the high-risk branch parks its run at a
+/// signal step inside the branch, the signal reaches it, and `swarmctl work
+/// get` shows the branch's steps as they went and the low-risk branch's as
+/// skipped; a low-risk run takes the other branch without waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn t93_a_switch_takes_the_branch_its_value_names_and_shows_the_others_skipped() {
+    let mut cluster = Cluster::start(3).await.unwrap();
+    let result = within(
+        Duration::from_secs(120),
+        "t93_a_switch_takes_the_branch_its_value_names_and_shows_the_others_skipped",
+        async {
+            let spec = std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../cluster/workflows/review-by-risk.yaml"),
+            )?;
+            let submit = |risk: &'static str| {
+                let inputs = json!({ "change": "raise-limits", "risk": risk });
+                submit_with_inputs(&cluster, 1, &spec, inputs)
+            };
+            let steps_of = |out: &str| -> Result<Vec<(String, String)>> {
+                let item: Value = serde_json::from_str(out).context("work get -o json")?;
+                Ok(item["steps"]
+                    .as_array()
+                    .context("no steps")?
+                    .iter()
+                    .map(|s| {
+                        (
+                            s["name"].as_str().unwrap_or_default().to_string(),
+                            s["status"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect())
+            };
+
+            let high = submit("high").await?;
+            let waiting = wait_hold(&cluster, &high, "waiting for signal \"approve\"").await?;
+            assert!(waiting.claim.is_none(), "a waiting run holds no lease");
+            let (ok, out, err) = cluster
+                .swarmctl(&["work", "get", &high, "-o", "json"])
+                .await?;
+            assert!(ok, "{err}");
+            let rows = steps_of(&out)?;
+            assert!(
+                rows.contains(&("route/low/apply".into(), "skipped".into())),
+                "{rows:?}"
+            );
+            assert!(
+                !rows.iter().any(|(name, _)| name == "route/high/apply"),
+                "apply has not started: {rows:?}"
+            );
+            let (ok, _, err) = cluster
+                .swarmctl(&[
+                    "work",
+                    "signal",
+                    &high,
+                    "approve",
+                    "--payload",
+                    r#"{"by": "alice"}"#,
+                ])
+                .await?;
+            assert!(ok, "a signal to a step inside a branch: {err}");
+            // Each run completes with its branch's result, its steps as they went.
+            let finished =
+                |id: String, by: &'static str, expected: Vec<(&'static str, &'static str)>| {
+                    let cluster = &cluster;
+                    async move {
+                        let done = wait_status(
+                            cluster,
+                            &id,
+                            WorkStatus::Completed,
+                            Duration::from_secs(60),
+                        )
+                        .await?;
+                        let result: Value =
+                            serde_json::from_str(done.result_json.as_deref().unwrap_or("null"))?;
+                        assert_eq!(
+                            result,
+                            json!({ "change": "raise-limits", "approved_by": by })
+                        );
+                        let (_, out, _) = cluster
+                            .swarmctl(&["work", "get", &id, "-o", "json"])
+                            .await?;
+                        let rows = steps_of(&out)?;
+                        for (step, status) in expected {
+                            assert!(
+                                rows.contains(&(step.into(), status.into())),
+                                "{step} {status}: {rows:?}"
+                            );
+                        }
+                        anyhow::Ok(())
+                    }
+                };
+            finished(
+                high.clone(),
+                "alice",
+                vec![
+                    ("draft", "succeeded"),
+                    ("route", "succeeded"),
+                    ("route/low/apply", "skipped"),
+                    ("route/high/approve", "succeeded"),
+                    ("route/high/apply", "succeeded"),
+                    ("record", "succeeded"),
+                ],
+            )
+            .await?;
+            let (_, text, _) = cluster.swarmctl(&["work", "get", &high]).await?;
+            assert!(
+                text.contains("route/low/apply") && text.contains("skipped"),
+                "{text}"
+            );
+
+            let low = submit("low").await?;
+            finished(
+                low,
+                "policy",
+                vec![
+                    ("route/low/apply", "succeeded"),
+                    ("route/high/approve", "skipped"),
+                    ("route/high/apply", "skipped"),
+                ],
+            )
+            .await?;
+            Ok(())
+        },
+    )
+    .await;
+    if result.is_err() {
+        cluster.print_log_tails();
+        cluster.keep_dir();
+    }
+    result.unwrap();
 }
