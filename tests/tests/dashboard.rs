@@ -422,6 +422,60 @@ async fn t20_workflow_page_draws_its_dag_until_every_step_succeeded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn t25_a_switch_draws_every_branch_and_greys_the_one_not_taken() {
+    scenario("t25_switch_dag", Duration::from_secs(120), async |d| {
+        let spec = "name: dashboard-switch\nsteps:\n\
+            \x20 - { name: rate, run: echo, arguments: { risk: value(\"low\") } }\n\
+            \x20 - name: route\n\
+            \x20   run: switch\n\
+            \x20   arguments: { on: result(rate.risk) }\n\
+            \x20   with:\n\
+            \x20     branches:\n\
+            \x20       low: [ { name: apply, run: echo } ]\n\
+            \x20       high: [ { name: review, run: echo }, { name: apply, run: echo, wait_for: [review] } ]\n\
+            \x20 - { name: done, run: echo, arguments: { r: result(route.apply) } }\n";
+        let id = submit(d, 1, "workflow", json!({ "spec": spec, "inputs": {} })).await?;
+        d.open(2, &format!("#/work/{id}")).await?;
+        let script = "const steps = [...document.querySelectorAll('[data-test=dag-step]')];\
+            const edges = [...document.querySelectorAll('[data-test=dag-edge]')];\
+            const status = document.querySelector('[data-test=item-status]');\
+            return { status: status ? status.dataset.status : null,\
+                     steps: Object.fromEntries(steps.map(s => [s.dataset.step, s.dataset.state])),\
+                     edges: edges.map(e => e.dataset.from + '>' + e.dataset.to).sort() };";
+        let view = poll_until(PAGE_WAIT * 2, "the switch run completed on its page", || async {
+            let v = d.read(script).await?;
+            Ok((v["status"] == "completed" && v["steps"]["done"] == "succeeded").then_some(v))
+        })
+        .await?;
+        assert_eq!(
+            view["steps"],
+            json!({
+                "rate": "succeeded",
+                "route": "succeeded",
+                "route/low/apply": "succeeded",
+                "route/high/review": "skipped",
+                "route/high/apply": "skipped",
+                "done": "succeeded",
+            }),
+            "every branch's steps are drawn, the one not taken as skipped"
+        );
+        assert_eq!(
+            view["edges"],
+            json!([
+                "rate>route",
+                "route/high/review>route/high/apply",
+                "route>done",
+                "route>route/high/review",
+                "route>route/low/apply",
+            ]),
+            "a branch's first steps hang off the switch"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn t30_work_table_pages_forward_and_back() {
     scenario("t30_work_pages", Duration::from_secs(150), async |d| {
         let mut submitted = BTreeSet::new();

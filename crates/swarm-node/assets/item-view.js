@@ -12,7 +12,7 @@ import { badge, emptyRow, errorCard, leaseBar, progressCell, agoText, signature 
 import { renderDag } from "./dag.js";
 
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
-const STEP_STATES = ["pending", "running", "retrying", "succeeded", "failed", "cancelled", "undone", "undo_failed", "skipped"];
+const STEP_STATES = ["pending", "running", "retrying", "succeeded", "failed", "cancelled", "undone", "undo_failed", "skipped", "waiting"];
 const POLL_MS = 1000;
 
 function fact(label, value, test) {

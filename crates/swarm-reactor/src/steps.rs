@@ -32,6 +32,7 @@
 //! ```
 
 use crate::journal::JournalEntry;
+use crate::report::SuspendReason;
 use crate::work_item::JournalRecord;
 
 /// Where a step stands, as far as the journal says.
@@ -52,11 +53,14 @@ pub enum StepState {
     UndoFailed,
     /// In a branch its `switch` did not take: it never runs.
     Skipped,
+    /// Parked: it waits for a signal or a time (or a step inside it does),
+    /// and runs again when the run is resumed.
+    Waiting,
 }
 
 impl StepState {
     /// The lowercase word scripts and the dashboard see: `running`, `retrying`, `succeeded`,
-    /// `failed`, `cancelled`, `undone`, `undo_failed`, `skipped`.
+    /// `failed`, `cancelled`, `undone`, `undo_failed`, `skipped`, `waiting`.
     pub fn as_str(self) -> &'static str {
         match self {
             StepState::Running => "running",
@@ -67,13 +71,17 @@ impl StepState {
             StepState::Undone => "undone",
             StepState::UndoFailed => "undo_failed",
             StepState::Skipped => "skipped",
+            StepState::Waiting => "waiting",
         }
     }
 
     /// Whether the step got as far as it will in this run: what a progress
     /// bar counts as done.
     pub fn is_done(self) -> bool {
-        !matches!(self, StepState::Running | StepState::Retrying)
+        !matches!(
+            self,
+            StepState::Running | StepState::Retrying | StepState::Waiting
+        )
     }
 }
 
@@ -176,6 +184,22 @@ impl StepBoard {
                 }
                 return None;
             }
+            // The run parked at a step that waits (named by its path from
+            // the top-level run, as are the steps inside it that stopped).
+            JournalEntry::RunSuspended {
+                reason: SuspendReason::Wait { .. },
+                step: Some(at),
+            } if inner.is_empty() => {
+                for row in &mut self.rows {
+                    let on_the_way = at
+                        .strip_prefix(row.name.as_str())
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+                    if row.state == StepState::Cancelled && on_the_way {
+                        row.state = StepState::Waiting;
+                    }
+                }
+                return None;
+            }
             JournalEntry::RunStarted { .. }
             | JournalEntry::RunFinished { .. }
             | JournalEntry::RunSuspended { .. } => return None,
@@ -229,7 +253,9 @@ impl StepBoard {
 
     /// The steps running now, in the order they started.
     pub fn running(&self) -> impl Iterator<Item = &StepRow> {
-        self.rows.iter().filter(|r| !r.state.is_done())
+        self.rows
+            .iter()
+            .filter(|r| matches!(r.state, StepState::Running | StepState::Retrying))
     }
 }
 
@@ -408,6 +434,58 @@ mod tests {
         // The sub-workflow's own run folds the same way.
         let sub = board("w2/sub", &journal, &[]);
         assert_eq!(rows(&sub), [("inner", "succeeded", 1, None)]);
+    }
+
+    #[test]
+    fn a_switch_parked_in_its_branch_shows_waiting_and_the_other_branch_skipped() {
+        let wait = || JournalEntry::RunSuspended {
+            reason: SuspendReason::Wait {
+                signal: Some("approve".into()),
+                until: None,
+                since: 1,
+            },
+            step: Some("route/high/approve".into()),
+        };
+        let cancelled = |step: &str| JournalEntry::StepCancelled { step: step.into() };
+        let mut entries = vec![
+            ("w", 2, started("route", 1)),
+            (
+                "w",
+                2,
+                JournalEntry::BranchTaken {
+                    step: "route".into(),
+                    branch: "high".into(),
+                    skipped: vec!["route/low/apply".into()],
+                },
+            ),
+            ("w/route/high", 2, started("approve", 1)),
+            ("w/route/high", 2, cancelled("approve")),
+            ("w/route/high", 2, wait()),
+            ("w", 2, cancelled("route")),
+            ("w", 2, wait()),
+        ];
+        let parked = board("w", &self::journal(&entries), &[(2, "node-1")]);
+        assert_eq!(
+            rows(&parked),
+            [
+                ("route", "waiting", 1, Some("node-1")),
+                ("route/low/apply", "skipped", 0, None),
+                ("route/high/approve", "waiting", 1, Some("node-1")),
+            ]
+        );
+        assert_eq!(parked.running().count(), 0);
+        assert_eq!(parked.done(), 1);
+        // Resumed: the switch and its step run again.
+        entries.push(("w", 3, started("route", 2)));
+        entries.push(("w/route/high", 3, started("approve", 2)));
+        let resumed = board("w", &self::journal(&entries), &[(3, "node-2")]);
+        assert_eq!(
+            resumed
+                .running()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>(),
+            ["route", "route/high/approve"]
+        );
     }
 
     #[test]

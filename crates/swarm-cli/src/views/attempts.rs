@@ -111,7 +111,7 @@ pub fn attempts_table(item: &WorkItem) -> Table {
             a.number.to_string(),
             a.holder.agent.clone(),
             a.holder.token.to_string(),
-            a.holder.granted_at_ms.to_string(),
+            crate::output::utc_time(a.holder.granted_at_ms),
             if a.holder.ended.is_empty() {
                 "live".to_string()
             } else {
@@ -252,12 +252,12 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "ATTEMPT  AGENT  TOKEN  GRANTED_AT  ENDED       ERROR"
+            "ATTEMPT  AGENT  TOKEN  GRANTED_AT            ENDED       ERROR"
         );
         assert_eq!(
             lines[1],
-            "1        a1     1      100         failed      disk full"
+            "1        a1     1      1970-01-01T00:00:00Z  failed      disk full"
         );
-        assert_eq!(lines[6], "4        a6     6      600         live        -");
+        assert_eq!(lines[6], "4        a6     6      1970-01-01T00:00:00Z  live        -");
     }
 }

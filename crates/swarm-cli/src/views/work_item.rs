@@ -461,7 +461,7 @@ mod tests {
         assert!(text.contains("dead letter      yes\n"), "{text}");
         assert!(text.contains("retries          2\n"), "{text}");
         assert!(
-            text.contains("1        a1     4      1700000000000  failed  boom\n"),
+            text.contains("1        a1     4      2023-11-14T22:13:20Z  failed  boom\n"),
             "{text}"
         );
     }
@@ -552,7 +552,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("2        a2     9      1700000000000  live     -\n"),
+            text.contains("2        a2     9      2023-11-14T22:13:20Z  live     -\n"),
             "{text}"
         );
         assert!(!text.contains("STEP"), "{text}");
