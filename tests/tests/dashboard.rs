@@ -463,12 +463,13 @@ async fn t25_a_switch_draws_every_branch_and_greys_the_one_not_taken() {
             view["edges"],
             json!([
                 "rate>route",
+                "route/high/apply>done",
                 "route/high/review>route/high/apply",
-                "route>done",
+                "route/low/apply>done",
                 "route>route/high/review",
                 "route>route/low/apply",
             ]),
-            "a branch's first steps hang off the switch"
+            "a branch hangs off its switch, and what comes after the switch after each branch"
         );
         Ok(())
     })

@@ -685,11 +685,12 @@ fn dag_steps(
 ) {
     for step in &workflow.spec().steps {
         let name = format!("{prefix}{}", step.name);
+        // After a switch means after its branch: drawn from each branch's last steps.
         let mut depends_on: Vec<String> = workflow
             .dependencies(&step.name)
             .unwrap_or_default()
             .into_iter()
-            .map(|d| format!("{prefix}{d}"))
+            .flat_map(|d| last_steps(workflow, d, prefix))
             .collect();
         if depends_on.is_empty() {
             depends_on.extend(entry.map(str::to_string));
@@ -708,6 +709,31 @@ fn dag_steps(
             dag_steps(inner, &inner_prefix, Some(&name), board, out);
         }
     }
+}
+
+/// What a step after `step` is drawn after: `step` itself, or for a
+/// `switch` the last steps of each of its branches (those no other step of
+/// the branch comes after).
+fn last_steps(workflow: &swarm_reactor::Workflow, step: &str, prefix: &str) -> Vec<String> {
+    let Some(branches) = workflow.branches(step) else {
+        return vec![format!("{prefix}{step}")];
+    };
+    let mut out = Vec::new();
+    for (branch, inner, _) in branches {
+        let inner_prefix = format!("{prefix}{step}/{branch}/");
+        let names = inner.step_names();
+        for name in &names {
+            let is_last = !names.iter().any(|other| {
+                inner
+                    .dependencies(other)
+                    .is_some_and(|deps| deps.contains(name))
+            });
+            if is_last {
+                out.extend(last_steps(inner, name, &inner_prefix));
+            }
+        }
+    }
+    out
 }
 
 fn item_view(item: &WorkItem, now: u64) -> Value {

@@ -258,6 +258,9 @@ mod tests {
             lines[1],
             "1        a1     1      1970-01-01T00:00:00Z  failed      disk full"
         );
-        assert_eq!(lines[6], "4        a6     6      1970-01-01T00:00:00Z  live        -");
+        assert_eq!(
+            lines[6],
+            "4        a6     6      1970-01-01T00:00:00Z  live        -"
+        );
     }
 }
