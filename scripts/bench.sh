@@ -13,7 +13,7 @@
 #              (swarm-vs-etcd workflows) and all submitted at once (swarm-load)
 #   failover   SIGKILL of the leader under load, time to the first
 #              acknowledged write (20 trials; 5 with --quick)
-#   memory     VmRSS of every node/member with 100,000 active claims
+#   memory     VmRSS of every node/member with 100,000 active claims, on fresh clusters
 #              (10,000 with --quick)
 # and prints a markdown table on stdout (progress on stderr). Everything it
 # started is stopped on exit, by recorded PID only.
@@ -270,6 +270,24 @@ for t in $(seq 1 "$trials"); do
 done
 
 # --- memory ---------------------------------------------------------------
+# On fresh clusters of both systems: what the RSS row measures is the memory
+# 100,000 active claims take, not that of the finished items the phases above
+# left behind (kept for the retention period) or of failover restarts.
+log "memory: fresh clusters (stopping both, wiping their data)"
+"$root/scripts/cluster-down.sh" >&2
+for m in 1 2 3; do
+    pid="$(cat "$work/etcd/m$m.pid")"
+    [[ "$pid" =~ ^[0-9]+$ ]] && kill -TERM "$pid" 2>/dev/null || true
+done
+for m in 1 2 3; do
+    pid="$(cat "$work/etcd/m$m.pid")"
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    rm -rf "$work/etcd/m$m"
+done
+rm -rf "$SWARM_CLUSTER_DIR"/node1 "$SWARM_CLUSTER_DIR"/node2 "$SWARM_CLUSTER_DIR"/node3
+"$root/scripts/cluster-up.sh" >&2
+for m in 1 2 3; do start_etcd_member "$m"; done
+etcd_healthy
 rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 record_rss() {
     local phase=$1 n pid
