@@ -62,8 +62,8 @@
 //!   from its first journal entry to its last: ready steps, concurrency, how the run ends),
 //!   `run` (a run in progress and its ledger of steps), `attempt` (one step's attempts:
 //!   retries, backoff, timeouts), `transition` (the one place a step's state change is
-//!   journaled, told to middleware and sent as an event), `compose` (`map` and `workflow`
-//!   steps), `undo` (rollback and compensation), `cancel` (cancel, suspend and deadline
+//!   journaled, told to middleware and sent as an event), `compose` (`map`, `workflow`
+//!   and `switch` steps), `undo` (rollback and compensation), `cancel` (cancel, suspend and deadline
 //!   signals).
 //! - [`step`]: the [`Step`] trait for custom kinds, [`StepContext`] and the [`Registry`].
 //! - [`kinds`]: built-in kinds `exec`, `http`, `sleep`, `echo`, `fail`.

@@ -47,7 +47,7 @@ pub struct WorkflowSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepSpec {
     pub name: String,
-    /// The step kind: a registered [`crate::Step`], or `map` / `workflow`.
+    /// The step kind: a registered [`crate::Step`], or `map` / `switch` / `workflow`.
     pub run: String,
     /// Configuration for the kind (`command` for exec, `url` for http, ...).
     #[serde(default)]

@@ -132,7 +132,7 @@ pub trait Step: Send + Sync + 'static {
 }
 
 /// Names that the executor handles itself and that no registered kind may take.
-pub const COMPOSITE_KINDS: [&str; 2] = ["map", "workflow"];
+pub const COMPOSITE_KINDS: [&str; 3] = ["map", "switch", "workflow"];
 
 /// Why a kind could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -154,7 +154,7 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// No kinds at all (`map` and `workflow` always work).
+    /// No kinds at all (`map`, `switch` and `workflow` always work).
     pub fn empty() -> Self {
         Self::default()
     }

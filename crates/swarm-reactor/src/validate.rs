@@ -530,7 +530,7 @@ fn resolve_map(
         errs: at.errs,
     };
     let runner = match template.run.as_str() {
-        "map" | "workflow" => {
+        "map" | "switch" | "workflow" => {
             // Nesting composites inside map is not supported: keep the template a plain kind.
             inner_at.field(
                 "run",

@@ -67,7 +67,7 @@ return: ghost
         "step \"a\" is defined more than once",
         "step \"b\" argument \"y\" refers to unknown input \"nope\"",
         "step \"b\" argument \"z\" refers to unknown step \"ghost\"",
-        "step \"k\" field \"run\": unknown step kind \"teleport\" (known: echo, exec, fail, http, map, signal, sleep, workflow)",
+        "step \"k\" field \"run\": unknown step kind \"teleport\" (known: echo, exec, fail, http, map, signal, sleep, switch, workflow)",
         "step \"t\" field \"timeout\": bad duration \"5 parsecs\"",
         "step \"t\" field \"backoff.initial\": bad duration \"soon\"",
         "step \"w\" field \"wait_for\": refers to unknown step \"nobody\"",
@@ -127,7 +127,7 @@ fn unknown_kind_lists_the_known_ones() {
     assert_eq!(
         msgs,
         vec![
-            "step \"a\" field \"run\": unknown step kind \"nope\" (known: echo, exec, fail, http, map, signal, sleep, workflow)"
+            "step \"a\" field \"run\": unknown step kind \"nope\" (known: echo, exec, fail, http, map, signal, sleep, switch, workflow)"
         ]
     );
 }
