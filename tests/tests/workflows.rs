@@ -130,6 +130,14 @@ async fn wait_status(
     .await
 }
 
+/// Waits (up to 60 s) until the item completes: the item and its result.
+async fn completed(cluster: &Cluster, id: &str) -> Result<(WorkItem, Value)> {
+    let done = wait_status(cluster, id, WorkStatus::Completed, Duration::from_secs(60)).await?;
+    let result = serde_json::from_str(done.result_json.as_deref().unwrap_or("null"))
+        .context("the item's result is not JSON")?;
+    Ok((done, result))
+}
+
 /// The reactor journal entries of the item's top-level run, with the token
 /// each was recorded under.
 fn journal(item: &WorkItem) -> Vec<(u64, Value)> {
@@ -739,15 +747,7 @@ async fn t90_a_run_waiting_for_approval_survives_a_full_restart_and_goes_on_when
                     payload_json: r#"{"by": "alice", "ok": true}"#.into(),
                 })
                 .await?;
-            let done = wait_status(
-                &cluster,
-                &id,
-                WorkStatus::Completed,
-                Duration::from_secs(60),
-            )
-            .await?;
-            let result: Value =
-                serde_json::from_str(done.result_json.as_deref().unwrap_or("null"))?;
+            let (done, result) = completed(&cluster, &id).await?;
             assert_eq!(
                 result,
                 json!({ "change": "raise-limits", "approved_by": "alice" })
@@ -869,11 +869,11 @@ async fn t92_on_exhausted_pause_parks_a_run_that_resume_finishes_once_fixed() {
 /// skipped; a low-risk run takes the other branch without waiting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn t93_a_switch_takes_the_branch_its_value_names_and_shows_the_others_skipped() {
-    let mut cluster = Cluster::start(3).await.unwrap();
-    let result = within(
+    within(
         Duration::from_secs(120),
         "t93_a_switch_takes_the_branch_its_value_names_and_shows_the_others_skipped",
         async {
+            let cluster = Cluster::start(3).await?;
             let spec = std::fs::read_to_string(
                 Path::new(env!("CARGO_MANIFEST_DIR"))
                     .join("../cluster/workflows/review-by-risk.yaml"),
@@ -929,15 +929,7 @@ async fn t93_a_switch_takes_the_branch_its_value_names_and_shows_the_others_skip
                 |id: String, by: &'static str, expected: Vec<(&'static str, &'static str)>| {
                     let cluster = &cluster;
                     async move {
-                        let done = wait_status(
-                            cluster,
-                            &id,
-                            WorkStatus::Completed,
-                            Duration::from_secs(60),
-                        )
-                        .await?;
-                        let result: Value =
-                            serde_json::from_str(done.result_json.as_deref().unwrap_or("null"))?;
+                        let (_, result) = completed(cluster, &id).await?;
                         assert_eq!(
                             result,
                             json!({ "change": "raise-limits", "approved_by": by })
@@ -988,10 +980,6 @@ async fn t93_a_switch_takes_the_branch_its_value_names_and_shows_the_others_skip
             Ok(())
         },
     )
-    .await;
-    if result.is_err() {
-        cluster.print_log_tails();
-        cluster.keep_dir();
-    }
-    result.unwrap();
+    .await
+    .unwrap();
 }

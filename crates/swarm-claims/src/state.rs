@@ -745,7 +745,6 @@ impl WorkItem {
     /// lease goes.
     pub(crate) fn materialize_claim_event(&mut self) {
         if let Some(event) = self.implied_claim_event() {
-            self.claim_event_implied = false;
             edit(&mut self.events, |e| {
                 e.reserve_exact(1);
                 e.push(event);

@@ -202,11 +202,7 @@ steps:
     );
     let report = run(&Reactor::new(), &wf, json!({})).await;
     assert_eq!(report.status, RunStatus::Failed);
-    let undos: Vec<String> = probe
-        .log()
-        .into_iter()
-        .filter(|l| l.starts_with("undo:"))
-        .collect();
+    let undos: Vec<String> = probe.logged("undo:");
     assert_eq!(undos, vec!["undo:b", "undo:c", "undo:a"]);
     assert_eq!(report.undone, vec!["b", "c", "a"]);
     assert_eq!(
@@ -516,11 +512,7 @@ steps:
     );
     let report = run(&Reactor::new(), &wf, json!({})).await;
     assert_eq!(report.undone, vec!["each"]);
-    let undos: Vec<String> = probe
-        .log()
-        .into_iter()
-        .filter(|l| l.starts_with("undo:"))
-        .collect();
+    let undos: Vec<String> = probe.logged("undo:");
     assert_eq!(undos, vec!["undo:each[2]", "undo:each[1]", "undo:each[0]"]);
 }
 
@@ -552,11 +544,7 @@ steps:
     );
     let report = run(&Reactor::new(), &wf, json!({})).await;
     assert_eq!(report.status, RunStatus::Failed);
-    let undos: Vec<String> = probe
-        .log()
-        .into_iter()
-        .filter(|l| l.starts_with("undo:"))
-        .collect();
+    let undos: Vec<String> = probe.logged("undo:");
     assert_eq!(
         undos,
         vec!["undo:inner/two", "undo:inner/one", "undo:prepare"]

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -198,12 +199,7 @@ impl<'a> StepRun<'a> {
                 template,
                 max_concurrency,
             } => {
-                let cancel = self.cancel.within(spec.timeout);
-                let _all = if exclusive {
-                    self.run.acquire(true).await
-                } else {
-                    None
-                };
+                let (cancel, _all) = self.composite_scope(exclusive).await;
                 let map = StepRun {
                     cancel: &cancel,
                     held: exclusive || self.held,
@@ -212,12 +208,7 @@ impl<'a> StepRun<'a> {
                 map.run_map(template, *max_concurrency).await
             }
             Runner::Workflow(sub) => {
-                let cancel = self.cancel.within(spec.timeout);
-                let _all = if exclusive {
-                    self.run.acquire(true).await
-                } else {
-                    None
-                };
+                let (cancel, _all) = self.composite_scope(exclusive).await;
                 StepRun {
                     cancel: &cancel,
                     ..*self
@@ -226,12 +217,7 @@ impl<'a> StepRun<'a> {
                 .await
             }
             Runner::Switch { branches, default } => {
-                let cancel = self.cancel.within(spec.timeout);
-                let _all = if exclusive {
-                    self.run.acquire(true).await
-                } else {
-                    None
-                };
+                let (cancel, _all) = self.composite_scope(exclusive).await;
                 StepRun {
                     cancel: &cancel,
                     ..*self
@@ -240,6 +226,18 @@ impl<'a> StepRun<'a> {
                 .await
             }
         }
+    }
+
+    /// What a composite step (`map`, `workflow`, `switch`) runs within: its timeout over all
+    /// it runs, and, when it must run alone, every permit of the run, held until dropped.
+    async fn composite_scope(&self, exclusive: bool) -> (Cancel, Option<OwnedSemaphorePermit>) {
+        let cancel = self.cancel.within(self.step.spec.timeout);
+        let all = if exclusive {
+            self.run.acquire(true).await
+        } else {
+            None
+        };
+        (cancel, all)
     }
 
     /// Records that the step was stopped (cancelled, or stopped by a suspension).

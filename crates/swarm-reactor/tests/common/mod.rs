@@ -26,6 +26,14 @@ impl Probe {
         self.log.lock().unwrap().clone()
     }
 
+    /// The log lines that start with `prefix` (`"run:"`, `"undo:"`), in order.
+    pub fn logged(&self, prefix: &str) -> Vec<String> {
+        self.log()
+            .into_iter()
+            .filter(|l| l.starts_with(prefix))
+            .collect()
+    }
+
     pub fn max_running(&self) -> usize {
         self.max_running.load(Ordering::SeqCst)
     }
