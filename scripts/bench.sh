@@ -8,7 +8,10 @@
 # (scripts/cluster-up.sh) and a three-member etcd cluster, both on 127.0.0.1
 # with their data in one temp dir (the same disk), then measures:
 #   claims     submit → claim → complete at 1, 8, 64, 256 clients, each client
-#              on its own HTTP/2 connection (swarm-vs-etcd claims)
+#              on its own HTTP/2 connection (swarm-vs-etcd claims); also
+#              against swarm-ceiling, the same calls and state machine over
+#              the same gRPC stack from one process's memory (no Raft, no
+#              fsync): the ceiling column
 #   workflows  five-step no-op workflows at a steady offered rate
 #              (swarm-vs-etcd workflows) and all submitted at once (swarm-load)
 #   failover   SIGKILL of the leader under load, time to the first
@@ -33,7 +36,7 @@ while [[ $# -gt 0 ]]; do
         shift
         ;;
     -h | --help)
-        sed -n '2,21p' "$0"
+        sed -n '2,24p' "$0"
         exit 0
         ;;
     *)
@@ -68,16 +71,17 @@ if [[ ${#packages[@]} -gt 0 ]]; then
         { apt-get update >&2 && apt-get install -y "${packages[@]}" >&2; }
 fi
 
-for port in 7101 7102 7103 7201 7202 7203 2379 2380 22379 22380 32379 32380; do
+for port in 7101 7102 7103 7201 7202 7203 7401 2379 2380 22379 22380 32379 32380; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         echo "error: 127.0.0.1:$port is in use; stop whatever listens there first" >&2
         exit 1
     fi
 done
 
-log "building swarm-vs-etcd (feature etcd) and swarm-load (release)"
-(cd "$root" && cargo build --release -p swarm-bench --features etcd --bin swarm-vs-etcd --bin swarm-load >&2)
+log "building swarm-vs-etcd (feature etcd), swarm-ceiling and swarm-load (release)"
+(cd "$root" && cargo build --release -p swarm-bench --features etcd --bin swarm-vs-etcd --bin swarm-load --bin swarm-ceiling >&2)
 vs="$root/target/release/swarm-vs-etcd"
+ceiling="$root/target/release/swarm-ceiling"
 load="$root/target/release/swarm-load"
 swarmd="$root/target/release/swarmd"
 swarmctl="$root/target/release/swarmctl"
@@ -99,6 +103,8 @@ teardown() {
     log "tearing down"
     "$root/scripts/cluster-down.sh" >&2 2>/dev/null || true
     local m pid
+    pid="$(cat "$work/ceiling.pid" 2>/dev/null)" || true
+    [[ "$pid" =~ ^[0-9]+$ ]] && kill -TERM "$pid" 2>/dev/null || true
     for m in 1 2 3; do
         pid="$(cat "$work/etcd/m$m.pid" 2>/dev/null)" || continue
         [[ "$pid" =~ ^[0-9]+$ ]] && kill -TERM "$pid" 2>/dev/null || true
@@ -206,10 +212,15 @@ log "starting the Swarm cluster in $SWARM_CLUSTER_DIR"
 log "starting the etcd cluster in $work/etcd"
 for m in 1 2 3; do start_etcd_member "$m"; done
 etcd_healthy
+log "starting swarm-ceiling (no consensus, no disk) on 127.0.0.1:7401"
+nohup "$ceiling" --listen 127.0.0.1:7401 </dev/null >>"$work/ceiling.log" 2>&1 &
+echo $! >"$work/ceiling.pid"
+disown "$!" 2>/dev/null || true
+for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/7401) 2>/dev/null && break; sleep 0.1; done
 
 # --- claims ---------------------------------------------------------------
 for n in "${concurrencies[@]}"; do
-    for sys in swarm etcd; do
+    for sys in swarm etcd ceiling; do
         log "claims: $sys, $n clients, $claim_secs"
         "$vs" claims --system "$sys" --clients "$n" --duration "$claim_secs" |
             python3 -c 'import json,sys; d=json.load(sys.stdin); d["kind"]="claims"; print(json.dumps(d))' >>"$results"
@@ -317,11 +328,13 @@ json_out, quick, fill_count, trials = sys.argv[2], sys.argv[3] == "1", int(sys.a
 claims = []
 by = {(r["system"], r["clients"]): r for r in rows if r["kind"] == "claims"}
 for n in sorted({c for _, c in by}):
-    s, e = by.get(("swarm", n), {}), by.get(("etcd", n), {})
-    sp, ep = s.get("per_s", 0.0), e.get("per_s", 0.0)
+    s, e, c = by.get(("swarm", n), {}), by.get(("etcd", n), {}), by.get(("ceiling", n), {})
+    sp, ep, cp = s.get("per_s", 0.0), e.get("per_s", 0.0), c.get("per_s", 0.0)
     claims.append({
         "clients": n, "swarm_per_s": round(sp, 1), "etcd_per_s": round(ep, 1),
         "ratio": round(sp / ep, 2) if ep else None,
+        "ceiling_per_s": round(cp, 1), "of_ceiling": round(sp / cp, 2) if cp else None,
+        "ceiling_p50_ms": c.get("p50_ms"),
         "swarm_p50_ms": s.get("p50_ms"), "swarm_p99_ms": s.get("p99_ms"), "swarm_p999_ms": s.get("p999_ms"),
         "etcd_p50_ms": e.get("p50_ms"), "etcd_p99_ms": e.get("p99_ms"), "etcd_p999_ms": e.get("p999_ms"),
         "swarm_errors": s.get("errors"), "etcd_errors": e.get("errors"),
@@ -347,6 +360,7 @@ out = {
     "durability": {
         "swarm": "sled flush + fdatasync on a majority before each acknowledged write",
         "etcd": "WAL fdatasync on a majority before each acknowledged write (etcd default)",
+        "ceiling": "none: one process, state in memory, no Raft (swarm-ceiling)",
     },
     "claims": claims,
     "failover_ms": fo,
@@ -365,12 +379,18 @@ def f(x, d=1):
     return "—" if x is None else f"{x:,.{d}f}"
 
 print(f"### Swarm vs etcd, claim workload (submit → claim → complete; claim latency){' — quick run' if quick else ''}\n")
-print("| clients | Swarm claims/s | etcd claims/s | Swarm/etcd | Swarm p50 / p99 / p99.9 ms | etcd p50 / p99 / p99.9 ms |")
-print("|---:|---:|---:|---:|---:|---:|")
+print("| clients | Swarm claims/s | etcd claims/s | Swarm/etcd | Swarm p50 / p99 / p99.9 ms | etcd p50 / p99 / p99.9 ms "
+      "| ceiling claims/s (p50 ms) | Swarm/ceiling |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|")
 for c in claims:
     print(f"| {c['clients']} | {f(c['swarm_per_s'], 0)} | {f(c['etcd_per_s'], 0)} | {f(c['ratio'], 2)}× "
           f"| {f(c['swarm_p50_ms'], 2)} / {f(c['swarm_p99_ms'], 2)} / {f(c['swarm_p999_ms'], 2)} "
-          f"| {f(c['etcd_p50_ms'], 2)} / {f(c['etcd_p99_ms'], 2)} / {f(c['etcd_p999_ms'], 2)} |")
+          f"| {f(c['etcd_p50_ms'], 2)} / {f(c['etcd_p99_ms'], 2)} / {f(c['etcd_p999_ms'], 2)} "
+          f"| {f(c['ceiling_per_s'], 0)} ({f(c['ceiling_p50_ms'], 2)}) | {f(c['of_ceiling'], 2)} |")
+print()
+print("ceiling: swarm-ceiling, the same three calls and state machine over the same gRPC stack "
+      "from one process's memory, with no Raft and no fsync; Swarm/ceiling is the share of it "
+      "Swarm keeps with consensus and a majority's fdatasync.")
 print()
 print("| figure | Swarm | etcd |")
 print("|---|---:|---:|")

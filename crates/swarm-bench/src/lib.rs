@@ -16,6 +16,8 @@
 //! - `src/bin/swarm-vs-etcd.rs`: the claim workload against Swarm and etcd,
 //!   failover and memory fill (etcd side behind the `etcd` feature), for
 //!   `scripts/bench.sh`.
+//! - `src/bin/swarm-ceiling.rs`: the no-consensus server of the bench's
+//!   ceiling column.
 //! - `src/bin/swarm-soak.rs`: runs [`soak`] for `scripts/soak.sh`.
 
 pub mod client {

@@ -50,6 +50,10 @@ pub mod telemetry;
 pub mod tls;
 mod work_service;
 
+/// The node's conversion of items to the wire and of state-machine refusals
+/// to gRPC statuses (the bench's no-consensus server answers as a node does).
+pub use convert::{claim_error_status, item_to_pb};
+
 pub use config::{Config, Flags, LogFormat};
 pub use node::run;
 pub use telemetry::Telemetry;

@@ -12,6 +12,10 @@
 //! - `workflows`: five-step no-op workflows started at a steady rate (Swarm
 //!   only): completed/s and submit-to-completed latency.
 //!
+//! `--system ceiling` runs `claims` against `swarm-ceiling` (the same calls
+//! and state machine from one process's memory: no Raft, no disk), the
+//! ceiling of the bench's table.
+//!
 //! The etcd side (`--system etcd`) needs the `etcd` cargo feature: the
 //! `etcd-client` crate over our own tonic channel (building that crate needs
 //! a system `protoc`); without it only `--system swarm` works.
@@ -52,6 +56,9 @@ struct Args {
         default_value = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103"
     )]
     swarm_endpoints: Vec<String>,
+    /// The no-consensus server (`swarm-ceiling`) for `--system ceiling`.
+    #[arg(long, default_value = "127.0.0.1:7401")]
+    ceiling_endpoint: String,
     /// etcd member client addresses, comma separated.
     #[arg(
         long,
@@ -91,6 +98,8 @@ fn swarm_channel(addr: &str) -> Result<Channel> {
 enum System {
     Swarm,
     Etcd,
+    /// `swarm-ceiling`: Swarm's calls from memory, no Raft, no disk.
+    Ceiling,
 }
 
 impl System {
@@ -98,6 +107,19 @@ impl System {
         match self {
             System::Swarm => "swarm",
             System::Etcd => "etcd",
+            System::Ceiling => "ceiling",
+        }
+    }
+}
+
+impl Args {
+    /// The Swarm-protocol endpoints of `system` (Swarm's nodes, or the
+    /// ceiling server); etcd's are its own.
+    fn endpoints(&self, system: System) -> Vec<String> {
+        match system {
+            System::Swarm => self.swarm_endpoints.clone(),
+            System::Ceiling => vec![self.ceiling_endpoint.clone()],
+            System::Etcd => self.etcd_endpoints.clone(),
         }
     }
 }
@@ -487,8 +509,8 @@ async fn claims(args: &Args, system: System, n: usize, duration: Duration) -> Re
     let run = run_tag();
     let stop = Arc::new(AtomicBool::new(false));
     let (r, elapsed) = match system {
-        System::Swarm => {
-            let cs = swarm_claimers(&args.swarm_endpoints, n, &run, 30_000).await?;
+        System::Swarm | System::Ceiling => {
+            let cs = swarm_claimers(&args.endpoints(system), n, &run, 30_000).await?;
             run_all(cs, duration, stop, false).await?
         }
         #[cfg(feature = "etcd")]
@@ -523,7 +545,7 @@ async fn claims(args: &Args, system: System, n: usize, duration: Duration) -> Re
 /// One write that must be acknowledged through Raft, on `ch`.
 async fn probe_write(system: System, ch: Channel, n: u64) -> Result<()> {
     match system {
-        System::Swarm => {
+        System::Swarm | System::Ceiling => {
             WorkServiceClient::new(ch)
                 .submit(SubmitRequest {
                     r#type: "failover".into(),
@@ -551,14 +573,14 @@ async fn failover(
     load_clients: usize,
     timeout: Duration,
 ) -> Result<()> {
-    let endpoints = match system {
-        System::Swarm => &args.swarm_endpoints,
-        System::Etcd => &args.etcd_endpoints,
-    };
-    let probes: Vec<Channel> = endpoints
+    if system == System::Ceiling {
+        bail!("failover needs a cluster; the ceiling server is a single process");
+    }
+    let probes: Vec<Channel> = args
+        .endpoints(system)
         .iter()
         .map(|e| match system {
-            System::Swarm => swarm_channel(e),
+            System::Swarm | System::Ceiling => swarm_channel(e),
             System::Etcd => channel(e),
         })
         .collect::<Result<_>>()?;
@@ -574,8 +596,9 @@ async fn failover(
         let stop = stop.clone();
         let long = Duration::from_secs(3600);
         match system {
-            System::Swarm => {
-                let cs = swarm_claimers(&args.swarm_endpoints, load_clients, &run, 30_000).await?;
+            System::Swarm | System::Ceiling => {
+                let cs =
+                    swarm_claimers(&args.endpoints(system), load_clients, &run, 30_000).await?;
                 tokio::spawn(async move { run_all(cs, long, stop, true).await.map(|_| ()) })
             }
             #[cfg(feature = "etcd")]
@@ -645,8 +668,8 @@ async fn fill(args: &Args, system: System, count: usize, clients: usize) -> Resu
     let per = count.div_ceil(clients);
     let start = Instant::now();
     let claimed: usize = match system {
-        System::Swarm => {
-            let cs = swarm_claimers(&args.swarm_endpoints, clients, &run, 3_600_000).await?;
+        System::Swarm | System::Ceiling => {
+            let cs = swarm_claimers(&args.endpoints(system), clients, &run, 3_600_000).await?;
             let tasks = cs.into_iter().map(|mut c| async move {
                 for _ in 0..per {
                     c.submit("{}".into()).await?;
