@@ -183,9 +183,15 @@ impl Default for Config {
 impl Default for RaftTimings {
     fn default() -> Self {
         RaftTimings {
-            heartbeat: Duration::from_millis(50),
-            election_min: Duration::from_millis(150),
-            election_max: Duration::from_millis(300),
+            // Failover takes about two election timeouts: a follower's first
+            // (pre-)vote comes before its peer's leader lease (openraft: the
+            // longest election timeout) has run out and is refused, the next
+            // one wins. 120-180 ms keeps it near 300-400 ms on loopback; a
+            // leader that cannot send a heartbeat to both followers within
+            // 120 ms (30 ms apart) is deposed.
+            heartbeat: Duration::from_millis(30),
+            election_min: Duration::from_millis(120),
+            election_max: Duration::from_millis(180),
         }
     }
 }
@@ -382,15 +388,15 @@ pub struct Flags {
 /// The flags of the `[raft]` keys.
 #[derive(Debug, Default, clap::Args, Serialize)]
 pub struct RaftFlags {
-    /// Raft heartbeat interval (e.g. 50ms).
+    /// Raft heartbeat interval (e.g. 30ms).
     #[arg(long, value_parser = duration)]
     #[serde(serialize_with = "humantime_serde::serialize")]
     pub heartbeat: Option<Duration>,
-    /// Shortest election timeout (e.g. 150ms).
+    /// Shortest election timeout (e.g. 120ms).
     #[arg(long, value_parser = duration)]
     #[serde(serialize_with = "humantime_serde::serialize")]
     pub election_min: Option<Duration>,
-    /// Longest election timeout (e.g. 300ms).
+    /// Longest election timeout (e.g. 180ms).
     #[arg(long, value_parser = duration)]
     #[serde(serialize_with = "humantime_serde::serialize")]
     pub election_max: Option<Duration>,
@@ -877,7 +883,7 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         let c = Config::load(flags(&[])).unwrap();
-        assert_eq!(c.raft.heartbeat, Duration::from_millis(50));
+        assert_eq!(c.raft.heartbeat, Duration::from_millis(30));
         assert_eq!(c.advertise, "127.0.0.1:7101");
     }
 
