@@ -219,11 +219,36 @@ disown "$!" 2>/dev/null || true
 for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/7401) 2>/dev/null && break; sleep 0.1; done
 
 # --- claims ---------------------------------------------------------------
+# CPU ticks (user + system) used so far by the server processes of SYSTEM:
+# what one loop costs them, summed over nodes/members, is reported beside
+# the throughput (on 2 cores it is what bounds it).
+server_pids() {
+    case $1 in
+    swarm) cat "$SWARM_CLUSTER_DIR"/node{1,2,3}.pid ;;
+    etcd) cat "$work"/etcd/m{1,2,3}.pid ;;
+    ceiling) cat "$work/ceiling.pid" ;;
+    esac
+}
+cpu_ticks() {
+    local t=0 p u s
+    for p in $(server_pids "$1"); do
+        read -r u s < <(awk '{print $14, $15}' "/proc/$p/stat")
+        t=$((t + u + s))
+    done
+    echo "$t"
+}
 for n in "${concurrencies[@]}"; do
     for sys in swarm etcd ceiling; do
         log "claims: $sys, $n clients, $claim_secs"
-        "$vs" claims --system "$sys" --clients "$n" --duration "$claim_secs" |
-            python3 -c 'import json,sys; d=json.load(sys.stdin); d["kind"]="claims"; print(json.dumps(d))' >>"$results"
+        before="$(cpu_ticks "$sys")"
+        out="$("$vs" claims --system "$sys" --clients "$n" --duration "$claim_secs")"
+        after="$(cpu_ticks "$sys")"
+        echo "$out" | python3 -c '
+import json, sys
+d = json.load(sys.stdin); d["kind"] = "claims"
+ticks, hz = int(sys.argv[2]) - int(sys.argv[1]), int(sys.argv[3])
+d["cpu_us_per_loop"] = round(ticks / hz / d["claims"] * 1e6) if d["claims"] else None
+print(json.dumps(d))' "$before" "$after" "$(getconf CLK_TCK)" >>"$results"
         tail -n1 "$results" >&2
     done
 done
@@ -335,6 +360,7 @@ for n in sorted({c for _, c in by}):
         "ratio": round(sp / ep, 2) if ep else None,
         "ceiling_per_s": round(cp, 1), "of_ceiling": round(sp / cp, 2) if cp else None,
         "ceiling_p50_ms": c.get("p50_ms"),
+        "cpu_us_per_loop": {k: r.get("cpu_us_per_loop") for k, r in (("swarm", s), ("etcd", e), ("ceiling", c))},
         "swarm_p50_ms": s.get("p50_ms"), "swarm_p99_ms": s.get("p99_ms"), "swarm_p999_ms": s.get("p999_ms"),
         "etcd_p50_ms": e.get("p50_ms"), "etcd_p99_ms": e.get("p99_ms"), "etcd_p999_ms": e.get("p999_ms"),
         "swarm_errors": s.get("errors"), "etcd_errors": e.get("errors"),
@@ -387,6 +413,12 @@ for c in claims:
           f"| {f(c['swarm_p50_ms'], 2)} / {f(c['swarm_p99_ms'], 2)} / {f(c['swarm_p999_ms'], 2)} "
           f"| {f(c['etcd_p50_ms'], 2)} / {f(c['etcd_p99_ms'], 2)} / {f(c['etcd_p999_ms'], 2)} "
           f"| {f(c['ceiling_per_s'], 0)} ({f(c['ceiling_p50_ms'], 2)}) | {f(c['of_ceiling'], 2)} |")
+print()
+print("| clients | server CPU per loop, µs (all nodes/members): Swarm | etcd | ceiling |")
+print("|---:|---:|---:|---:|")
+for c in claims:
+    u = c["cpu_us_per_loop"]
+    print(f"| {c['clients']} | {f(u['swarm'], 0)} | {f(u['etcd'], 0)} | {f(u['ceiling'], 0)} |")
 print()
 print("ceiling: swarm-ceiling, the same three calls and state machine over the same gRPC stack "
       "from one process's memory, with no Raft and no fsync; Swarm/ceiling is the share of it "

@@ -208,7 +208,7 @@ impl Agent {
             match self.ctx.cluster.request(claim).await {
                 Ok(items) => {
                     for item in items {
-                        self.clone().start_run(item);
+                        self.clone().start_run(item, true);
                     }
                 }
                 Err(e @ ClusterError::Refused(_)) => tracing::debug!(error = %e, "claim refused"),
@@ -236,7 +236,7 @@ impl Agent {
             })
         };
         for item in new {
-            self.clone().start_run(item);
+            self.clone().start_run(item, false);
         }
     }
 
@@ -366,7 +366,10 @@ impl Agent {
         }
     }
 
-    fn start_run(self: Arc<Self>, item: WorkItem) {
+    /// Runs `item`, which this node holds: `granted` when `item` is the
+    /// answer to this node's own claim (its journal is then read from it),
+    /// not a replica's view of an item it came to hold.
+    fn start_run(self: Arc<Self>, item: WorkItem, granted: bool) {
         let Some(lease) = item.lease.clone() else {
             return;
         };
@@ -405,12 +408,14 @@ impl Agent {
                     // Before anything is logged in it: the span starts then.
                     crate::telemetry::set_parent(&span, payload.trace.as_ref());
                     tracing::info!(parent: &span, workflow = workflow.name(), attempt = item.attempt, "running workflow");
+                    let journal = RaftJournal::new(self.ctx.clone(), id.clone(), token);
+                    let journal = if granted {
+                        journal.granted(&item)
+                    } else {
+                        journal
+                    };
                     let reactor = Reactor::new()
-                        .with_journal(Arc::new(RaftJournal::new(
-                            self.ctx.clone(),
-                            id.clone(),
-                            token,
-                        )))
+                        .with_journal(Arc::new(journal))
                         .with_capabilities(self.ctx.config.capabilities.clone())
                         .with_waits(Arc::new(ReplicaWaits {
                             ctx: self.ctx.clone(),

@@ -4,6 +4,12 @@
 //! the outcome that follows them when it comes within a few milliseconds,
 //! so a quick step costs one commit instead of two.
 //!
+//! A run this node starts from a claim it was just granted reads its
+//! journal from the granted item, not from the replica: that item holds
+//! every entry of earlier holders (they precede the grant in the log), and
+//! nothing can be written under the new token before the run writes it. So
+//! a fresh run needs no read barrier (a quorum round) before its first step.
+//!
 //! An append that does not land stops the run without undoing anything,
 //! and says why: `Fenced` when the state machine refused the entry (a stale
 //! token: another holder owns the work now; the agent checks and fails the
@@ -40,6 +46,9 @@ struct Inner {
     queue: Mutex<Queue>,
     /// One proposal at a time, so entries reach the log in queue order.
     sending: tokio::sync::Mutex<()>,
+    /// The item's journal as granted, for the run's first read (see the
+    /// module docs); taken by it.
+    granted: Mutex<Option<Vec<JournalRecord>>>,
 }
 
 #[derive(Default)]
@@ -67,8 +76,22 @@ impl RaftJournal {
                 token,
                 queue: Mutex::new(Queue::default()),
                 sending: tokio::sync::Mutex::new(()),
+                granted: Mutex::new(None),
             }),
         }
+    }
+
+    /// For a run started from `item` as this node's claim was just granted
+    /// (the claim's answer, not a replica read): its first read of the
+    /// journal is that item's, without a read barrier.
+    pub fn granted(self, item: &swarm_claims::WorkItem) -> RaftJournal {
+        let records = item
+            .journal()
+            .iter()
+            .filter_map(|j| JournalRecord::parse(&j.outcome))
+            .collect();
+        *self.inner.granted.lock().unwrap_or_else(|p| p.into_inner()) = Some(records);
+        self
     }
 }
 
@@ -174,15 +197,18 @@ fn fail_after_first_refusal(
         .collect()
 }
 
-#[async_trait]
-impl Journal for RaftJournal {
-    /// A progress entry is queued and returns at once; any other entry is
-    /// proposed together with the progress entries queued before it, and
-    /// returns once all of them are committed. A workflow step whose
-    /// outcome arrives within [`PROGRESS_LINGER`] costs one Raft entry.
-    async fn append(&self, run_id: &str, entry: JournalEntry) -> Result<(), JournalError> {
+impl RaftJournal {
+    /// Queues `entry`; with `wait`, proposes it with everything queued
+    /// before it and returns once they are committed. Without, returns at
+    /// once (an entry that is then refused fails the next append) and arms
+    /// the linger that commits it if nothing else comes.
+    async fn queue_entry(
+        &self,
+        run_id: &str,
+        entry: JournalEntry,
+        wait: bool,
+    ) -> Result<(), JournalError> {
         let inner = &self.inner;
-        let progress = entry.is_progress();
         let step = entry
             .step()
             .filter(|s| inner.ctx.limits.name("step", s).is_ok())
@@ -201,7 +227,7 @@ impl Journal for RaftJournal {
             outcome,
             now: 0,
         };
-        let (done, rx) = if progress {
+        let (done, rx) = if !wait {
             (None, None)
         } else {
             let (tx, rx) = oneshot::channel();
@@ -213,7 +239,7 @@ impl Journal for RaftJournal {
                 return Err(refused);
             }
             queue.waiting.push(Waiting { step, done });
-            let arm = progress && !queue.linger_armed;
+            let arm = !wait && !queue.linger_armed;
             if arm {
                 queue.linger_armed = true;
             }
@@ -237,8 +263,41 @@ impl Journal for RaftJournal {
             ))
         })
     }
+}
+
+#[async_trait]
+impl Journal for RaftJournal {
+    /// A progress entry is queued and returns at once; any other entry is
+    /// proposed together with the progress entries queued before it, and
+    /// returns once all of them are committed. A workflow step whose
+    /// outcome arrives within [`PROGRESS_LINGER`] costs one Raft entry.
+    async fn append(&self, run_id: &str, entry: JournalEntry) -> Result<(), JournalError> {
+        let wait = !entry.is_progress();
+        self.queue_entry(run_id, entry, wait).await
+    }
+
+    /// A pure step's outcome waits like a progress entry: it is committed
+    /// with the run's next awaited entry, or alone after the linger.
+    async fn append_deferred(&self, run_id: &str, entry: JournalEntry) -> Result<(), JournalError> {
+        self.queue_entry(run_id, entry, false).await
+    }
 
     async fn entries(&self, run_id: &str) -> Result<Vec<JournalEntry>, JournalError> {
+        let granted = self
+            .inner
+            .granted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(records) = granted
+            && self.inner.queue().waiting.is_empty()
+        {
+            return Ok(records
+                .into_iter()
+                .filter(|r| r.run == run_id)
+                .map(|r| r.entry)
+                .collect());
+        }
         // Our own queued entries first, then at least what the cluster has
         // committed, not a lagging replica.
         self.inner.flush().await;

@@ -135,6 +135,15 @@ pub trait Journal: Send + Sync + 'static {
     /// recorded, [`JournalError::Unknown`] when the entry may or may not have been recorded.
     async fn append(&self, run_id: &str, entry: JournalEntry) -> Result<(), JournalError>;
 
+    /// Records the outcome of a [pure](crate::Step::pure) step: like a progress entry, it may
+    /// become durable only with the run's next entry (always before it and in order), so a
+    /// chain of pure steps costs one write, not one each. A crash before then runs the step
+    /// again on resume, which changes nothing. An entry that could not be recorded fails the
+    /// run's next `append`. The default records it at once, like `append`.
+    async fn append_deferred(&self, run_id: &str, entry: JournalEntry) -> Result<(), JournalError> {
+        self.append(run_id, entry).await
+    }
+
     /// Every entry recorded for `run_id`, oldest first (empty for an unknown run). A
     /// [`JournalError::Fenced`] failure fails the run; any other suspends it.
     async fn entries(&self, run_id: &str) -> Result<Vec<JournalEntry>, JournalError>;

@@ -105,6 +105,16 @@ pub trait Step: Send + Sync + 'static {
     /// Runs one attempt. `arguments` is a JSON object with the step's resolved arguments.
     async fn run(&self, ctx: &StepContext, arguments: &Value) -> Result<Value, StepError>;
 
+    /// Whether the step is pure: it changes nothing outside its result, so running it again
+    /// with the same arguments does no harm. A pure step's success is not made durable on its
+    /// own: it rides with the run's next journal write ([`Journal::append_deferred`]), and the
+    /// steps after it start at once. Built-in: `echo`. Default: not pure.
+    ///
+    /// [`Journal::append_deferred`]: crate::Journal::append_deferred
+    fn pure(&self) -> bool {
+        false
+    }
+
     /// Whether [`Step::undo`] does anything; shown by `plan` and used to list undone steps.
     fn can_undo(&self) -> bool {
         false

@@ -207,3 +207,76 @@ async fn a_journal_failure_stops_the_run_with_its_error() {
         )))
     );
 }
+
+/// A journal that tells which call recorded each entry.
+#[derive(Default)]
+struct Calls {
+    inner: InMemoryJournal,
+    /// `("append" | "deferred", entry)` in call order.
+    calls: std::sync::Mutex<Vec<(&'static str, JournalEntry)>>,
+}
+
+#[async_trait]
+impl Journal for Calls {
+    async fn append(&self, run_id: &str, entry: JournalEntry) -> Result<(), JournalError> {
+        self.calls.lock().unwrap().push(("append", entry.clone()));
+        self.inner.append(run_id, entry).await
+    }
+
+    async fn append_deferred(&self, run_id: &str, entry: JournalEntry) -> Result<(), JournalError> {
+        self.calls.lock().unwrap().push(("deferred", entry.clone()));
+        self.inner.append(run_id, entry).await
+    }
+
+    async fn entries(&self, run_id: &str) -> Result<Vec<JournalEntry>, JournalError> {
+        self.inner.entries(run_id).await
+    }
+}
+
+#[tokio::test]
+async fn a_pure_steps_success_is_recorded_deferred_and_any_other_outcome_at_once() {
+    let journal = Arc::new(Calls::default());
+    let probe = Probe::default();
+    let spec = r#"
+name: mixed
+steps:
+  - { name: a, run: echo, arguments: { v: value(1) } }
+  - { name: b, run: probe, arguments: { v: result(a.v) } }
+  - { name: c, run: echo, arguments: { v: result(b.v) } }
+return: c.v
+"#;
+    let report = Reactor::new()
+        .with_journal(journal.clone())
+        .run(
+            workflow(spec, &registry(&probe)),
+            Default::default(),
+            opts("p1"),
+        )
+        .await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:?}");
+    assert_eq!(report.result, json!(1));
+    let succeeded: Vec<(&str, String)> = journal
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(call, e)| match e {
+            JournalEntry::StepSucceeded { step, .. } => Some((*call, step.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        succeeded,
+        [
+            ("deferred", "a".to_string()),
+            ("append", "b".to_string()),
+            ("deferred", "c".to_string())
+        ]
+    );
+    // The run's end is recorded at once, after everything deferred.
+    let last = journal.calls.lock().unwrap().last().cloned();
+    assert!(
+        matches!(last, Some(("append", JournalEntry::RunFinished { .. }))),
+        "{last:?}"
+    );
+}

@@ -272,6 +272,7 @@ impl<'a> StepRun<'a> {
             result: &done.result,
             elapsed,
             compensated: done.compensated,
+            pure: matches!(&self.step.runner, Runner::Kind(kind) if kind.pure()),
         };
         match self.change(ctx, succeeded).await {
             Ok(_) => Outcome::Done(done),

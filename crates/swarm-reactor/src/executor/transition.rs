@@ -1,6 +1,8 @@
 //! The one place a step's state changes: [`Run::transition`] lets middleware hear of the
 //! [`Change`], records it in the journal, then sends the [`RunEvent`], in that order, so that
-//! nothing is announced that is not durable.
+//! nothing is announced that is not durable. (The success of a pure step is the exception: it
+//! is recorded deferred, durable with the run's next entry, since running it again is
+//! harmless.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +41,8 @@ pub(super) enum Change<'a> {
         result: &'a Value,
         elapsed: Duration,
         compensated: bool,
+        /// The step's kind is [pure](crate::Step::pure): recorded deferred.
+        pure: bool,
     },
     /// Stopped by a cancel or a suspension.
     Cancelled,
@@ -82,7 +86,14 @@ impl Run {
             _ => false,
         };
         if let Some(entry) = change.entry(name, will_retry) {
-            self.record(entry).await?;
+            if change.deferrable() {
+                self.env
+                    .journal
+                    .append_deferred(&self.run_id, entry)
+                    .await?;
+            } else {
+                self.record(entry).await?;
+            }
         }
         self.env
             .emit(change.event(self.run_id.clone(), ctx.step.clone(), will_retry));
@@ -109,6 +120,19 @@ impl Change<'_> {
                 Change::Cancelled | Change::Resumed | Change::Refused { .. } => {}
             }
         }
+    }
+
+    /// A pure step's own result (not one `compensate` supplied) need not be durable before
+    /// the run goes on.
+    fn deferrable(&self) -> bool {
+        matches!(
+            self,
+            Change::Succeeded {
+                pure: true,
+                compensated: false,
+                ..
+            }
+        )
     }
 
     fn entry(&self, name: &str, will_retry: bool) -> Option<JournalEntry> {

@@ -136,6 +136,10 @@ impl Step for Echo {
         check_keys(with, &["value"])
     }
 
+    fn pure(&self) -> bool {
+        true
+    }
+
     async fn run(&self, ctx: &StepContext, arguments: &Value) -> Result<Value, StepError> {
         Ok(match ctx.with.get("value") {
             Some(v) => v.clone(),
