@@ -182,8 +182,9 @@ impl WorkService for WorkApi {
         let mut next = if r.from_start { 0 } else { start };
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let id = r.id;
+        // Subscribed before the first read: no change falls between.
+        let mut changes = state.item_changes(&id);
         tokio::spawn(async move {
-            let mut applied = state.applied_index();
             loop {
                 let (batch, done) = state.read(|s| match s.get(&id) {
                     Some(item) => (
@@ -218,7 +219,7 @@ impl WorkService for WorkApi {
                     return;
                 }
                 tokio::select! {
-                    changed = applied.changed() => if changed.is_err() { return },
+                    changed = changes.changed() => if changed.is_err() { return },
                     _ = tokio::time::sleep(WATCH_POLL) => {}
                     _ = tx.closed() => return,
                 }

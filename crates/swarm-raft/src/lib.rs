@@ -50,5 +50,7 @@ pub use network::PeerChannels;
 pub use peer_auth::PeerAuth;
 pub use proposer::now_millis;
 pub use service::{PeerServer, RaftGrpcService};
-pub use storage::{LogStore, SledStore, SnapshotFile, StateMachineStore, StorageOpenError};
+pub use storage::{
+    ItemChanges, LogStore, SledStore, SnapshotFile, StateMachineStore, StorageOpenError,
+};
 pub use types::*;

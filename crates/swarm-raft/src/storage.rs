@@ -28,7 +28,9 @@
 //! - this module: [`SledStore`] and [`LogStore`].
 //! - `state_machine`: [`StateMachineStore`] and the snapshot records.
 //! - `snapshot_file`: [`SnapshotFile`] and the snapshot format.
+//! - `item_watch`: [`ItemWatch`], which items applied entries changed.
 
+mod item_watch;
 mod snapshot_file;
 mod state_machine;
 
@@ -44,6 +46,7 @@ use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader};
 use serde::{Deserialize, Serialize};
 
+pub use item_watch::{ItemChanges, ItemWatch};
 pub use snapshot_file::{Format, SnapshotFile, SnapshotReadError};
 pub use state_machine::StateMachineStore;
 

@@ -42,6 +42,8 @@ pub struct StateMachineStore {
     store: SledStore,
     /// Tells readers the index applied so far.
     applied_tx: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Tells watchers of one item that it changed.
+    item_watch: Arc<super::ItemWatch>,
     /// Serializes snapshot writes (a build and an install may overlap).
     persisting: Arc<Mutex<()>>,
     /// What applying and snapshots count.
@@ -79,6 +81,7 @@ impl StateMachineStore {
             applied: Arc::new(RwLock::new(applied)),
             store,
             applied_tx: Arc::new(tokio::sync::watch::channel(index).0),
+            item_watch: Arc::default(),
             persisting: Arc::new(Mutex::new(())),
             metrics: RaftMetrics::default(),
         };
@@ -108,6 +111,13 @@ impl StateMachineStore {
     /// The last applied log index, as a watch for waiters.
     pub fn applied_index(&self) -> tokio::sync::watch::Receiver<u64> {
         self.applied_tx.subscribe()
+    }
+
+    /// Wakes when item `id` may have changed in this replica: when an
+    /// applied command's answer names it, on a tick, or when a snapshot
+    /// replaced the state.
+    pub fn item_changes(&self, id: &str) -> super::ItemChanges {
+        self.item_watch.watch(id)
     }
 
     /// A temporary file for a snapshot arriving from the leader.
@@ -375,6 +385,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
             };
             last_index = Some(log_id.index());
+            if let Ok(response) = &result {
+                self.item_watch.touched(response);
+            }
             if let Some(responder) = responder {
                 responder.send(result);
             }
@@ -425,6 +438,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         self.applied_tx
             .send_replace(meta.last_log_id.as_ref().map(|l| l.index()).unwrap_or(0));
+        self.item_watch.touched_all();
         self.metrics.snapshot_installed(started.elapsed(), bytes);
         tracing::info!(last_log_id = ?meta.last_log_id, bytes, "installed snapshot");
         Ok(())
