@@ -70,5 +70,37 @@ log "claims during the profile: $(cat "$work/claims.json")"
 perf script -i "$work/perf.data" 2>/dev/null |
     inferno-collapse-perf >"$work/folded"
 title="swarmd $([[ $all == 1 ]] && echo "all nodes" || echo leader), $clients clients submit→claim→complete ($(date -u +%F))"
-inferno-flamegraph --title "$title" --width 1600 <"$work/folded" >"$out"
+# Frames under 0.2 % of the width are left out: the SVG stays small enough
+# to commit and open, and what they held is still in their parents' widths.
+inferno-flamegraph --title "$title" --width 1600 --minwidth 0.2 <"$work/folded" >"$out"
+# Where the samples went, by layer (first match from the leaf's side).
+python3 - "$work/folded" >&2 <<'PY'
+import sys
+layers = [
+    ("state machine (swarm_claims: apply, reads)", ("swarm_claims::",)),
+    ("disk (sled, fdatasync, sync_file_range)", ("sled::", "fdatasync", "sync_file_range", "SledStore")),
+    ("Raft (openraft)", ("openraft::",)),
+    ("HTTP/2 and gRPC (h2, hyper, tonic)", ("h2::", "hyper::", "hyper_util::", "tonic::", "tower::")),
+    ("encoding (prost, bincode, serde)", ("prost::", "bincode::", "serde_json::", "serde::")),
+    ("tokio runtime (scheduling, timers)", ("tokio::",)),
+    ("kernel (network, scheduler)", ("tcp_", "sock_", "schedule", "finish_task_switch", "futex", "epoll")),
+]
+totals, total = {name: 0 for name, _ in layers}, 0
+other = 0
+for line in open(sys.argv[1]):
+    stack, n = line.rsplit(" ", 1)
+    n = int(n); total += n
+    frames = stack.split(";")[::-1]
+    for f in frames:
+        hit = next((name for name, keys in layers if any(k in f for k in keys)), None)
+        if hit:
+            totals[hit] += n
+            break
+    else:
+        other += n
+print("==> samples by layer (the innermost frame that names one):")
+for name, _ in layers:
+    print(f"    {totals[name] / total * 100:5.1f}%  {name}")
+print(f"    {other / total * 100:5.1f}%  other")
+PY
 log "wrote $out"
