@@ -257,6 +257,29 @@ async fn t20_step_needing_node3_capability_is_handed_off_to_node3() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn t21_a_step_needing_a_capability_no_node_has_fails_the_workflow_naming_it() {
+    within(Duration::from_secs(120), "t21_a_step_needing_a_capability_no_node_has_fails_the_workflow_naming_it", async {
+        let cluster = Cluster::start(3).await?;
+        let spec = "name: nowhere\nsteps:\n  - { name: first, run: echo, arguments: { v: value(1) } }\n  - { name: gpu, run: echo, requires: [gpu-nobody-has], arguments: { v: result(first.v) } }\n";
+        let id = submit_workflow(&cluster, 1, spec).await?;
+        // Failed, once no node has shown the capability for the grace period.
+        let failed = poll_until(Duration::from_secs(60), "the workflow fails", || async {
+            let item = get(&cluster, &id).await?;
+            Ok((item.status == WorkStatus::Failed as i32).then_some(item))
+        })
+        .await?;
+        let error = failed.error.unwrap_or_default();
+        assert!(
+            error.contains("\"gpu\" requires capability \"gpu-nobody-has\", which no node has"),
+            "{error}"
+        );
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn t30_sigkill_of_the_holder_mid_run_resumes_elsewhere_without_rerunning_done_steps() {
     within(
         Duration::from_secs(150),

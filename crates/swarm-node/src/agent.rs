@@ -41,6 +41,11 @@ use crate::journal::RaftJournal;
 use crate::metrics::RunMiddleware;
 use crate::node::NodeContext;
 
+/// How long a run whose step needs a capability no node has waits for a
+/// node with it to register before the workflow fails: nodes register when
+/// they start, and a run can reach the step before a new node has.
+const CAPABILITY_GRACE: Duration = Duration::from_secs(3);
+
 /// Signals and time for a run's waiting steps, from this node's replica.
 struct ReplicaWaits {
     ctx: NodeContext,
@@ -487,20 +492,31 @@ impl Agent {
                 tracing::info!(work_id = %id, %capability, step = ?suspension.step, "handing off: step needs a capability this node lacks");
                 let mut need = item.requires().to_vec();
                 need.push(capability.clone());
-                if !self.hand_off(id, token, &need).await {
+                // A node that has it may not have registered yet (a cluster
+                // that just started): it fails only once none has shown up
+                // for CAPABILITY_GRACE.
+                let deadline = tokio::time::Instant::now() + CAPABILITY_GRACE;
+                loop {
+                    if self.hand_off(id, token, &need).await {
+                        break;
+                    }
                     let anyone = self
                         .ctx
                         .state
                         .read(|s| s.nodes().any(|n| n.capabilities.contains(&capability)));
                     if anyone {
                         self.release(id, token).await;
-                    } else {
+                        break;
+                    }
+                    if tokio::time::Instant::now() >= deadline {
                         let reason = format!(
                             "step {:?} requires capability {capability:?}, which no node has",
-                            suspension.step.unwrap_or_default()
+                            suspension.step.clone().unwrap_or_default()
                         );
                         self.end(id, token, Err(reason)).await;
+                        break;
                     }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
             SuspendReason::Exhausted { error } => {
