@@ -53,6 +53,7 @@ mod work_service;
 /// The node's conversion of items to the wire and of state-machine refusals
 /// to gRPC statuses (the bench's no-consensus server answers as a node does).
 pub use convert::{claim_error_status, item_to_pb};
+pub use work_service::json_or_null;
 
 pub use config::{Config, Flags, LogFormat};
 pub use node::run;

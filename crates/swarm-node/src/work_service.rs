@@ -138,7 +138,8 @@ fn signal_names(item: &WorkItem) -> Vec<String> {
     names
 }
 
-fn json_or_null(text: String) -> String {
+/// A JSON text as the state machine stores it: empty means `null`.
+pub fn json_or_null(text: String) -> String {
     if text.trim().is_empty() {
         "null".to_string()
     } else {

@@ -22,7 +22,7 @@ use clap::Parser;
 use swarm_claims::command::{Claim, Complete, Submit};
 use swarm_claims::request::Request as Write;
 use swarm_claims::{ClaimError, State, apply};
-use swarm_node::{claim_error_status, item_to_pb};
+use swarm_node::{claim_error_status, item_to_pb, json_or_null};
 use swarm_proto::v1 as pb;
 use swarm_proto::v1::work_service_server::{WorkService, WorkServiceServer};
 use tonic::transport::Server;
@@ -83,18 +83,13 @@ impl WorkService for Ceiling {
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let r = request.into_inner();
-        let payload = if r.payload_json.trim().is_empty() {
-            "null".to_string()
-        } else {
-            r.payload_json
-        };
         let submitted = self.write(Submit {
             id: uuid::Uuid::new_v4().to_string(),
             idempotency_key: r.idempotency_key,
             kind: r.r#type,
             priority: r.priority,
             requires: r.requires,
-            payload,
+            payload: json_or_null(r.payload_json),
             max_attempts: r.max_attempts,
             now: 0,
         })?;
@@ -127,15 +122,10 @@ impl WorkService for Ceiling {
         request: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::WorkResponse>, Status> {
         let r = request.into_inner();
-        let result = if r.result_json.trim().is_empty() {
-            "null".to_string()
-        } else {
-            r.result_json
-        };
         let item = self.write(Complete {
             id: r.id,
             token: r.token,
-            result,
+            result: json_or_null(r.result_json),
             now: 0,
         })?;
         Ok(Response::new(pb::WorkResponse {
