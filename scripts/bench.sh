@@ -317,7 +317,13 @@ for m in 1 2 3; do
 done
 for m in 1 2 3; do
     pid="$(cat "$work/etcd/m$m.pid")"
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    # A member still running after 10 s would write its data dir again
+    # after it is wiped (seen: "member ... has already been bootstrapped").
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
     rm -rf "$work/etcd/m$m"
 done
 rm -rf "$SWARM_CLUSTER_DIR"/node1 "$SWARM_CLUSTER_DIR"/node2 "$SWARM_CLUSTER_DIR"/node3
@@ -384,7 +390,7 @@ wfs = next((r for r in rows if r["kind"] == "workflows_steady"), {})
 out = {
     "quick": quick,
     "durability": {
-        "swarm": "sled flush + fdatasync on a majority before each acknowledged write",
+        "swarm": "Raft log segment write + fdatasync on a majority before each acknowledged write",
         "etcd": "WAL fdatasync on a majority before each acknowledged write (etcd default)",
         "ceiling": "none: one process, state in memory, no Raft (swarm-ceiling)",
     },

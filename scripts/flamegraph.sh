@@ -78,7 +78,7 @@ python3 - "$work/folded" >&2 <<'PY'
 import sys
 layers = [
     ("state machine (swarm_claims: apply, reads)", ("swarm_claims::",)),
-    ("disk (sled, fdatasync, sync_file_range)", ("sled::", "fdatasync", "sync_file_range", "SledStore")),
+    ("disk (raft log, sled, fdatasync)", ("sled::", "fdatasync", "sync_file_range", "SledStore", "storage::wal", "pwrite", "pread")),
     ("Raft (openraft)", ("openraft::",)),
     ("HTTP/2 and gRPC (h2, hyper, tonic)", ("h2::", "hyper::", "hyper_util::", "tonic::", "tower::")),
     ("encoding (prost, bincode, serde)", ("prost::", "bincode::", "serde_json::", "serde::")),

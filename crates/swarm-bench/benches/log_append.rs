@@ -1,6 +1,6 @@
-//! The Raft log's write path: append entries to the sled log store and wait
-//! until they are durable (sled flush + fdatasync, shared by every append
-//! that arrived while the previous flush ran). The floor under every
+//! The Raft log's write path: append entries to the log store (its segment
+//! files) and wait until they are durable (one fdatasync, shared by every
+//! append that arrived while the previous one ran). The floor under every
 //! acknowledged write's latency on this disk.
 //!
 //! Run: `cargo bench -p swarm-bench --bench log_append`

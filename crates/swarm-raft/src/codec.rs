@@ -1,6 +1,6 @@
 //! The bytes of what nodes exchange and keep: openraft's messages inside
 //! `RaftMessage.data`, forwarded writes and their answers, and the Raft log
-//! entries in sled. openraft owns the messages' shape; this module owns
+//! entries. openraft owns the messages' shape; this module owns
 //! their encoding.
 //!
 //! # Format

@@ -1,5 +1,5 @@
-//! Swarm's consensus layer: openraft configured for Swarm's commands, the sled
-//! log and state-machine stores, the gRPC network between nodes, and the
+//! Swarm's consensus layer: openraft configured for Swarm's commands, the log
+//! and state-machine stores, the gRPC network between nodes, and the
 //! group-commit proposer that turns many client commands into few entries.
 //!
 //! The rest of Swarm reaches consensus through one door, [`Cluster`]: typed
@@ -14,12 +14,14 @@
 //! - [`cluster`]: [`Cluster`], [`ClusterConfig`], [`ClusterStatus`].
 //! - [`error`]: [`ClusterError`] and [`StartError`].
 //! - `types`: [`TypeConfig`] and the aliases of openraft's generic types.
-//! - [`storage`]: [`SledStore`], the one sled database of a node, with
-//!   [`LogStore`] (the Raft log, vote and committed index) and
+//! - [`storage`]: [`SledStore`], the one sled database of a node and the
+//!   Raft log's segment files beside it, with [`LogStore`] (the Raft log in
+//!   the segment files; vote and committed index in sled) and
 //!   [`StateMachineStore`] (the in-memory [`swarm_claims::State`]; snapshot
 //!   bodies live in binary files beside the database, [`SnapshotFile`],
-//!   their record in sled). Writes are durable only after sled's flush
-//!   *and* an fdatasync of its files.
+//!   their record in sled). Log appends are durable only after an fdatasync
+//!   of their segment; sled writes only after sled's flush *and* an
+//!   fdatasync of its files.
 //! - [`network`]: the client side of the network between nodes:
 //!   [`PeerChannels`] (one cached gRPC channel per peer) and `Network`,
 //!   what openraft calls to reach a peer.
@@ -29,7 +31,7 @@
 //! - [`metrics`]: [`RaftMetrics`], what the proposer, snapshots and the
 //!   state machine count, as Prometheus metrics.
 //! - `codec`: the tagged binary encoding (bincode) of openraft messages
-//!   inside `RaftMessage.data` and of log entries in sled; legacy JSON
+//!   inside `RaftMessage.data` and of log entries; legacy JSON
 //!   still reads.
 
 pub mod cluster;

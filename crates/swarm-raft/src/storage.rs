@@ -1,13 +1,17 @@
-//! The sled stores. One sled database per node holds the Raft log, the vote,
-//! the committed index and which snapshot is current; the snapshot itself is
-//! a file beside it (a value of many megabytes in sled is rewritten with its
+//! A node's stores. One sled database per node holds the vote, the
+//! committed index, how far the log is purged and which snapshot is current.
+//! The Raft log is in segment files of its own beside it ([`wal`]: sled's
+//! flush woke its whole io thread pool for every append); the snapshot is a
+//! file beside it too (a value of many megabytes in sled is rewritten with its
 //! page each time a small key beside it changes, and filled the disk). The
 //! state machine lives in memory and is rebuilt on start from the snapshot
 //! plus the log entries after it.
 //!
 //! # Formats
 //! - Log entries: the tagged binary encoding of `codec` (a format tag, then
-//!   bincode). Entries written in JSON by an older swarmd still load.
+//!   bincode), as records of the segment files (`raft-log/`, see [`wal`]).
+//!   Entries written in JSON by an older swarmd still load, and a log an
+//!   older swarmd kept in sled is moved into segment files on open.
 //! - Snapshots: files in the binary format of [`SnapshotFile`] (a header
 //!   with a version, bincode, a checksum), written and read as a stream. A
 //!   JSON snapshot of an older swarmd (a file, or the value older versions
@@ -19,9 +23,11 @@
 //! Data that cannot be read (damaged, or written by a newer swarmd) is an
 //! error that names the data dir and says what to do, never a panic.
 //!
-//! Durability: sled's `flush` writes with `sync_file_range`, which survives a
-//! process crash but not a power loss. Every write reported durable here
-//! (appended entries, the vote, a snapshot) is followed by an `fdatasync` of
+//! Durability: appended entries are reported flushed after an `fdatasync` of
+//! their segment file (one for every append that arrived meanwhile). sled's
+//! `flush` writes with `sync_file_range`, which survives a process crash but
+//! not a power loss, so every sled write reported durable (the vote, how far
+//! the log is purged, a snapshot's record) is followed by an `fdatasync` of
 //! sled's data file.
 //!
 //! # Layout
@@ -29,10 +35,12 @@
 //! - `state_machine`: [`StateMachineStore`] and the snapshot records.
 //! - `snapshot_file`: [`SnapshotFile`] and the snapshot format.
 //! - `item_watch`: [`ItemWatch`], which items applied entries changed.
+//! - `wal`: the Raft log's segment files.
 
 mod item_watch;
 mod snapshot_file;
 mod state_machine;
+mod wal;
 
 use std::fmt::Debug;
 use std::fs::File;
@@ -66,6 +74,8 @@ const LEGACY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
 const LEGACY_SNAPSHOT_DATA: &[u8] = b"snapshot_data";
 /// The directory, inside the sled directory, of snapshot files.
 const SNAPSHOT_DIR: &str = "snapshots";
+/// The directory, inside the sled directory, of the Raft log's segments.
+const LOG_DIR: &str = "raft-log";
 
 /// Why a node's storage could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -82,13 +92,20 @@ pub enum StorageOpenError {
     Snapshot { dir: PathBuf, reason: String },
     #[error("open {path} for fdatasync: {source}")]
     DataFile { path: PathBuf, source: io::Error },
+    #[error(
+        "open the raft log in {dir}: {source}; if it is damaged, remove the node from the \
+         cluster, empty its data dir and add it back"
+    )]
+    Log { dir: PathBuf, source: io::Error },
 }
 
-/// A node's sled database and what it takes to make writes durable.
+/// A node's sled database, its Raft log files and what it takes to make
+/// writes durable.
 #[derive(Clone)]
 pub struct SledStore {
     db: sled::Db,
-    log: sled::Tree,
+    /// The Raft log.
+    wal: Arc<wal::Wal>,
     meta: sled::Tree,
     /// sled's data file, kept open to `fdatasync` it after every flush.
     data_file: Arc<File>,
@@ -127,18 +144,30 @@ impl SledStore {
             .flush_every_ms(None)
             .open()
             .map_err(sled_err)?;
-        let log = db.open_tree(TREE_LOG).map_err(sled_err)?;
         let meta = db.open_tree(TREE_META).map_err(sled_err)?;
         let path = dir.join("db");
         let data_file =
             File::open(&path).map_err(|source| StorageOpenError::DataFile { path, source })?;
-        Ok(SledStore {
+        let log_err = |source: io::Error| StorageOpenError::Log {
+            dir: dir.join(LOG_DIR),
+            source,
+        };
+        let legacy = db.open_tree(TREE_LOG).map_err(sled_err)?;
+        let purged = read_json::<LogId>(&meta, KEY_LAST_PURGED).map_err(log_err)?;
+        let wal = open_log(dir, &legacy, purged.map(|l| l.index())).map_err(log_err)?;
+        let store = SledStore {
             db,
-            log,
+            wal: Arc::new(wal),
             meta,
             data_file: Arc::new(data_file),
             dir: dir.to_path_buf(),
-        })
+        };
+        if !legacy.is_empty() {
+            // Moved into segment files (now durable): forget sled's copy.
+            legacy.clear().map_err(|e| log_err(io::Error::other(e)))?;
+            store.sync().map_err(log_err)?;
+        }
+        Ok(store)
     }
 
     /// Makes every write so far durable: sled's flush, then fdatasync.
@@ -148,12 +177,7 @@ impl SledStore {
     }
 
     fn get_meta<T: for<'de> Deserialize<'de>>(&self, key: &[u8]) -> io::Result<Option<T>> {
-        match self.meta.get(key).map_err(io::Error::other)? {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
-        }
+        read_json(&self.meta, key)
     }
 
     fn put_meta<T: Serialize>(&self, key: &[u8], value: &T) -> io::Result<()> {
@@ -172,14 +196,62 @@ impl SledStore {
     }
 }
 
+fn read_json<T: for<'de> Deserialize<'de>>(tree: &sled::Tree, key: &[u8]) -> io::Result<Option<T>> {
+    match tree.get(key).map_err(io::Error::other)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+    }
+}
+
+/// Opens the Raft log's segment files in `dir`/[`LOG_DIR`]. A log that an
+/// older swarmd kept in sled (`legacy`) and that has no segment files yet
+/// is first written to a fresh directory, synced, and renamed into place,
+/// so a crash midway leaves either the old log or the whole new one.
+fn open_log(dir: &Path, legacy: &sled::Tree, purged: Option<u64>) -> io::Result<wal::Wal> {
+    let log_dir = dir.join(LOG_DIR);
+    if !log_dir.exists() && !legacy.is_empty() {
+        let staging = dir.join(format!("{LOG_DIR}.new"));
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging)?;
+        }
+        let moving = wal::Wal::open(&staging, purged)?;
+        let mut batch = Vec::new();
+        let mut moved = 0usize;
+        for kv in legacy.iter() {
+            let (key, value) = kv.map_err(io::Error::other)?;
+            let index = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidData, "sled log key is not 8 bytes")
+            })?);
+            if purged.is_some_and(|p| index <= p) {
+                continue;
+            }
+            batch.push((index, value.to_vec()));
+            moved += 1;
+            if batch.len() == 1024 {
+                moving.append(&batch)?;
+                batch.clear();
+            }
+        }
+        moving.append(&batch)?;
+        moving.sync()?;
+        drop(moving);
+        std::fs::rename(&staging, &log_dir)?;
+        File::open(dir)?.sync_all()?;
+        tracing::info!(entries = moved, dir = %log_dir.display(), "moved the raft log out of sled into segment files");
+    }
+    wal::Wal::open(&log_dir, purged)
+}
+
 // ---------------------------------------------------------------------------
 // Log store
 
-/// The Raft log, vote and committed index in sled.
+/// The Raft log (segment files), vote and committed index (sled).
 #[derive(Clone)]
 pub struct LogStore {
     store: SledStore,
-    /// Appended entries wait here for one shared flush + fdatasync.
+    /// Appended entries wait here for one shared fdatasync.
     flusher: std::sync::mpsc::Sender<IOFlushed<TypeConfig>>,
 }
 
@@ -195,7 +267,7 @@ impl LogStore {
                 while let Ok(first) = rx.recv() {
                     let mut waiting = vec![first];
                     waiting.extend(rx.try_iter());
-                    let result = syncing.sync();
+                    let result = syncing.wal.sync();
                     for cb in waiting {
                         cb.io_completed(match &result {
                             Ok(()) => Ok(()),
@@ -208,10 +280,6 @@ impl LogStore {
             .unwrap_or_else(|e| tracing::error!(error = %e, "start log flush thread"));
         LogStore { store, flusher: tx }
     }
-}
-
-fn index_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
 }
 
 impl SledStore {
@@ -241,24 +309,19 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(x) => x.saturating_add(1),
             Bound::Unbounded => 0,
         };
-        let mut out = Vec::new();
-        for kv in self.store.log.range(index_key(start)..) {
-            let (key, value) = kv.map_err(io::Error::other)?;
-            let index = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidData, "log key is not 8 bytes")
-            })?);
-            // Only a contiguous run: entries past a hole would let a caller
-            // apply index i+2 as if it followed i. (The run may begin after
-            // `start` when the log before it was purged.)
-            let follows = out
-                .last()
-                .is_none_or(|prev: &Entry| prev.index() + 1 == index);
-            if !range.contains(&index) || !follows {
-                break;
-            }
-            out.push(self.store.decode_entry(index, &value)?);
-        }
-        Ok(out)
+        let end = match range.end_bound() {
+            Bound::Included(x) => x.saturating_add(1),
+            Bound::Excluded(x) => *x,
+            Bound::Unbounded => u64::MAX,
+        };
+        // A contiguous run (the log has no holes: `wal` refuses them), which
+        // may begin after `start` when the log before it was purged.
+        self.store
+            .wal
+            .read(start, end)?
+            .into_iter()
+            .map(|(index, bytes)| self.store.decode_entry(index, &bytes))
+            .collect()
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
@@ -271,11 +334,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let last_purged: Option<LogId> = self.store.get_meta(KEY_LAST_PURGED)?;
-        let last = match self.store.log.last().map_err(io::Error::other)? {
-            Some((key, value)) => {
-                let index = key.as_ref().try_into().map_or(0, u64::from_be_bytes);
-                Some(self.store.decode_entry(index, &value)?.log_id())
-            }
+        let last = match self.store.wal.bounds() {
+            Some((_, last)) => match self.store.wal.read(last, last + 1)?.pop() {
+                Some((index, bytes)) => Some(self.store.decode_entry(index, &bytes)?.log_id()),
+                None => last_purged,
+            },
             None => last_purged,
         };
         Ok(LogState {
@@ -318,48 +381,37 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     where
         I: IntoIterator<Item = Entry> + Send,
     {
-        // Plain inserts, not a `sled::Batch`: sled seals and writes the
-        // current io buffer around a batch's manifest, which made every
-        // append three disk writes and three waits instead of one. Atomicity
-        // is not needed here: sled recovers a prefix of its log, and a prefix
-        // of appended entries is a valid Raft log whose append simply was
-        // never reported flushed.
-        for entry in entries {
-            let bytes = codec::to_bytes(&entry)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            self.store
-                .log
-                .insert(index_key(entry.index()), bytes)
-                .map_err(io::Error::other)?;
-        }
+        // One write for the whole append. Atomicity is not needed: recovery
+        // keeps a prefix of it, and a prefix of appended entries is a valid
+        // Raft log whose append simply was never reported flushed.
+        let records = entries
+            .into_iter()
+            .map(|entry| {
+                codec::to_bytes(&entry)
+                    .map(|bytes| (entry.index(), bytes))
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        self.store.wal.append(&records)?;
         // Readable now; durable when the flusher calls back.
         if let Err(std::sync::mpsc::SendError(cb)) = self.flusher.send(callback) {
-            cb.io_completed(self.store.sync());
+            cb.io_completed(self.store.wal.sync());
         }
         Ok(())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map(|id| id.index() + 1).unwrap_or(0);
-        self.remove_range(from, u64::MAX)
+        self.store.wal.truncate_from(from)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        // Record how far the log is purged before deleting: openraft ignores
-        // everything at or before it.
+        // Record how far the log is purged, durably, before deleting:
+        // openraft ignores everything at or before it, and the log files
+        // are opened with it (a segment deleted while the record was lost
+        // would leave a hole after the old purge point).
         self.store.put_meta(KEY_LAST_PURGED, &log_id)?;
-        self.remove_range(0, log_id.index())
-    }
-}
-
-impl LogStore {
-    /// Removes entries with index in `from..=to`.
-    fn remove_range(&self, from: u64, to: u64) -> io::Result<()> {
-        let mut batch = sled::Batch::default();
-        for kv in self.store.log.range(index_key(from)..=index_key(to)) {
-            let (key, _) = kv.map_err(io::Error::other)?;
-            batch.remove(key);
-        }
-        self.store.log.apply_batch(batch).map_err(io::Error::other)
+        self.store.sync()?;
+        self.store.wal.purge_to(log_id.index())
     }
 }

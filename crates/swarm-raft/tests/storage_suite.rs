@@ -36,9 +36,10 @@ async fn second_open_of_a_data_dir_says_in_use() {
 
 /// Regression (chaos run, seed 20261124, replica divergence): a log read must
 /// never return entries from beyond a hole, or the caller applies index i+2
-/// as if it directly followed i.
+/// as if it directly followed i. The log now refuses the append that would
+/// make the hole, with an error that names it, and keeps what it had.
 #[tokio::test]
-async fn log_reads_stop_at_a_hole_instead_of_skipping_it() {
+async fn an_append_that_would_leave_a_hole_is_refused_and_reads_stay_contiguous() {
     use openraft::RaftLogReader;
     use openraft::storage::{IOFlushed, RaftLogStorage};
     use openraft::testing::blank_ent;
@@ -46,11 +47,58 @@ async fn log_reads_stop_at_a_hole_instead_of_skipping_it() {
     let dir = TempDir::new().unwrap();
     let store = SledStore::open(dir.path(), 1 << 20).unwrap();
     let (mut log, _sm) = store.stores().unwrap();
-    let entries = [1, 2, 4].map(|i| blank_ent::<TypeConfig>(1, 1, i));
+    let entries = [1, 2].map(|i| blank_ent::<TypeConfig>(1, 1, i));
     log.append(entries, IOFlushed::noop()).await.unwrap();
+    let err = log
+        .append([blank_ent::<TypeConfig>(1, 1, 4)], IOFlushed::noop())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("log index 4 would leave a hole"),
+        "{err}"
+    );
     let got = log.try_get_log_entries(1..5).await.unwrap();
     let indexes: Vec<u64> = got.iter().map(|e| e.log_id.index()).collect();
     assert_eq!(indexes, [1, 2]);
+}
+
+/// A data dir of a swarmd that kept the Raft log in sled (in JSON, as the
+/// oldest ones did) opens with its log moved into segment files: every
+/// entry after the purge point readable, in order, and still there after
+/// the next open, with sled's copy gone.
+#[tokio::test]
+async fn a_log_kept_in_sled_by_an_older_swarmd_is_moved_into_segment_files() {
+    use openraft::testing::{blank_ent, log_id};
+    use openraft::{RaftLogReader, storage::RaftLogStorage};
+
+    let dir = TempDir::new().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree("raft_log").unwrap();
+        for i in 1..=50u64 {
+            let entry = blank_ent::<TypeConfig>(2, 1, i);
+            tree.insert(i.to_be_bytes(), serde_json::to_vec(&entry).unwrap())
+                .unwrap();
+        }
+        let meta = db.open_tree("raft_meta").unwrap();
+        let purged = log_id::<TypeConfig>(2, 1, 10);
+        meta.insert("last_purged", serde_json::to_vec(&purged).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    for _ in 0..2 {
+        let store = SledStore::open(dir.path(), 1 << 20).unwrap();
+        let (mut log, _sm) = store.stores().unwrap();
+        let got = log.try_get_log_entries(0..100).await.unwrap();
+        let indexes: Vec<u64> = got.iter().map(|e| e.log_id.index()).collect();
+        assert_eq!(indexes, (11..=50).collect::<Vec<_>>());
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id.map(|l| l.index()), Some(50));
+        assert_eq!(state.last_purged_log_id.map(|l| l.index()), Some(10));
+        assert!(dir.path().join("raft-log").is_dir());
+    }
+    let db = sled::open(dir.path()).unwrap();
+    assert!(db.open_tree("raft_log").unwrap().is_empty());
 }
 
 fn dir_bytes(path: &std::path::Path) -> u64 {
@@ -62,7 +110,8 @@ fn dir_bytes(path: &std::path::Path) -> u64 {
             if meta.is_dir() {
                 dir_bytes(&e.path())
             } else {
-                meta.len()
+                // Allocated, not apparent, size: log segments are sparse.
+                std::os::unix::fs::MetadataExt::blocks(&meta) * 512
             }
         })
         .sum()
