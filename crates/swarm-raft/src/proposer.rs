@@ -109,7 +109,14 @@ impl Proposer {
         let deadline = tokio::time::Instant::now() + self.config.leader_wait;
         let mut last_error;
         loop {
-            match self.propose_local(cmd.clone()).await {
+            // A follower that knows the leader forwards at once: the local
+            // attempt would only come back "not leader". (Traced proposals
+            // still make it, for its span.)
+            let attempt = match self.leader_elsewhere() {
+                Some(known) if self.config.trace.is_none() => Err(known),
+                _ => self.propose_local(cmd.clone()).await,
+            };
+            match attempt {
                 Err(ClusterError::NotLeader {
                     leader_id,
                     leader_addr: Some(addr),
@@ -159,6 +166,19 @@ impl Proposer {
             ClusterError::Unknown("proposer dropped the command while it was in flight".into())
         })??;
         applied.map_err(ClusterError::Refused)
+    }
+
+    /// `NotLeader`, naming the leader, when this node's metrics show another
+    /// node leading.
+    fn leader_elsewhere(&self) -> Option<ClusterError> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        let leader = m.current_leader.filter(|l| *l != m.id)?;
+        let node = m.membership_config.membership().get_node(&leader)?;
+        Some(ClusterError::NotLeader {
+            leader_id: Some(leader),
+            leader_addr: Some(node.addr.clone()),
+        })
     }
 
     /// Where peers reach the leader `id`, whose client address is `addr`:
