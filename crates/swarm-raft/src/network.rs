@@ -8,11 +8,16 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::{FutureExt, StreamExt};
+use openraft::base::{BoxFuture, BoxStream};
+use openraft::entry::RaftEntry;
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
+    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{OptionalSend, RaftNetworkV2};
 use swarm_proto::v1::raft_service_client::RaftServiceClient;
@@ -27,6 +32,11 @@ use crate::{Node, NodeId, Snapshot, TypeConfig, Vote};
 
 /// Snapshot bytes per streamed chunk.
 const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// How long a replication stream may go without an answer while requests
+/// are outstanding before it is given up (and openraft opens a new one): a
+/// peer stopped or cut off without the connection closing.
+const STREAM_STALL: Duration = Duration::from_secs(1);
 
 /// One lazily connected channel per peer address, shared by every Raft
 /// stream, election, and forwarded proposal to that peer. openraft asks for a
@@ -195,6 +205,105 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             c.append_entries(m).await
         })
         .await
+    }
+
+    /// Replication to this peer. A stream of one request (a heartbeat, a
+    /// probe) is one `AppendEntries` call. Otherwise the requests go out on
+    /// one `StreamAppend` call as openraft produces them, without waiting
+    /// for the answers to the ones before (pipelining: the follower can
+    /// sync several in one fdatasync), and each answer comes back in order.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        mut input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<
+            BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>,
+            RPCError<TypeConfig>,
+        >,
+    >
+    where
+        S: futures::Stream<Item = AppendEntriesRequest<TypeConfig>>
+            + OptionalSend
+            + Unpin
+            + 'static,
+    {
+        Box::pin(async move {
+            let Some(first) = input.next().await else {
+                return Ok(futures::stream::empty().boxed());
+            };
+            let second = match input.next().now_or_never() {
+                Some(None) => {
+                    let prev = first.prev_log_id;
+                    let last = first.entries.last().map(|e| e.log_id()).or(prev);
+                    let resp = self.append_entries(first, option).await?;
+                    let result = resp.into_stream_result(prev, last);
+                    return Ok(futures::stream::once(async move { Ok(result) }).boxed());
+                }
+                Some(Some(req)) => Some(req),
+                None => None,
+            };
+            let target = self.target;
+            let mut client = self
+                .peers
+                .raft_client(&self.addr)
+                .map_err(|s| rpc_error(target, &s))?;
+            let sent = Arc::new(AtomicU64::new(0));
+            let counted = sent.clone();
+            let requests = futures::stream::iter(std::iter::once(first).chain(second))
+                .chain(input)
+                .scan((), move |_, req| {
+                    let msg = match encode(&req) {
+                        Ok(data) => {
+                            counted.fetch_add(1, Ordering::Relaxed);
+                            Some(RaftMessage { data })
+                        }
+                        Err(status) => {
+                            tracing::error!(target, %status, "encode AppendEntries; ending the replication stream");
+                            None
+                        }
+                    };
+                    futures::future::ready(msg)
+                });
+            let answers = tokio::time::timeout(option.hard_ttl(), client.stream_append(requests))
+                .await
+                .map_err(|_| {
+                    RPCError::Network(NetworkError::from_string(format!(
+                        "node {target}: replication stream not opened within {:?}",
+                        option.hard_ttl()
+                    )))
+                })?
+                .map_err(|s| rpc_error(target, &s))?
+                .into_inner();
+            let answers = futures::stream::unfold(Some((answers, 0u64)), move |state| {
+                let sent = sent.clone();
+                async move {
+                    let (mut answers, mut received) = state?;
+                    let next = loop {
+                        match tokio::time::timeout(STREAM_STALL, answers.next()).await {
+                            Ok(next) => break next,
+                            Err(_) if sent.load(Ordering::Relaxed) > received => {
+                                break Some(Err(Status::deadline_exceeded(format!(
+                                    "no answer within {STREAM_STALL:?}"
+                                ))));
+                            }
+                            Err(_) => continue,
+                        }
+                    };
+                    let item = match next? {
+                        Ok(msg) => decode::<StreamAppendResult<TypeConfig>>(&msg.data),
+                        Err(status) => Err(status),
+                    };
+                    received += 1;
+                    match item {
+                        Ok(result) => Some((Ok(result), Some((answers, received)))),
+                        Err(status) => Some((Err(rpc_error(target, &status)), None)),
+                    }
+                }
+            });
+            Ok(answers.boxed())
+        })
     }
 
     async fn vote(

@@ -56,8 +56,54 @@ fn fatal(e: impl std::fmt::Display) -> Status {
     Status::unavailable(format!("raft stopped: {e}"))
 }
 
+/// The answers of a `StreamAppend` call.
+type AppendAnswers =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<RaftMessage, Status>> + Send + 'static>>;
+
 #[tonic::async_trait]
 impl RaftService for RaftGrpcService {
+    type StreamAppendStream = AppendAnswers;
+
+    /// The leader's replication stream: each request goes to openraft as it
+    /// arrives (openraft pipelines them), each answer back in order. A
+    /// request that does not decode ends the stream with an error after the
+    /// answers to the ones before it.
+    async fn stream_append(
+        &self,
+        request: Request<Streaming<RaftMessage>>,
+    ) -> Result<Response<AppendAnswers>, Status> {
+        self.auth.admit(&request)?;
+        let bad = std::sync::Arc::new(std::sync::Mutex::new(None::<Status>));
+        let bad_in = bad.clone();
+        let requests = request.into_inner().scan((), move |_, msg| {
+            let next = match msg.and_then(|m| decode::<AppendEntriesRequest<TypeConfig>>(&m.data)) {
+                Ok(req) => Some(req),
+                Err(status) => {
+                    // The caller hung up (or sent garbage): stop reading.
+                    if status.code() != tonic::Code::Cancelled {
+                        *bad_in.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
+                    }
+                    None
+                }
+            };
+            futures::future::ready(next)
+        });
+        let answers = self
+            .raft
+            .stream_append(requests)
+            .map(|answer| match answer {
+                Ok(result) => encode(&result).map(|data| RaftMessage { data }),
+                Err(e) => Err(fatal(e)),
+            })
+            .chain(
+                futures::stream::once(async move {
+                    bad.lock().unwrap_or_else(|p| p.into_inner()).take()
+                })
+                .filter_map(|bad| futures::future::ready(bad.map(Err))),
+            );
+        Ok(Response::new(Box::pin(answers)))
+    }
+
     async fn append_entries(
         &self,
         request: Request<RaftMessage>,
