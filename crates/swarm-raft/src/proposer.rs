@@ -4,8 +4,11 @@
 //! round serve many claims. On a follower, the proposer forwards the command
 //! to the leader's proposer over gRPC, so a client never sees "not leader".
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
 
 use openraft::errors::{ClientWriteError, RaftError};
 use swarm_claims::{Command, Response};
@@ -60,11 +63,17 @@ struct Pending {
 /// full batch has a thousand.
 const MAX_SPAN_LINKS: usize = 32;
 
+/// A write a follower forwards over a leader's stream, and where its
+/// outcome goes.
+type Forward = (Command, oneshot::Sender<Result<Response, ClusterError>>);
+
 /// The write path of one node.
 #[derive(Clone)]
 pub(crate) struct Proposer {
     tx: mpsc::Sender<Pending>,
     peers: PeerChannels,
+    /// Per leader peer address: the task that owns the forwarding stream.
+    streams: Arc<Mutex<HashMap<String, mpsc::Sender<Forward>>>>,
     raft: Raft,
     config: Arc<ProposerConfig>,
     metrics: RaftMetrics,
@@ -97,6 +106,7 @@ impl Proposer {
         Proposer {
             tx,
             peers,
+            streams: Arc::default(),
             raft,
             config,
             metrics,
@@ -192,6 +202,10 @@ impl Proposer {
 
     async fn forward(&self, addr: &str, cmd: &Command) -> Result<Response, ClusterError> {
         self.metrics.forwarded.inc();
+        if self.config.trace.is_none() {
+            return self.forward_on_stream(addr, cmd).await;
+        }
+        // Traced: a call of its own, which carries the trace context.
         let data = encode(cmd).map_err(|s| ClusterError::Unavailable(s.message().to_string()))?;
         let mut client = self
             .peers
@@ -215,6 +229,45 @@ impl Proposer {
                 "forward to leader at {addr}: {s}"
             ))),
         }
+    }
+
+    /// Forwards `cmd` over the stream to `addr`, opening one if there is
+    /// none (or the last one ended).
+    async fn forward_on_stream(&self, addr: &str, cmd: &Command) -> Result<Response, ClusterError> {
+        let (reply, outcome) = oneshot::channel();
+        let mut forward = (cmd.clone(), reply);
+        for _ in 0..2 {
+            let sender = {
+                let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+                match streams.get(addr) {
+                    Some(s) if !s.is_closed() => s.clone(),
+                    _ => {
+                        let client = self
+                            .peers
+                            .raft_client(addr)
+                            .map_err(|s| ClusterError::Unavailable(s.message().to_string()))?;
+                        let (tx, rx) = mpsc::channel(4096);
+                        tokio::spawn(forward_stream(client, addr.to_string(), rx));
+                        streams.insert(addr.to_string(), tx.clone());
+                        tx
+                    }
+                }
+            };
+            match sender.send(forward).await {
+                Ok(()) => {
+                    return outcome.await.unwrap_or_else(|_| {
+                        Err(ClusterError::Unknown(format!(
+                            "the stream to the leader at {addr} ended with the write in flight"
+                        )))
+                    });
+                }
+                // That stream had just ended, before taking the command.
+                Err(mpsc::error::SendError(back)) => forward = back,
+            }
+        }
+        Err(ClusterError::Unavailable(format!(
+            "no stream to the leader at {addr}"
+        )))
     }
 
     /// The log index up to which a read from this node's replica is
@@ -475,6 +528,92 @@ fn propose_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Clus
         }
         RaftError::APIError(other) => ClusterError::Unavailable(other.to_string()),
         RaftError::Fatal(f) => ClusterError::Unknown(format!("raft stopped: {f}")),
+    }
+}
+
+/// Owns one forwarding stream to the leader at `addr`: sends each command
+/// from `rx` with an id, and hands each answer to the command's waiter.
+/// When the stream cannot open, the commands are answered `Unavailable` if
+/// no connection was made (they never left) and `Unknown` otherwise; when
+/// it breaks, the commands sent on it are answered `Unknown` (the leader
+/// may have applied them) and the ones not yet sent `Unavailable`. The task
+/// then ends, and the next forward opens a new stream.
+async fn forward_stream(
+    mut client: swarm_proto::v1::raft_service_client::RaftServiceClient<tonic::transport::Channel>,
+    addr: String,
+    mut rx: mpsc::Receiver<Forward>,
+) {
+    let (out, out_rx) = mpsc::channel::<swarm_proto::v1::RaftMessage>(4096);
+    let opened = client
+        .propose_stream(tokio_stream::wrappers::ReceiverStream::new(out_rx))
+        .await;
+    let mut answers = match opened {
+        Ok(r) => r.into_inner(),
+        Err(status) => {
+            rx.close();
+            let never = crate::network::never_connected(&status);
+            while let Some((_, reply)) = rx.recv().await {
+                let msg = format!("forward to leader at {addr}: {status}");
+                let _ = reply.send(Err(if never {
+                    ClusterError::Unavailable(msg)
+                } else {
+                    ClusterError::Unknown(msg)
+                }));
+            }
+            return;
+        }
+    };
+    let mut waiting: HashMap<u64, oneshot::Sender<Result<Response, ClusterError>>> = HashMap::new();
+    let mut next_id = 0u64;
+    let why = loop {
+        tokio::select! {
+            forward = rx.recv() => {
+                let Some((cmd, reply)) = forward else { break None };
+                let id = next_id;
+                next_id += 1;
+                let data = match encode(&(id, &cmd)) {
+                    Ok(data) => data,
+                    Err(s) => {
+                        let _ = reply.send(Err(ClusterError::Unavailable(s.message().to_string())));
+                        continue;
+                    }
+                };
+                if out.send(swarm_proto::v1::RaftMessage { data }).await.is_err() {
+                    let _ = reply.send(Err(ClusterError::Unavailable(format!(
+                        "the stream to the leader at {addr} closed"
+                    ))));
+                    break Some("the request side closed".to_string());
+                }
+                waiting.insert(id, reply);
+            }
+            answer = answers.next() => {
+                let msg = match answer {
+                    Some(Ok(msg)) => msg,
+                    Some(Err(status)) => break Some(status.to_string()),
+                    None => break Some("the leader ended the stream".to_string()),
+                };
+                match decode::<(u64, ForwardedAnswer)>(&msg.data) {
+                    Ok((id, answer)) => {
+                        if let Some(reply) = waiting.remove(&id) {
+                            let _ = reply.send(from_wire(answer));
+                        }
+                    }
+                    Err(s) => break Some(format!("undecodable answer: {}", s.message())),
+                }
+            }
+        }
+    };
+    rx.close();
+    let why = why.unwrap_or_else(|| "the proposer stopped".to_string());
+    for (_, reply) in waiting {
+        let _ = reply.send(Err(ClusterError::Unknown(format!(
+            "forward to leader at {addr}: {why}"
+        ))));
+    }
+    while let Some((_, reply)) = rx.recv().await {
+        let _ = reply.send(Err(ClusterError::Unavailable(format!(
+            "forward to leader at {addr}: {why}"
+        ))));
     }
 }
 

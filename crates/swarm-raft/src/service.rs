@@ -19,6 +19,10 @@ use crate::{Raft, Snapshot, SnapshotMeta, StateMachineStore, TypeConfig, Vote};
 /// a batch of entries).
 const PEER_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
+/// How many writes forwarded on one stream are proposed at once; the
+/// stream reads no more until one finishes.
+const FORWARDS_IN_FLIGHT: usize = 16 * 1024;
+
 /// The gRPC server of `RaftService`, ready to add to a tonic router.
 pub type PeerServer = RaftServiceServer<RaftGrpcService>;
 
@@ -101,6 +105,33 @@ impl RaftService for RaftGrpcService {
                 })
                 .filter_map(|bad| futures::future::ready(bad.map(Err))),
             );
+        Ok(Response::new(Box::pin(answers)))
+    }
+
+    type ProposeStreamStream = AppendAnswers;
+
+    /// Writes forwarded by a follower over one stream: each (id, command) is
+    /// proposed as it arrives, each (id, outcome) sent when it is known. A
+    /// request that does not decode ends the stream with an error.
+    async fn propose_stream(
+        &self,
+        request: Request<Streaming<RaftMessage>>,
+    ) -> Result<Response<AppendAnswers>, Status> {
+        self.auth.admit(&request)?;
+        let proposer = self.proposer.clone();
+        let answers = request
+            .into_inner()
+            .take_while(|m| futures::future::ready(m.is_ok()))
+            .filter_map(|m| futures::future::ready(m.ok()))
+            .map(move |m| {
+                let proposer = proposer.clone();
+                async move {
+                    let (id, cmd): (u64, swarm_claims::Command) = decode(&m.data)?;
+                    let answer = to_wire(proposer.propose_local(cmd).await);
+                    encode(&(id, answer)).map(|data| RaftMessage { data })
+                }
+            })
+            .buffer_unordered(FORWARDS_IN_FLIGHT);
         Ok(Response::new(Box::pin(answers)))
     }
 
