@@ -3,6 +3,7 @@
 //! nothing.
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 use crate::command::{Cancel, Claim, Complete, Fail, Handoff, Release, Renew, StepDone, Submit};
 use crate::command::{RegisterNode, SubmitControl};
@@ -187,7 +188,7 @@ pub(crate) fn submit(
         state.enqueue(queue_key(&item), &kind);
     }
     state.counts.insert(&item);
-    state.items.insert(id, Box::new(item.clone()));
+    state.items.insert(id, Arc::new(item.clone()));
     Ok(Response::Submitted {
         item,
         created: true,
@@ -230,7 +231,7 @@ fn grant(
         EventKind::HandedOff
     };
     let agent = state.agent_text(agent);
-    let item = state.items.get_mut(id)?;
+    let item = state.items.get_mut(id).map(Arc::make_mut)?;
     state.last_token += 1;
     let token = state.last_token;
     let expires_at = now.saturating_add(lease_ms);
@@ -266,7 +267,7 @@ fn grant(
 /// Ends the live claim of `item` (which must have one) and drops it from
 /// every claim index.
 pub(crate) fn end_claim(state: &mut State, id: &str, how: ClaimEnd, now: Millis) {
-    let Some(item) = state.items.get_mut(id) else {
+    let Some(item) = state.items.get_mut(id).map(Arc::make_mut) else {
         return;
     };
     // The lease goes: its grant event can no longer be implied by it.
@@ -355,7 +356,7 @@ fn renew(state: &mut State, c: Renew) -> Result<Response, ClaimError> {
         let expires_at = now.saturating_add(lease.lease_ms).max(lease.expires_at);
         state.expiry.remove(&(lease.expires_at, token));
         state.expiry.insert((expires_at, token));
-        if let Some(item) = state.items.get_mut(&id) {
+        if let Some(item) = state.items.get_mut(&id).map(Arc::make_mut) {
             if let Some(l) = item.lease.as_mut() {
                 l.expires_at = expires_at;
                 if let Some(progress) = c.progress.as_deref() {
@@ -375,6 +376,7 @@ fn step_done(state: &mut State, c: StepDone) -> Result<Response, ClaimError> {
     let item = state
         .items
         .get_mut(c.id.as_str())
+        .map(Arc::make_mut)
         .ok_or_else(|| ClaimError::NotFound { id: c.id.clone() })?;
     let index = item.journal().len();
     let holder = item.lease.as_ref().map(|l| (l.agent.clone(), c.token));
@@ -511,6 +513,7 @@ fn cancel(state: &mut State, c: Cancel) -> Result<Response, ClaimError> {
         let item = state
             .items
             .get_mut(c.id.as_str())
+            .map(Arc::make_mut)
             .ok_or_else(|| ClaimError::NotFound { id: c.id.clone() })?;
         if item.cancel_requested().is_none() {
             record(
@@ -603,7 +606,7 @@ fn extend_leases(state: &mut State, now: Millis) -> Response {
         let Some(item) = state
             .live
             .get(&token)
-            .and_then(|id| state.items.get_mut(id))
+            .and_then(|id| state.items.get_mut(id).map(Arc::make_mut))
         else {
             continue;
         };
@@ -630,6 +633,7 @@ pub(crate) fn requeue<'a>(
     let item = state
         .items
         .get_mut(id)
+        .map(Arc::make_mut)
         .ok_or_else(|| ClaimError::NotFound { id: id.to_string() })?;
     state.counts.set_status(item, Status::Pending);
     item.updated_at = now;
@@ -641,6 +645,7 @@ pub(crate) fn requeue<'a>(
     let item = state
         .items
         .get_mut(id)
+        .map(Arc::make_mut)
         .ok_or_else(|| ClaimError::NotFound { id: id.to_string() })?;
     Ok(item)
 }
@@ -657,6 +662,7 @@ fn state_finish_dead<'a>(
     let item = state
         .items
         .get_mut(id)
+        .map(Arc::make_mut)
         .ok_or_else(|| ClaimError::NotFound { id: id.to_string() })?;
     if dead {
         state.counts.set_dead_letter(item, true);
@@ -673,6 +679,7 @@ fn finish<'a>(
     let item = state
         .items
         .get_mut(id)
+        .map(Arc::make_mut)
         .ok_or_else(|| ClaimError::NotFound { id: id.to_string() })?;
     if item.status.is_terminal() {
         state.ended.remove(&(item.updated_at, item.id.clone()));

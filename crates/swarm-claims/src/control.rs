@@ -19,6 +19,7 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -358,7 +359,7 @@ impl State {
             let Some((_, id)) = self.delayed.pop_first() else {
                 break;
             };
-            let Some(item) = self.items.get_mut(&id) else {
+            let Some(item) = self.items.get_mut(&id).map(Arc::make_mut) else {
                 continue;
             };
             if item.status != Status::Pending {
@@ -445,7 +446,7 @@ pub(crate) fn retry(state: &mut State, c: Retry) -> Result<Response, ClaimError>
     let ended_at = item.updated_at;
     let now = crate::apply::advance(state, c.now);
     state.ended.remove(&(ended_at, Text::from(c.id.as_str())));
-    if let Some(item) = state.items.get_mut(c.id.as_str()) {
+    if let Some(item) = state.items.get_mut(c.id.as_str()).map(Arc::make_mut) {
         state.counts.set_dead_letter(item, false);
     }
     let item = crate::apply::requeue(state, &c.id, now)?;

@@ -7,6 +7,7 @@ use crate::command::{Park, Pause, Resume, Signal};
 use crate::control::Hold;
 use crate::state::{ClaimEnd, EventKind, ItemEvent, Status, Text};
 use crate::{ClaimError, Millis, Response, State, WORKFLOW_KIND, WorkItem};
+use std::sync::Arc;
 
 fn item<'a>(state: &'a State, id: &str) -> Result<&'a WorkItem, ClaimError> {
     state
@@ -18,7 +19,7 @@ fn item_mut<'a>(state: &'a mut State, id: &str) -> Result<&'a mut WorkItem, Clai
     state
         .items
         .get_mut(id)
-        .map(|b| &mut **b)
+        .map(Arc::make_mut)
         .ok_or_else(|| ClaimError::NotFound { id: id.to_string() })
 }
 
@@ -55,7 +56,7 @@ fn unqueue(state: &mut State, id: &str) {
 /// Puts a pending item where it belongs: the delayed index while its
 /// `not_before` is ahead of the clock, else the claim queue.
 fn queue(state: &mut State, id: &str) {
-    if let Some(item) = state.items.get_mut(id) {
+    if let Some(item) = state.items.get_mut(id).map(Arc::make_mut) {
         item.tidy_rare();
     }
     let clock = state.clock;
@@ -301,7 +302,7 @@ pub(crate) fn release_hold(state: &mut State, id: &str) {
         return;
     }
     unqueue(state, id);
-    if let Some(item) = state.items.get_mut(id) {
+    if let Some(item) = state.items.get_mut(id).map(Arc::make_mut) {
         let control = item.control_mut();
         control.hold = None;
         control.not_before = 0;
@@ -314,6 +315,7 @@ fn state_pending(state: &mut State, id: &str, now: Millis) -> Result<(), ClaimEr
     let item = state
         .items
         .get_mut(id)
+        .map(Arc::make_mut)
         .ok_or_else(|| ClaimError::NotFound { id: id.to_string() })?;
     state.counts.set_status(item, Status::Pending);
     item.updated_at = now;

@@ -100,6 +100,7 @@ pub(crate) fn reindex(state: &mut State) {
         .map(|i| (i.updated_at, i.id.clone()))
         .collect();
     for item in state.items.values_mut() {
+        let item = std::sync::Arc::make_mut(item);
         bound_events(item);
         bound_history(item);
     }

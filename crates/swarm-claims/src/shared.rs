@@ -24,6 +24,7 @@ pub(crate) fn share_text(state: &mut State) {
     let mut names = BTreeSet::new();
     // Ids: the items map's key is the copy every index shares.
     for (id, item) in state.items.iter_mut() {
+        let item = std::sync::Arc::make_mut(item);
         item.id = id.clone();
         intern(&mut names, &mut item.kind);
         if let Some(lease) = item.lease.as_mut() {

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU64;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -882,9 +883,12 @@ pub(crate) struct QueueKey {
 /// field by field.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
-    /// Boxed: a B-tree node reserves room for eleven values, and a work item
-    /// is a few hundred bytes inline.
-    pub(crate) items: BTreeMap<Text, Box<WorkItem>>,
+    /// Behind a pointer: a B-tree node reserves room for eleven values, and
+    /// a work item is a few hundred bytes inline. Shared (`Arc`), so a copy
+    /// of the state for a snapshot copies the indexes and shares the items:
+    /// the snapshot is encoded from the copy while commands keep applying
+    /// (an item changed meanwhile is copied once, by `Arc::make_mut`).
+    pub(crate) items: BTreeMap<Text, Arc<WorkItem>>,
     pub(crate) by_key: BTreeMap<Text, Text>,
     /// Pending items in claim order.
     pub(crate) queue: BTreeSet<QueueKey>,

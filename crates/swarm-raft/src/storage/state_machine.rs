@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io;
 use std::ops::Deref;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock};
 
 use futures::{Stream, TryStreamExt};
 use openraft::entry::RaftEntry;
@@ -306,45 +306,44 @@ impl SledStore {
     }
 }
 
-/// The applied state under its read lock, as the state to write.
-struct AppliedState<'a>(RwLockReadGuard<'a, Applied>);
-
-impl Deref for AppliedState<'_> {
-    type Target = State;
-
-    fn deref(&self) -> &State {
-        &self.0.state
-    }
-}
-
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     type SnapshotData = SnapshotFile;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let started = std::time::Instant::now();
         let this = self.clone();
-        let snapshot = tokio::task::spawn_blocking(move || -> io::Result<Snapshot> {
-            // Encoded straight from the applied state into the file, under
-            // the read lock: applying waits while it is encoded (less time
-            // than copying the state took) and no second copy of the state
-            // is ever in memory.
-            let applied = AppliedState(this.applied.read().unwrap_or_else(|p| p.into_inner()));
-            let meta = SnapshotMeta {
-                last_log_id: applied.0.last_applied,
-                last_membership: applied.0.membership.clone(),
-            };
-            // Durable before openraft may purge the log behind it.
-            let (meta, snapshot) =
-                this.persist(&meta, |store| store.write_snapshot(&meta, applied))?;
-            Ok(Snapshot { meta, snapshot })
-        })
-        .await
-        .map_err(io::Error::other)??;
+        let (snapshot, copied) =
+            tokio::task::spawn_blocking(move || -> io::Result<(Snapshot, std::time::Duration)> {
+                // A copy of the state under the read lock, encoded after it is
+                // released: the copy shares the work items (an item applying
+                // changes meanwhile is copied then, once) and duplicates only
+                // the indexes, so applying waits for the copy (~10 ms for
+                // 130,000 items here) instead of the whole encode (~250 ms,
+                // which stalled every write on every node at once).
+                let copying = std::time::Instant::now();
+                let (state, meta) = {
+                    let applied = this.applied.read().unwrap_or_else(|p| p.into_inner());
+                    let meta = SnapshotMeta {
+                        last_log_id: applied.last_applied,
+                        last_membership: applied.membership.clone(),
+                    };
+                    (Box::new(applied.state.clone()), meta)
+                };
+                let copied = copying.elapsed();
+                // Durable before openraft may purge the log behind it.
+                let (meta, snapshot) =
+                    this.persist(&meta, |store| store.write_snapshot(&meta, state))?;
+                Ok((Snapshot { meta, snapshot }, copied))
+            })
+            .await
+            .map_err(io::Error::other)??;
         let bytes = snapshot.snapshot.len().unwrap_or(0);
         self.metrics.snapshot_built(started.elapsed(), bytes);
         tracing::info!(
             last_log_id = ?snapshot.meta.last_log_id,
             bytes,
+            copy_ms = copied.as_secs_f64() * 1e3,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
             "built snapshot"
         );
         Ok(snapshot)
